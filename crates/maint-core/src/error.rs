@@ -1,0 +1,99 @@
+use std::path::PathBuf;
+
+/// The shared error type of maint-core.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration value is wrong; `field` names it (`daily_maintenance.time`).
+    #[error("{field}: {message}")]
+    Invalid {
+        /// Where the bad value is, as a dotted path.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A file could not be parsed (syntax, not meaning).
+    #[error("cannot parse {what}")]
+    Parse {
+        /// The file or text that failed.
+        what: String,
+        /// The parser's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A file could not be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The work was cancelled before it finished.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl Error {
+    /// Shorthand for [`Error::Invalid`].
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Invalid { field: field.into(), message: message.into() }
+    }
+
+    /// The process exit code this error maps to: bad input is 2, the rest 1.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::Invalid { .. } | Error::Parse { .. } | Error::Read { .. } => ExitCode::BadInput,
+            Error::Cancelled => ExitCode::Failed,
+        }
+    }
+}
+
+/// The exit codes every aindusdb-maint binary uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// 0: the task finished with status `ok` or `warning` (or was skipped).
+    Ok = 0,
+    /// 1: the task ran and failed.
+    Failed = 1,
+    /// 2: bad input (usage, configuration, URL); nothing was done.
+    BadInput = 2,
+}
+
+impl From<ExitCode> for std::process::ExitCode {
+    fn from(code: ExitCode) -> Self {
+        std::process::ExitCode::from(code as u8)
+    }
+}
+
+/// Formats an error and its chain of causes as one line: `a: b: c`.
+pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !out.ends_with(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = e.source();
+    }
+    out.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_joins_causes_and_flattens_newlines() {
+        let err = Error::Read {
+            path: "/etc/x.toml".into(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such\nfile"),
+        };
+        assert_eq!(one_line(&err), "cannot read /etc/x.toml: no such file");
+        assert_eq!(err.exit_code(), ExitCode::BadInput);
+        assert_eq!(Error::Cancelled.exit_code(), ExitCode::Failed);
+    }
+}

@@ -1,0 +1,20 @@
+#![doc = include_str!("../README.md")]
+
+mod calendar;
+mod error;
+mod impact;
+mod report;
+mod secret;
+mod task;
+
+pub use calendar::{BUILTIN_TASKS, Calendar, PlannedTask, Schedule, Window, builtin_task_id};
+pub use error::{Error, ExitCode, one_line};
+pub use impact::Impact;
+pub use report::{RunReport, Status, TaskReport};
+pub use secret::Secret;
+pub use task::{Task, TaskContext};
+
+/// Re-exported because [`Calendar`] and [`TaskReport`] use its types in their API.
+pub use chrono;
+/// Re-exported because [`TaskContext`] carries its `CancellationToken`.
+pub use tokio_util;

@@ -1,0 +1,91 @@
+#![doc = include_str!("../README.md")]
+
+mod postgres;
+mod redis;
+mod s3;
+
+pub use postgres::{Postgres, TestDb};
+pub use redis::{Redis, TestRedis};
+pub use s3::{ACCESS_KEY, REGION, S3, SECRET_KEY, TestBucket};
+
+pub use deadpool_postgres;
+pub use deadpool_redis;
+pub use object_store;
+
+use testcontainers::core::{ContainerPort, WaitFor};
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+
+/// A started container: kept alive for the whole test binary.
+struct Started {
+    _container: ContainerAsync<GenericImage>,
+    host: String,
+    port: u16,
+}
+
+/// `name:tag` from an environment variable, or the default.
+fn image_from_env(var: &str, default: &str) -> (String, String) {
+    let spec = std::env::var(var).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| default.to_owned());
+    let slash = spec.rfind('/').map_or(0, |i| i + 1);
+    match spec[slash..].rfind(':') {
+        Some(i) => (spec[..slash + i].to_owned(), spec[slash + i + 1..].to_owned()),
+        None => (spec, "latest".to_owned()),
+    }
+}
+
+async fn start(
+    service: &str,
+    env_var: &str,
+    default_image: &str,
+    port: u16,
+    wait: WaitFor,
+    configure: impl FnOnce(GenericImage) -> testcontainers::ContainerRequest<GenericImage>,
+) -> Started {
+    let (name, tag) = image_from_env(env_var, default_image);
+    let image = GenericImage::new(&name, &tag).with_exposed_port(ContainerPort::Tcp(port)).with_wait_for(wait);
+    let request =
+        configure(image).with_label("maint-testkit", "1").with_startup_timeout(std::time::Duration::from_secs(120));
+    let hint = "is Docker running and is the image there? Run scripts/test-env (it installs Docker, \
+                builds the local images and exports MAINT_TEST_*_IMAGE)";
+    let container = request
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("cannot start the {service} test container ({name}:{tag}): {e}; {hint}"));
+    let host = container.get_host().await.map(|h| h.to_string()).unwrap_or_else(|_| "127.0.0.1".into());
+    let mapped = container
+        .get_host_port_ipv4(port)
+        .await
+        .unwrap_or_else(|e| panic!("the {service} test container has no mapped port {port}: {e}"));
+    Started { _container: container, host, port: mapped }
+}
+
+/// Retries `f` every 200 ms for up to 30 s; the official images print their ready
+/// message once before the final server is listening.
+async fn retry<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    what: &str,
+    mut f: impl FnMut() -> F,
+) -> T {
+    let mut last = String::new();
+    for _ in 0..150 {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("{what} did not become ready: {last}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn image_names_split_at_the_tag() {
+        let split = |s: &str| {
+            // SAFETY of the test: each call uses its own variable name.
+            super::image_from_env(&format!("MAINT_TESTKIT_UNSET_{}", s.len()), s)
+        };
+        assert_eq!(split("postgres:16"), ("postgres".into(), "16".into()));
+        assert_eq!(split("local/maint-s3:latest"), ("local/maint-s3".into(), "latest".into()));
+        assert_eq!(split("registry:5000/redis"), ("registry:5000/redis".into(), "latest".into()));
+    }
+}

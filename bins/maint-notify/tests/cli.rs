@@ -54,14 +54,19 @@ async fn sends_reports_json_and_exits_by_outcome() {
     let body: serde_json::Value = serde_json::from_slice(&seen.lock().unwrap()[0]).unwrap();
     assert_eq!(body["blocks"][0]["text"]["text"], "disk 91% full");
 
-    // A refused target: exit 1, one line per target on stdout.
-    let (code, out, _) = tokio::task::spawn_blocking(|| {
-        maint_notify(&["--title", "t", "--target", "slack+http://127.0.0.1:9/services/x"], &[])
+    // A refused target: exit 1, one line per target on stdout. The config file's retry
+    // settings apply; --target replaces its targets.
+    let cfg = std::env::temp_dir().join(format!("maint-notify-cli-{}.toml", std::process::id()));
+    std::fs::write(&cfg, "[notify]\ntargets = [\"log://\"]\nmax_attempts = 2\nmin_backoff_ms = 10\n").unwrap();
+    let path = cfg.to_str().unwrap().to_owned();
+    let (code, out, _) = tokio::task::spawn_blocking(move || {
+        maint_notify(&["--title", "t", "--config", &path, "--target", "slack+http://127.0.0.1:9/services/x"], &[])
     })
     .await
     .unwrap();
     assert_eq!(code, 1);
-    assert!(out.starts_with("FAILED    slack://127.0.0.1 ("), "{out}");
+    assert!(out.starts_with("FAILED    slack://127.0.0.1 (2 attempt(s)): request failed"), "{out}");
+    std::fs::remove_file(cfg).unwrap();
 }
 
 #[test]

@@ -91,8 +91,11 @@ impl Config {
 /// Parses one target URL (`index` is its position, used in error messages).
 pub fn parse_target(index: usize, url: &Secret, timeout: Duration) -> Result<Target, Error> {
     let raw = url.expose().trim();
-    let kind_for_errors =
-        raw.split("://").next().filter(|k| k.len() < 24 && !k.contains(['/', '@', '?'])).unwrap_or("?");
+    let kind_for_errors = raw
+        .split("://")
+        .next()
+        .filter(|k| k.len() < 24 && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '+'))
+        .unwrap_or("?");
     let bad =
         |message: String| Error::InvalidTarget { target: format!("#{} ({kind_for_errors}://…)", index + 1), message };
     let parsed = Url::parse(raw).map_err(|e| bad(format!("not a URL: {e}")))?;
@@ -282,6 +285,7 @@ mod tests {
             ("slack://hooks.slack.com/services/SECRETPATH?rate=0", "rate \"0\""),
             ("pagerduty://", "routing key"),
             ("not a url", "not a URL"),
+            ("ftp://u:SECRETPATH@h/x", "unknown kind \"ftp\""),
         ];
         for (url, want) in cases {
             let e = err(url);

@@ -1,0 +1,299 @@
+//! `maint-backup`: PostgreSQL backups in object storage that are proven to restore.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use chrono::{NaiveDate, TimeDelta, Utc};
+use clap::{Parser, Subcommand};
+use maint_backup::object_store::path::Path;
+use maint_backup::object_store::{ObjectStore, ObjectStoreExt};
+use maint_backup::{
+    Candidate, Compression, CreateOptions, Error, Ledger, RestoreOptions, Retention, catalog, day_prefix, key_time,
+    manifest_key, open_store, plan_retention, restore_report, verify_report,
+};
+use maint_core::{Secret, TaskReport, one_line};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(name = "maint-backup", version, about = "PostgreSQL backups in object storage, proven to restore")]
+struct Cli {
+    /// Where backups live: s3://bucket/prefix (AWS_* variables for credentials, region,
+    /// endpoint, allow-http) or file:///path.
+    #[arg(long, env = "MAINT_BACKUP_STORE", global = true)]
+    store: Option<String>,
+    /// TOML file with a [backup] table (store, database_url, admin_url, compression, jobs, retention).
+    #[arg(long, env = "MAINT_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Print the plan, change nothing.
+    #[arg(long, global = true)]
+    dry_run: bool,
+    /// Print the report as one JSON object.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Dump a database into the store with its manifest.
+    Create {
+        /// The database to back up (password through PGPASSWORD to pg_dump, never on its command line).
+        #[arg(long, env = "MAINT_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        /// gzip, zstd or none.
+        #[arg(long, value_parser = parse_compression)]
+        compress: Option<Compression>,
+    },
+    /// Check backups against their manifests (default: yesterday's, UTC).
+    Verify {
+        /// The day (YYYY-MM-DD).
+        #[arg(long, conflicts_with = "prefix", value_parser = parse_day)]
+        date: Option<NaiveDate>,
+        /// A key prefix instead of a day (`backups` for all).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Only backups not verified successfully in the last N days (rolling mode).
+        #[arg(long)]
+        rolling_days: Option<u32>,
+        /// Backups verified at once.
+        #[arg(long)]
+        jobs: Option<usize>,
+    },
+    /// Restore a backup into a scratch database and compare its data with the manifest.
+    RestoreTest {
+        /// The backup key (default: the newest complete backup).
+        #[arg(long)]
+        key: Option<String>,
+        /// A database on the server that hosts the scratch database (needs CREATEDB).
+        #[arg(long, env = "MAINT_RESTORE_ADMIN_URL", hide_env_values = true)]
+        admin_url: Option<String>,
+    },
+    /// Delete backups outside the retention policy (grandfather-father-son).
+    Prune {
+        /// Days to keep (newest backup of each).
+        #[arg(long)]
+        keep_daily: Option<u32>,
+        /// ISO weeks to keep.
+        #[arg(long)]
+        keep_weekly: Option<u32>,
+        /// Months to keep.
+        #[arg(long)]
+        keep_monthly: Option<u32>,
+        /// Keep everything younger than this.
+        #[arg(long)]
+        min_age_days: Option<u32>,
+    },
+    /// List backups with their state.
+    List {
+        /// Key prefix.
+        #[arg(long, default_value = "backups")]
+        prefix: String,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct BackupConfig {
+    store: Option<String>,
+    database_url: Option<Secret>,
+    admin_url: Option<Secret>,
+    compression: Option<Compression>,
+    jobs: Option<usize>,
+    retention: Option<Retention>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct File {
+    backup: BackupConfig,
+}
+
+fn parse_compression(s: &str) -> Result<Compression, String> {
+    s.parse()
+}
+
+fn parse_day(s: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| format!("{s:?} is not a date (YYYY-MM-DD)"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if !cli.json {
+        tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("maint-backup: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let json = cli.json;
+    match runtime.block_on(run(cli)) {
+        Ok(report) => {
+            if json {
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            } else {
+                print_human(&report);
+            }
+            report.status.exit_code().into()
+        }
+        Err(e) => {
+            eprintln!("maint-backup: {}", one_line(&e));
+            if e.is_bad_input() { maint_core::ExitCode::BadInput.into() } else { maint_core::ExitCode::Failed.into() }
+        }
+    }
+}
+
+fn print_human(r: &TaskReport) {
+    for item in &r.items {
+        println!("{}", item.as_str().map_or_else(|| item.to_string(), str::to_owned));
+    }
+    for w in &r.warnings {
+        println!("warning: {w}");
+    }
+    let metrics: Vec<String> = r.metrics.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let dry = if r.dry_run { " (dry run)" } else { "" };
+    println!("{}: {}{dry} {}", r.task, r.status.as_str(), metrics.join(" "));
+    if let Some(e) = &r.error {
+        println!("error: {e}");
+    }
+}
+
+fn required(value: Option<String>, flag: &str) -> Result<String, Error> {
+    value.filter(|v| !v.is_empty()).ok_or_else(|| Error::Invalid {
+        field: flag.to_owned(),
+        message: "required (flag, environment variable or [backup] in --config)".into(),
+    })
+}
+
+async fn run(cli: Cli) -> Result<TaskReport, Error> {
+    let cfg = match &cli.config {
+        None => BackupConfig::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::Invalid {
+                field: "--config".into(),
+                message: format!("cannot read {}: {e}", path.display()),
+            })?;
+            toml::from_str::<File>(&text)
+                .map_err(|e| Error::Invalid { field: path.display().to_string(), message: e.message().to_owned() })?
+                .backup
+        }
+    };
+    let store = open_store(&required(cli.store.or(cfg.store.clone()), "--store")?)?;
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            c.cancel();
+        }
+    });
+    let dry = cli.dry_run;
+    match cli.command {
+        Command::Create { database_url, compress } => {
+            let url = required(database_url.or(cfg.database_url.map(|s| s.expose().to_owned())), "--database-url")?;
+            let mut opts = CreateOptions::new(Secret::new(url));
+            opts.compression = compress.or(cfg.compression).unwrap_or_default();
+            let mut report = TaskReport::begin("backup-create", dry);
+            if dry {
+                report.item(format!(
+                    "would dump the database with pg_dump --format=custom, {} compression",
+                    opts.compression
+                ));
+                return Ok(report.finish());
+            }
+            match maint_backup::create(&store, &opts, &cancel).await {
+                Ok(m) => {
+                    report.metric("stored_bytes", m.stored_bytes as f64).metric("dump_bytes", m.dump_bytes as f64);
+                    report.metric("tables", m.tables.len() as f64);
+                    report.item(format!("created {} ({} bytes, {} tables)", m.key, m.stored_bytes, m.tables.len()));
+                }
+                Err(e) if e.is_bad_input() => return Err(e),
+                Err(e) => {
+                    report.fail(one_line(&e));
+                }
+            }
+            Ok(report.finish())
+        }
+        Command::Verify { date, prefix, rolling_days, jobs } => {
+            let prefix = prefix
+                .unwrap_or_else(|| day_prefix(date.unwrap_or_else(|| Utc::now().date_naive() - TimeDelta::days(1))));
+            verify_report(&store, &prefix, rolling_days, jobs.or(cfg.jobs).unwrap_or(4), dry).await
+        }
+        Command::RestoreTest { key, admin_url } => {
+            let admin = required(admin_url.or(cfg.admin_url.map(|s| s.expose().to_owned())), "--admin-url")?;
+            let opts = RestoreOptions { admin_url: Secret::new(admin), pg_restore: "pg_restore".into() };
+            restore_report(&store, key, &opts, dry, &cancel).await
+        }
+        Command::Prune { keep_daily, keep_weekly, keep_monthly, min_age_days } => {
+            let mut policy = cfg.retention.unwrap_or_default();
+            policy.keep_daily = keep_daily.unwrap_or(policy.keep_daily);
+            policy.keep_weekly = keep_weekly.unwrap_or(policy.keep_weekly);
+            policy.keep_monthly = keep_monthly.unwrap_or(policy.keep_monthly);
+            policy.min_age_days = min_age_days.unwrap_or(policy.min_age_days);
+            prune(&store, &policy, dry).await
+        }
+        Command::List { prefix } => {
+            let mut report = TaskReport::begin("backup-list", dry);
+            let entries = catalog(&store, &prefix).await?;
+            for e in &entries {
+                let state = match (&e.object, &e.manifest) {
+                    (Some(o), Some(_)) => format!("{} bytes", o.size),
+                    (Some(_), None) => "INCOMPLETE: no manifest".into(),
+                    (None, _) => "MISSING: manifest without its dump".into(),
+                };
+                report.item(format!("{}  {state}", e.key));
+            }
+            report.metric("backups", entries.len() as f64);
+            Ok(report.finish())
+        }
+    }
+}
+
+async fn prune(store: &Arc<dyn ObjectStore>, policy: &Retention, dry: bool) -> Result<TaskReport, Error> {
+    let mut report = TaskReport::begin("backup-prune", dry);
+    let (ledger, warning) = Ledger::load(store).await?;
+    if let Some(w) = warning {
+        report.warn(w);
+    }
+    let entries = catalog(store, "backups").await?;
+    let mut candidates = Vec::new();
+    for e in &entries {
+        let Some(created_at) = key_time(&e.key).or_else(|| e.object.as_ref().map(|o| o.last_modified)) else {
+            report.warn(format!("{}: cannot tell its age; left alone", e.key));
+            continue;
+        };
+        let verified_ok = ledger.entries.get(&e.key).and_then(|l| l.verified_ok).unwrap_or(false);
+        candidates.push(Candidate { key: e.key.clone(), created_at, complete: e.manifest.is_some(), verified_ok });
+    }
+    let plan = plan_retention(&candidates, policy, Utc::now());
+    let mut deleted = 0;
+    for d in &plan {
+        if d.keep {
+            report.item(format!("keep    {} ({})", d.key, d.reason));
+            continue;
+        }
+        if dry {
+            report.item(format!("delete  {} ({})", d.key, d.reason));
+            continue;
+        }
+        // Manifest first: from that instant the backup is invalid, never half-valid.
+        for path in [manifest_key(&d.key), d.key.clone()] {
+            match store.delete(&Path::from(path.as_str())).await {
+                Ok(()) | Err(maint_backup::object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    report.fail(format!("cannot delete {path}: {e}"));
+                    return Ok(report.finish());
+                }
+            }
+        }
+        deleted += 1;
+        report.item(format!("deleted {} ({})", d.key, d.reason));
+    }
+    report.metric("backups_deleted", f64::from(deleted));
+    report.metric("backups_kept", plan.iter().filter(|d| d.keep).count() as f64);
+    Ok(report.finish())
+}

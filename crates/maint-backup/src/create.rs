@@ -1,0 +1,208 @@
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::Stdio;
+use std::sync::Arc;
+
+use async_compression::tokio::bufread::{GzipEncoder, ZstdEncoder};
+use chrono::Utc;
+use deadpool_postgres::tokio_postgres::{self, NoTls};
+use maint_core::Secret;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+use crate::hashing::{HashingReader, hex};
+use crate::{Compression, Error, MANIFEST_FORMAT_VERSION, Manifest, backup_key, fingerprint, manifest_key};
+
+/// What `create` needs.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    /// The source database (`postgresql://user:pass@host/db`). The password is handed to
+    /// `pg_dump` through `PGPASSWORD`, never on its command line.
+    pub database_url: Secret,
+    /// Compression of the stored object.
+    pub compression: Compression,
+    /// The `pg_dump` to run.
+    pub pg_dump: PathBuf,
+    /// Parts uploaded at once (each part is 8 MiB: memory stays bounded).
+    pub upload_concurrency: usize,
+}
+
+impl CreateOptions {
+    /// Gzip, `pg_dump` from `PATH`, 4 parts in flight.
+    pub fn new(database_url: Secret) -> Self {
+        CreateOptions { database_url, compression: Compression::Gzip, pg_dump: "pg_dump".into(), upload_concurrency: 4 }
+    }
+}
+
+const PART_SIZE: usize = 8 << 20;
+
+/// Splits the password out of a connection URL (for `PGPASSWORD`).
+pub(crate) fn without_password(url: &str) -> (String, Option<String>) {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let pw = u.password().map(|p| {
+                url::form_urlencoded::parse(format!("p={p}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            });
+            let _ = u.set_password(None);
+            (u.to_string(), pw)
+        }
+        _ => (url.to_owned(), None),
+    }
+}
+
+pub(crate) fn tool_command(program: &std::path::Path, url: &str) -> (Command, String) {
+    let (url, password) = without_password(url);
+    let mut cmd = Command::new(program);
+    if let Some(pw) = password {
+        cmd.env("PGPASSWORD", pw);
+    }
+    cmd.kill_on_drop(true).stderr(Stdio::piped());
+    (cmd, url)
+}
+
+/// Collects a child's stderr (first 4 KiB) in the background.
+pub(crate) fn stderr_of(child: &mut Child) -> tokio::task::JoinHandle<String> {
+    let stderr = child.stderr.take();
+    tokio::spawn(async move {
+        let mut s = String::new();
+        if let Some(mut e) = stderr {
+            let mut buf = Vec::new();
+            let _ = e.read_to_end(&mut buf).await;
+            s = String::from_utf8_lossy(&buf[..buf.len().min(4096)]).trim().replace('\n', " ");
+        }
+        s
+    })
+}
+
+pub(crate) fn spawn_error(tool: &'static str, e: &std::io::Error) -> Error {
+    let message = if e.kind() == std::io::ErrorKind::NotFound {
+        "not found (install the PostgreSQL client tools)".to_owned()
+    } else {
+        e.to_string()
+    };
+    Error::Tool { tool, message }
+}
+
+/// Dumps a database into the store: `pg_dump --format=custom` in an exported snapshot,
+/// streamed through compression into a multipart upload (memory bounded, no local file),
+/// then a create-only manifest with sizes, hashes and per-table fingerprints taken in
+/// the same snapshot. Returns the manifest.
+pub async fn create(
+    store: &Arc<dyn ObjectStore>,
+    opts: &CreateOptions,
+    cancel: &CancellationToken,
+) -> Result<Manifest, Error> {
+    let (client, conn) = tokio_postgres::connect(opts.database_url.expose(), NoTls).await?;
+    let conn = tokio::spawn(conn);
+    client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+    let row = client
+        .query_one("SELECT pg_export_snapshot(), current_database(), current_setting('server_version')", &[])
+        .await?;
+    let (snapshot, database, server_version): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    let started_at = Utc::now();
+    let key = backup_key(&database, started_at, opts.compression);
+    let path = Path::from(key.as_str());
+    for existing in [path.clone(), Path::from(manifest_key(&key))] {
+        match store.head(&existing).await {
+            Ok(_) => return Err(Error::Exists(key)),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+
+    let (mut cmd, url) = tool_command(&opts.pg_dump, opts.database_url.expose());
+    cmd.args(["--format=custom", "--no-password", &format!("--snapshot={snapshot}"), "--dbname", &url])
+        .stdout(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| spawn_error("pg_dump", &e))?;
+    let stderr = stderr_of(&mut child);
+    let stdout = child.stdout.take().ok_or_else(|| Error::Tool { tool: "pg_dump", message: "no stdout".into() })?;
+
+    let upload = async {
+        let mut writer = WriteMultipart::new_with_chunk_size(store.put_multipart(&path).await?, PART_SIZE);
+        let mut raw = HashingReader::new(stdout);
+        let pumped = pump(&mut raw, opts, &mut writer, cancel).await;
+        let status = child.wait().await;
+        let ok = match (&pumped, status) {
+            (Ok(_), Ok(s)) if s.success() => Ok(()),
+            (Err(_), _) => Ok(()),
+            (_, Ok(s)) => {
+                Err(Error::Tool { tool: "pg_dump", message: format!("{s}: {}", stderr.await.unwrap_or_default()) })
+            }
+            (_, Err(e)) => Err(Error::Io(e)),
+        };
+        match pumped.and_then(|stored| ok.map(|()| stored)) {
+            Ok(stored) => {
+                writer.finish().await?;
+                Ok((stored, raw.bytes(), raw.hex()))
+            }
+            Err(e) => {
+                let _ = writer.abort().await;
+                Err(e)
+            }
+        }
+    };
+    let (uploaded, tables) = tokio::join!(upload, fingerprint(&client));
+    let _ = client.batch_execute("COMMIT").await;
+    drop(client);
+    let _ = conn.await;
+    let ((stored_bytes, stored_sha256), dump_bytes, dump_sha256) = uploaded?;
+    let manifest = Manifest {
+        format_version: MANIFEST_FORMAT_VERSION,
+        key: key.clone(),
+        database,
+        server_version,
+        compression: opts.compression,
+        started_at,
+        finished_at: Utc::now(),
+        stored_bytes,
+        stored_sha256,
+        dump_bytes,
+        dump_sha256,
+        tables: tables?,
+    };
+    let body = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::invalid("manifest", e.to_string()))?;
+    let put = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
+    match store.put_opts(&Path::from(manifest_key(&key)), PutPayload::from(body), put).await {
+        Ok(_) => Ok(manifest),
+        Err(object_store::Error::AlreadyExists { .. }) => Err(Error::Exists(key)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads the dump, compresses it, hashes and uploads the stored bytes.
+async fn pump<R: AsyncRead + Unpin + Send>(
+    raw: &mut HashingReader<R>,
+    opts: &CreateOptions,
+    writer: &mut WriteMultipart,
+    cancel: &CancellationToken,
+) -> Result<(u64, String), Error> {
+    let mut reader: Pin<Box<dyn AsyncRead + Send + '_>> = match opts.compression {
+        Compression::None => Box::pin(raw),
+        Compression::Gzip => Box::pin(GzipEncoder::new(BufReader::new(raw))),
+        Compression::Zstd => Box::pin(ZstdEncoder::new(BufReader::new(raw))),
+    };
+    let mut hasher = Sha256::new();
+    let mut bytes = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let n = reader.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        bytes += n as u64;
+        writer.wait_for_capacity(opts.upload_concurrency.max(1)).await?;
+        writer.write(&buf[..n]);
+    }
+    Ok((bytes, hex(&hasher.finalize())))
+}

@@ -1,0 +1,49 @@
+/// Errors of maint-backup.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Bad input (a URL, a date, a flag); `field` names it. Exit code 2.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The offending field or flag.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The object store failed.
+    #[error("object store")]
+    Store(#[from] object_store::Error),
+    /// PostgreSQL failed.
+    #[error("PostgreSQL")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// A client tool (`pg_dump`, `pg_restore`) failed; `message` is its stderr, cut short.
+    #[error("{tool} failed: {message}")]
+    Tool {
+        /// The tool.
+        tool: &'static str,
+        /// What it said.
+        message: String,
+    },
+    /// Local I/O failed.
+    #[error("I/O")]
+    Io(#[from] std::io::Error),
+    /// A backup with this key is already there: uploads never overwrite.
+    #[error("backup {0} already exists")]
+    Exists(String),
+    /// The work was cancelled; whatever was started has been cleaned up.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+use deadpool_postgres::tokio_postgres;
+
+impl Error {
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Invalid { field: field.into(), message: message.into() }
+    }
+
+    /// Whether this is the caller's bad input (exit code 2) rather than a failure (1).
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, Error::Invalid { .. })
+    }
+}

@@ -1,0 +1,29 @@
+#![doc = include_str!("../README.md")]
+
+mod config;
+mod create;
+mod error;
+mod fingerprint;
+mod hashing;
+mod ledger;
+mod manifest;
+mod restore;
+mod retention;
+mod store;
+mod task;
+mod verify;
+
+pub use config::{Compression, open_store};
+pub use create::{CreateOptions, create};
+pub use error::Error;
+pub use fingerprint::{Mismatch, TableFingerprint, compare, fingerprint, quote_ident};
+pub use ledger::{LEDGER_KEY, Ledger, LedgerEntry};
+pub use manifest::{MANIFEST_FORMAT_VERSION, Manifest};
+pub use restore::{RestoreOptions, RestoreOutcome, SCRATCH_PREFIX, drop_leftovers, restore_test};
+pub use retention::{Candidate, Decision, Retention, plan_retention};
+pub use store::{BackupEntry, backup_key, catalog, day_prefix, key_time, manifest_key};
+pub use task::{BackupVerification, restore_report, verify_report};
+pub use verify::{VerifyResult, verify_all, verify_one};
+
+pub use deadpool_postgres::tokio_postgres;
+pub use object_store;

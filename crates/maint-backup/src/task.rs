@@ -1,0 +1,191 @@
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{TimeDelta, Utc};
+use maint_core::{Impact, Task, TaskContext, TaskReport, one_line};
+use object_store::ObjectStore;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Error, Ledger, RestoreOptions, catalog, day_prefix, key_time, restore_test, verify_all};
+
+/// Verifies the backups under `prefix` (or, with `rolling_days`, those not verified
+/// successfully in that many days), updates the ledger, and reports: metrics
+/// `backups_verified`, `backups_failed`, `bytes_verified`; failed when any backup fails.
+pub async fn verify_report(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &str,
+    rolling_days: Option<u32>,
+    jobs: usize,
+    dry: bool,
+) -> Result<TaskReport, Error> {
+    let mut report = TaskReport::begin("backup-verification", dry);
+    let (mut ledger, warning) = Ledger::load(store).await?;
+    if let Some(w) = warning {
+        report.warn(w);
+    }
+    let all = catalog(store, prefix).await?;
+    let entries: Vec<_> = match rolling_days {
+        Some(days) => ledger.due(&all, Utc::now(), days).into_iter().cloned().collect(),
+        None => all,
+    };
+    if entries.is_empty() {
+        report.warn(format!("no backups under {prefix}"));
+        report.metric("backups_verified", 0.0).metric("backups_failed", 0.0).metric("bytes_verified", 0.0);
+        return Ok(report.finish());
+    }
+    if dry {
+        for e in &entries {
+            report.item(format!("would verify {}", e.key));
+        }
+        return Ok(report.finish());
+    }
+    let results = verify_all(store, &entries, jobs).await;
+    let failed = results.iter().filter(|r| !r.ok).count();
+    report.metric("backups_verified", (results.len() - failed) as f64);
+    report.metric("backups_failed", failed as f64);
+    report.metric("bytes_verified", results.iter().map(|r| r.bytes_read).sum::<u64>() as f64);
+    for r in &results {
+        let entry = ledger.entries.entry(r.key.clone()).or_default();
+        entry.verified_at = Some(Utc::now());
+        entry.verified_ok = Some(r.ok);
+        report.item(if r.ok {
+            format!("ok      {}", r.key)
+        } else {
+            format!("FAILED  {}: {}", r.key, r.problems.join("; "))
+        });
+    }
+    if let Err(e) = ledger.save(store).await {
+        report.warn(format!("cannot save the ledger: {}", one_line(&e)));
+    }
+    if failed > 0 {
+        report.fail(format!("{failed} of {} backup(s) failed verification", results.len()));
+    }
+    Ok(report.finish())
+}
+
+/// Restore-tests a backup (default: the newest complete one), records the outcome in the
+/// ledger, and reports: metrics `restore_seconds`, `tables_compared`, `tables_mismatched`.
+pub async fn restore_report(
+    store: &Arc<dyn ObjectStore>,
+    key: Option<String>,
+    opts: &RestoreOptions,
+    dry: bool,
+    cancel: &CancellationToken,
+) -> Result<TaskReport, Error> {
+    let mut report = TaskReport::begin("backup-restore-test", dry);
+    let key = match key {
+        Some(k) => k,
+        None => catalog(store, "backups")
+            .await?
+            .into_iter()
+            .filter(|e| e.object.is_some() && e.manifest.is_some())
+            .max_by_key(|e| key_time(&e.key))
+            .map(|e| e.key)
+            .ok_or_else(|| Error::Invalid {
+                field: "--key".into(),
+                message: "no complete backup in the store".into(),
+            })?,
+    };
+    if dry {
+        report.item(format!("would restore {key} into a scratch database and compare fingerprints"));
+        return Ok(report.finish());
+    }
+    let (mut ledger, warning) = Ledger::load(store).await?;
+    if let Some(w) = warning {
+        report.warn(w);
+    }
+    let outcome = restore_test(store, &key, opts, cancel).await;
+    let entry = ledger.entries.entry(key.clone()).or_default();
+    entry.restored_at = Some(Utc::now());
+    match &outcome {
+        Ok(o) => {
+            entry.restore_ok = Some(o.mismatches.is_empty());
+            entry.restore_seconds = Some(o.seconds);
+            report.metric("restore_seconds", o.seconds);
+            report.metric("tables_compared", o.tables_compared as f64);
+            report.metric("tables_mismatched", o.mismatches.len() as f64);
+            for d in &o.leftovers_dropped {
+                report.warn(format!("dropped {d}, left behind by a run that did not finish"));
+            }
+            for m in &o.mismatches {
+                report.item(format!("MISMATCH {}: {}", m.table, m.reason));
+            }
+            if o.mismatches.is_empty() {
+                report.item(format!("restored {key}: {} tables match the source", o.tables_compared));
+            } else {
+                report.fail(format!("{} table(s) differ from the source after restoring {key}", o.mismatches.len()));
+            }
+        }
+        Err(e) => {
+            entry.restore_ok = Some(false);
+            report.fail(format!("restore of {key} failed: {}", one_line(e)));
+        }
+    }
+    if let Err(e) = ledger.save(store).await {
+        report.warn(format!("cannot save the ledger: {}", one_line(&e)));
+    }
+    match outcome {
+        Err(e) if e.is_bad_input() => Err(e),
+        _ => Ok(report.finish()),
+    }
+}
+
+/// The weekly "Backup Verification" task: verify yesterday's backups, then (when
+/// configured) restore-test the newest one.
+#[derive(Debug, Clone)]
+pub struct BackupVerification {
+    /// The backup store.
+    pub store: Arc<dyn ObjectStore>,
+    /// Backups verified at once.
+    pub jobs: usize,
+    /// Rolling mode: verify what was not verified successfully in this many days, instead of yesterday's.
+    pub rolling_days: Option<u32>,
+    /// Restore-test the newest backup too.
+    pub restore: Option<RestoreOptions>,
+}
+
+#[async_trait]
+impl Task for BackupVerification {
+    fn name(&self) -> &str {
+        "backup-verification"
+    }
+
+    fn impact(&self) -> Impact {
+        Impact::None
+    }
+
+    async fn run(&self, ctx: &TaskContext) -> TaskReport {
+        let prefix = if self.rolling_days.is_some() {
+            "backups".to_owned()
+        } else {
+            day_prefix(Utc::now().date_naive() - TimeDelta::days(1))
+        };
+        let mut report = match verify_report(&self.store, &prefix, self.rolling_days, self.jobs, ctx.dry_run).await {
+            Ok(r) => r,
+            Err(e) => {
+                let mut r = TaskReport::begin(self.name(), ctx.dry_run);
+                r.fail(one_line(&e));
+                return r.finish();
+            }
+        };
+        if let Some(opts) = &self.restore {
+            match restore_report(&self.store, None, opts, ctx.dry_run, &ctx.cancel).await {
+                Ok(r) => {
+                    report.metrics.extend(r.metrics);
+                    report.items.extend(r.items);
+                    report.warnings.extend(r.warnings);
+                    if r.status == maint_core::Status::Failed {
+                        let e = r.error.unwrap_or_default();
+                        report.error = Some(report.error.map_or(e.clone(), |prev| format!("{prev}; {e}")));
+                        report.status = maint_core::Status::Failed;
+                    }
+                }
+                Err(e) => {
+                    report.fail(one_line(&e));
+                }
+            }
+        }
+        report.task = self.name().to_owned();
+        report
+    }
+}

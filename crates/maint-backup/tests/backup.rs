@@ -1,0 +1,298 @@
+//! maint-backup against a real PostgreSQL (pg_dump / pg_restore) and a real S3 server.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use maint_backup::object_store::path::Path;
+use maint_backup::object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use maint_backup::{
+    Compression, CreateOptions, Error, Ledger, Manifest, RestoreOptions, SCRATCH_PREFIX, catalog, create, day_prefix,
+    manifest_key, open_store, restore_test, verify_all, verify_one,
+};
+use maint_core::Secret;
+use maint_testkit::{Postgres, S3, TestDb};
+use tokio_util::sync::CancellationToken;
+
+async fn seeded() -> TestDb {
+    let db = Postgres::shared().await.fresh_database().await;
+    let client = db.pool().get().await.unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE vectors (id bigserial PRIMARY KEY, label text, embedding float8[], created_at timestamptz DEFAULT now());
+             INSERT INTO vectors (label, embedding) SELECT 'v' || g, ARRAY[g * 0.1, g * 0.2] FROM generate_series(1, 5000) g;
+             CREATE TABLE \"veritas results; DROP TABLE x\" (k text, v jsonb);
+             INSERT INTO \"veritas results; DROP TABLE x\" SELECT 'k' || g, jsonb_build_object('n', g) FROM generate_series(1, 300) g;
+             INSERT INTO \"veritas results; DROP TABLE x\" VALUES ('dup', '{}'), ('dup', '{}');
+             CREATE SCHEMA audit; CREATE TABLE audit.\"Événements\" (at timestamptz, what text);
+             INSERT INTO audit.\"Événements\" VALUES (now(), 'created');
+             CREATE TABLE empty_table (x int);",
+        )
+        .await
+        .unwrap();
+    db
+}
+
+async fn store() -> Arc<dyn ObjectStore> {
+    S3::shared().await.fresh_bucket().await.store()
+}
+
+async fn admin_url() -> Secret {
+    Secret::new(Postgres::shared().await.url("postgres"))
+}
+
+async fn scratch_databases() -> Vec<String> {
+    let pg = Postgres::shared().await;
+    let (client, conn) =
+        maint_backup::tokio_postgres::connect(&pg.url("postgres"), maint_backup::tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client
+        .query("SELECT datname FROM pg_database WHERE datname LIKE 'maint\\_restore\\_%'", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+async fn make(store: &Arc<dyn ObjectStore>, db: &TestDb, compression: Compression) -> Manifest {
+    let mut opts = CreateOptions::new(Secret::new(db.url()));
+    opts.compression = compression;
+    create(store, &opts, &CancellationToken::new()).await.unwrap()
+}
+
+async fn entry(store: &Arc<dyn ObjectStore>, key: &str) -> maint_backup::BackupEntry {
+    let day = key.rsplit_once('/').unwrap().0.to_owned();
+    catalog(store, &day).await.unwrap().into_iter().find(|e| e.key == key).unwrap()
+}
+
+#[tokio::test]
+async fn round_trip_create_verify_restore() {
+    let (db, store) = (seeded().await, store().await);
+    let m = make(&store, &db, Compression::Gzip).await;
+    assert!(m.key.starts_with(&format!("{}/{}-", day_prefix(Utc::now().date_naive()), db.name)), "{}", m.key);
+    assert!(m.key.ends_with(".dump.gz"));
+    assert_eq!(m.tables.len(), 4);
+    let hostile = m.tables.iter().find(|t| t.table == "veritas results; DROP TABLE x").unwrap();
+    assert_eq!(hostile.rows, 302);
+    assert!(m.dump_bytes > m.stored_bytes / 2 && m.stored_bytes > 0);
+
+    let entries = catalog(&store, &day_prefix(Utc::now().date_naive())).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    let v = verify_one(&store, &entries[0]).await;
+    assert!(v.ok, "{v:?}");
+    assert_eq!(v.bytes_read, m.stored_bytes);
+
+    let opts = RestoreOptions { admin_url: admin_url().await, pg_restore: "pg_restore".into() };
+    let r = restore_test(&store, &m.key, &opts, &CancellationToken::new()).await.unwrap();
+    assert!(r.mismatches.is_empty(), "{:?}", r.mismatches);
+    assert_eq!(r.tables_compared, 4);
+    assert!(r.scratch_database.starts_with(SCRATCH_PREFIX));
+    assert!(scratch_databases().await.is_empty(), "the scratch database is dropped");
+
+    // A second backup of the same database never overwrites the first.
+    let again = make(&store, &db, Compression::Zstd).await;
+    assert_ne!(again.key, m.key);
+    assert!(again.key.ends_with(".dump.zst"));
+    let plain = make(&store, &db, Compression::None).await;
+    let all = catalog(&store, "backups").await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(verify_all(&store, &all, 2).await.iter().all(|v| v.ok));
+    assert_eq!(again.dump_sha256.len(), 64);
+    assert_eq!(plain.stored_sha256, plain.dump_sha256, "uncompressed: stored bytes are the dump");
+}
+
+async fn rewrite(store: &Arc<dyn ObjectStore>, key: &str, f: impl FnOnce(Vec<u8>) -> Vec<u8>) {
+    let path = Path::from(key);
+    let bytes = store.get(&path).await.unwrap().bytes().await.unwrap().to_vec();
+    store.put(&path, PutPayload::from(f(bytes))).await.unwrap();
+}
+
+#[tokio::test]
+async fn corruption_of_every_kind_is_caught_and_named() {
+    let (db, store) = (seeded().await, store().await);
+    let mut keys = Vec::new();
+    for _ in 0..6 {
+        keys.push(make(&store, &db, Compression::Gzip).await.key);
+    }
+    let offset = (Utc::now().timestamp_subsec_nanos() as usize) % 1000 + 100;
+    rewrite(&store, &keys[0], |mut b| {
+        b[offset] ^= 0x01;
+        b
+    })
+    .await;
+    rewrite(&store, &keys[1], |b| b[..b.len() / 2].to_vec()).await;
+    store.delete(&Path::from(manifest_key(&keys[2]))).await.unwrap();
+    // Swap two backups' manifests.
+    let m3 = store.get(&Path::from(manifest_key(&keys[3]))).await.unwrap().bytes().await.unwrap();
+    let m4 = store.get(&Path::from(manifest_key(&keys[4]))).await.unwrap().bytes().await.unwrap();
+    store.put(&Path::from(manifest_key(&keys[3])), PutPayload::from(m4)).await.unwrap();
+    store.put(&Path::from(manifest_key(&keys[4])), PutPayload::from(m3)).await.unwrap();
+    // Not gzip at all under .gz.
+    rewrite(&store, &keys[5], |_| b"PGDMP this is not gzip".to_vec()).await;
+    // A manifest without its dump.
+    let orphan = keys[5].replace(".dump.gz", "-orphan.dump.gz");
+    let mut m: Manifest =
+        serde_json::from_slice(&store.get(&Path::from(manifest_key(&keys[0]))).await.unwrap().bytes().await.unwrap())
+            .unwrap();
+    m.key = orphan.clone();
+    store.put(&Path::from(manifest_key(&orphan)), PutPayload::from(serde_json::to_vec(&m).unwrap())).await.unwrap();
+
+    let entries = catalog(&store, "backups").await.unwrap();
+    let results = verify_all(&store, &entries, 3).await;
+    let problems = |key: &str| results.iter().find(|r| r.key == key).unwrap().problems.join("; ");
+    assert!(results.iter().all(|r| !r.ok), "{results:#?}");
+    let p0 = problems(&keys[0]);
+    assert!(p0.contains("SHA-256 of the stored bytes") || p0.contains("cannot read as gzip"), "bit flip: {p0}");
+    let p1 = problems(&keys[1]);
+    assert!(p1.contains("cannot read as gzip") || p1.contains("stored size"), "truncation: {p1}");
+    assert!(problems(&keys[2]).contains("no manifest"), "{}", problems(&keys[2]));
+    assert!(problems(&keys[3]).contains("belongs to another backup"), "{}", problems(&keys[3]));
+    assert!(problems(&keys[4]).contains("belongs to another backup"));
+    assert!(problems(&keys[5]).contains("cannot read as gzip"), "{}", problems(&keys[5]));
+    assert!(problems(&orphan).contains("dump object is missing"), "{}", problems(&orphan));
+}
+
+#[tokio::test]
+async fn a_manifest_of_another_day_names_the_drifted_table() {
+    let (db, store) = (seeded().await, store().await);
+    let before = make(&store, &db, Compression::Gzip).await;
+    db.pool().get().await.unwrap().batch_execute("UPDATE vectors SET label = 'drifted' WHERE id = 42").await.unwrap();
+    let mut after = make(&store, &db, Compression::Gzip).await;
+    let changed: Vec<&str> =
+        before.tables.iter().zip(&after.tables).filter(|(a, b)| a != b).map(|(a, _)| a.table.as_str()).collect();
+    assert_eq!(changed, ["vectors"], "only the changed table's fingerprint moves");
+    // Restore `before` against `after`'s fingerprints.
+    after.key = before.key.clone();
+    store
+        .put(&Path::from(manifest_key(&before.key)), PutPayload::from(serde_json::to_vec(&after).unwrap()))
+        .await
+        .unwrap();
+    let opts = RestoreOptions { admin_url: admin_url().await, pg_restore: "pg_restore".into() };
+    let r = restore_test(&store, &before.key, &opts, &CancellationToken::new()).await.unwrap();
+    assert_eq!(r.mismatches.len(), 1, "{:?}", r.mismatches);
+    assert_eq!(r.mismatches[0].table, "public.vectors");
+    assert!(scratch_databases().await.is_empty());
+}
+
+#[tokio::test]
+async fn failed_cancelled_and_crashed_restores_leave_no_scratch_database() {
+    let (db, store) = (seeded().await, store().await);
+    let good = make(&store, &db, Compression::Gzip).await;
+    let bad = make(&store, &db, Compression::Gzip).await;
+    // Valid gzip, but not a dump: pg_restore fails midway.
+    rewrite(&store, &bad.key, |_| {
+        use std::io::Write;
+        let mut gz = flate2_free_gzip();
+        gz.write_all(b"PGDMP garbage").unwrap();
+        gz.into_inner()
+    })
+    .await;
+    let opts = RestoreOptions { admin_url: admin_url().await, pg_restore: "pg_restore".into() };
+    let err = restore_test(&store, &bad.key, &opts, &CancellationToken::new()).await.unwrap_err();
+    assert!(matches!(err, Error::Tool { tool: "pg_restore", .. }), "{err:?}");
+    assert!(scratch_databases().await.is_empty());
+
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let err = restore_test(&store, &good.key, &opts, &cancel).await.unwrap_err();
+    assert!(matches!(err, Error::Cancelled), "{err:?}");
+    assert!(scratch_databases().await.is_empty());
+
+    // A crashed run left its scratch database behind: the next run drops it.
+    let pg = Postgres::shared().await;
+    let (client, conn) =
+        maint_backup::tokio_postgres::connect(&pg.url("postgres"), maint_backup::tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client.batch_execute(&format!("CREATE DATABASE {SCRATCH_PREFIX}19990101000000000_1")).await.unwrap();
+    let r = restore_test(&store, &good.key, &opts, &CancellationToken::new()).await.unwrap();
+    assert_eq!(r.leftovers_dropped, [format!("{SCRATCH_PREFIX}19990101000000000_1")]);
+    assert!(scratch_databases().await.is_empty());
+}
+
+/// A minimal gzip member writer (stored blocks), so the test needs no compression crate.
+struct Gz(Vec<u8>, Vec<u8>);
+fn flate2_free_gzip() -> Gz {
+    Gz(Vec::new(), Vec::new())
+}
+impl std::io::Write for Gz {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.1.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+impl Gz {
+    fn into_inner(mut self) -> Vec<u8> {
+        let data = std::mem::take(&mut self.1);
+        let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+        out.push(1); // final stored block
+        let len = data.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(&data);
+        out.extend_from_slice(&crc32(&data).to_le_bytes());
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        self.0 = out;
+        self.0
+    }
+}
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+#[tokio::test]
+async fn ledger_tracks_verifications_and_survives_corruption() {
+    let (db, store) = (seeded().await, store().await);
+    let m = make(&store, &db, Compression::Gzip).await;
+    let entries = vec![entry(&store, &m.key).await];
+    let (mut ledger, warning) = Ledger::load(&store).await.unwrap();
+    assert!(warning.is_none());
+    assert_eq!(ledger.due(&entries, Utc::now(), 7).len(), 1, "never verified: due");
+    let v = verify_one(&store, &entries[0]).await;
+    let e = ledger.entries.entry(v.key.clone()).or_default();
+    e.verified_at = Some(Utc::now());
+    e.verified_ok = Some(v.ok);
+    ledger.save(&store).await.unwrap();
+    let (loaded, _) = Ledger::load(&store).await.unwrap();
+    assert_eq!(loaded, ledger);
+    assert!(loaded.due(&entries, Utc::now(), 7).is_empty());
+    assert_eq!(loaded.due(&entries, Utc::now() + chrono::TimeDelta::days(8), 7).len(), 1);
+
+    store.put(&Path::from(maint_backup::LEDGER_KEY), PutPayload::from_static(b"{not json")).await.unwrap();
+    let (empty, warning) = Ledger::load(&store).await.unwrap();
+    assert!(empty.entries.is_empty());
+    assert!(warning.unwrap().contains("set aside as backups/ledger.json.corrupt-"));
+}
+
+#[tokio::test]
+async fn bad_input_is_named() {
+    for (url, want) in
+        [("ftp://bucket/x", "unknown scheme \"ftp\""), ("s3://ab/x", "no bucket name"), ("not a url", "not a URL")]
+    {
+        let e = open_store(url).err().unwrap();
+        assert!(e.is_bad_input() && e.to_string().contains(want), "{url}: {e}");
+    }
+    let store = store().await;
+    let opts = RestoreOptions { admin_url: admin_url().await, pg_restore: "pg_restore".into() };
+    let e =
+        restore_test(&store, "backups/2026/01/01/none.dump.gz", &opts, &CancellationToken::new()).await.unwrap_err();
+    assert!(e.is_bad_input() && e.to_string().contains("no manifest"), "{e}");
+    let pg = Postgres::shared().await;
+    let wrong = Secret::new(format!("postgresql://postgres:wrong@{}:{}/postgres", pg.host, pg.port));
+    let e = create(&store, &CreateOptions::new(wrong), &CancellationToken::new()).await.unwrap_err();
+    assert!(maint_core::one_line(&e).contains("password authentication failed"), "{}", maint_core::one_line(&e));
+    let db = Postgres::shared().await.fresh_database().await;
+    let mut opts = CreateOptions::new(Secret::new(db.url()));
+    opts.pg_dump = "/nonexistent/pg_dump".into();
+    let e = create(&store, &opts, &CancellationToken::new()).await.unwrap_err();
+    assert_eq!(e.to_string(), "pg_dump failed: not found (install the PostgreSQL client tools)");
+}

@@ -1,0 +1,184 @@
+//! `maint-db-optimize`: VACUUM/ANALYZE with SKIP_LOCKED, batched retention and cleanup of
+//! invalid `_ccnew`/`_ccold` indexes, without blocking production.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use maint_core::{Secret, Task, TaskContext, TaskReport, one_line};
+use maint_db::{Config, DatabaseOptimization, Error, Steps};
+
+/// Flags override the `--config` file, which overrides the defaults. The database URL is
+/// a secret: it is never printed (`--help` hides the environment value too).
+#[derive(Parser)]
+#[command(name = "maint-db-optimize", version, about = "PostgreSQL maintenance that does not block production")]
+struct Cli {
+    /// TOML file with the settings (the fields of maint_db::Config).
+    #[arg(long, env = "MAINT_DB_CONFIG")]
+    config: Option<PathBuf>,
+    /// postgresql://user:password@host:port/db
+    #[arg(long, value_name = "URL", env = "MAINT_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Connections used in parallel for per-table work.
+    #[arg(long, value_name = "N", env = "MAINT_DB_JOBS", allow_hyphen_values = true)]
+    jobs: Option<String>,
+    /// lock_timeout of every session (500ms, 5s).
+    #[arg(long, value_name = "DURATION", env = "MAINT_DB_LOCK_TIMEOUT", allow_hyphen_values = true)]
+    lock_timeout: Option<String>,
+    /// statement_timeout of every session (30m, 1h; 0 for none).
+    #[arg(long, value_name = "DURATION", env = "MAINT_DB_STATEMENT_TIMEOUT", allow_hyphen_values = true)]
+    statement_timeout: Option<String>,
+    /// maintenance_work_mem of every session (256MB); the server's when unset.
+    #[arg(long, value_name = "SIZE", env = "MAINT_DB_MAINTENANCE_WORK_MEM")]
+    maintenance_work_mem: Option<String>,
+    /// Step: ANALYZE every table. Naming any step runs only the steps named.
+    #[arg(long)]
+    analyze: bool,
+    /// Step: VACUUM every table (with ANALYZE when --analyze is given too).
+    #[arg(long)]
+    vacuum: bool,
+    /// Step: delete rows by the retention rules, in batches.
+    #[arg(long)]
+    retention: bool,
+    /// Step: drop invalid _ccnew/_ccold indexes left by a failed REINDEX CONCURRENTLY.
+    #[arg(long)]
+    invalid_indexes: bool,
+    /// Print the plan, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            let first = msg.lines().next().unwrap_or("bad arguments").trim_start_matches("error: ");
+            eprintln!("maint-db-optimize: {first}");
+            return maint_core::ExitCode::BadInput.into();
+        }
+    };
+    match run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("maint-db-optimize: {}", one_line(&e));
+            e.exit_code().into()
+        }
+    }
+}
+
+fn build_config(cli: &Cli) -> Result<Config, Error> {
+    let mut cfg = match &cli.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| Error::invalid("config", format!("cannot read {}: {e}", p.display())))?;
+            toml::from_str::<Config>(&text)
+                .map_err(|e| Error::invalid("config", format!("{}: {}", p.display(), e.message())))?
+        }
+        None => Config::default(),
+    };
+    if let Some(url) = &cli.database_url {
+        cfg.url = Some(Secret::new(url.as_str()));
+    }
+    if let Some(v) = &cli.jobs {
+        cfg.jobs = v.trim().parse().map_err(|_| Error::invalid("jobs", format!("{v:?} is not a number")))?;
+    }
+    if let Some(v) = &cli.lock_timeout {
+        cfg.lock_timeout.clone_from(v);
+    }
+    if let Some(v) = &cli.statement_timeout {
+        cfg.statement_timeout.clone_from(v);
+    }
+    if let Some(v) = &cli.maintenance_work_mem {
+        cfg.maintenance_work_mem = Some(v.clone());
+    }
+    if cli.analyze || cli.vacuum || cli.retention || cli.invalid_indexes {
+        cfg.steps = Steps {
+            analyze: cli.analyze,
+            vacuum: cli.vacuum,
+            retention: cli.retention,
+            invalid_indexes: cli.invalid_indexes,
+        };
+    }
+    Ok(cfg)
+}
+
+fn run(cli: &Cli) -> Result<ExitCode, Error> {
+    let task = DatabaseOptimization::new(&build_config(cli)?)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::invalid("runtime", e.to_string()))?;
+    let ctx = TaskContext::new(cli.dry_run);
+    let report = rt.block_on(async {
+        // SIGTERM (a CronJob being stopped) or Ctrl-C: finish the statements in flight,
+        // start no new one, and report how far the run got.
+        let cancel = ctx.cancel.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            cancel.cancel();
+        });
+        task.run(&ctx).await
+    });
+    if cli.json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")));
+    } else {
+        print!("{}", text(&report));
+    }
+    Ok(report.status.exit_code().into())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        return;
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn text(r: &TaskReport) -> String {
+    let mut out = String::new();
+    for item in &r.items {
+        let s = |k: &str| item[k].as_str().unwrap_or_default().to_owned();
+        let line = match s("step").as_str() {
+            "table" if r.dry_run => format!("{} ({})", s("sql"), item["reason"].as_str().unwrap_or("")),
+            "table" => format!("{}: {}", s("sql"), s("outcome")),
+            "retention" if r.dry_run => {
+                format!(
+                    "{}: would delete {} rows with {} < {}",
+                    s("table"),
+                    item["would_delete"],
+                    s("column"),
+                    s("cutoff")
+                )
+            }
+            "retention" => format!("{}: deleted {} rows in {} batches", s("table"), item["deleted"], item["batches"]),
+            "invalid_index" => format!("{}: {}", s("index"), s("action")),
+            _ => item.to_string(),
+        };
+        out += &line;
+        out.push('\n');
+    }
+    for w in &r.warnings {
+        out += &format!("warning: {w}\n");
+    }
+    if let Some(e) = &r.error {
+        out += &format!("error: {e}\n");
+    }
+    let metrics: Vec<String> = r.metrics.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let dry = if r.dry_run { " (dry run)" } else { "" };
+    out += &format!("{}: {}{dry} {}\n", r.task, r.status.as_str(), metrics.join(" "));
+    out
+}

@@ -1,0 +1,152 @@
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::{Blocker, Error, RetentionRule, RunLockAttempt};
+
+/// A table as seen in the catalog, without taking any lock on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableStats {
+    /// `pg_class.oid`.
+    pub oid: u32,
+    /// Schema.
+    pub schema: String,
+    /// Name.
+    pub name: String,
+    /// Size estimate from `relpages` (heap + TOAST), in bytes: reading the real size
+    /// would take a lock that a blocked table would make us wait for.
+    pub bytes: i64,
+    /// `n_dead_tup`.
+    pub dead_tuples: i64,
+    /// `age(relfrozenxid)`.
+    pub xid_age: i64,
+    /// `vacuum_count` before the run.
+    pub vacuum_count: i64,
+    /// `analyze_count` before the run.
+    pub analyze_count: i64,
+}
+
+/// What to do to one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableWork {
+    /// `VACUUM (SKIP_LOCKED[, ANALYZE][, FREEZE])`.
+    Vacuum {
+        /// With ANALYZE.
+        analyze: bool,
+        /// With FREEZE.
+        freeze: bool,
+    },
+    /// `ANALYZE (SKIP_LOCKED)`.
+    Analyze,
+}
+
+/// Why a table is in the plan where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// `age(relfrozenxid)` at or above the wraparound threshold: first.
+    Wraparound,
+    /// Everything else, by the configured order.
+    Routine,
+}
+
+/// One planned statement on one table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableJob {
+    /// The table.
+    pub table: TableStats,
+    /// What to run.
+    pub work: TableWork,
+    /// Why it is where it is.
+    pub reason: Reason,
+}
+
+/// How one table job ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum TableOutcome {
+    /// Done: the statistics counters moved.
+    Done,
+    /// `SKIP_LOCKED` skipped it: these sessions hold conflicting locks.
+    Skipped {
+        /// Who holds the locks.
+        blockers: Vec<Blocker>,
+    },
+    /// The statement succeeded but the counters did not move and nobody holds a
+    /// conflicting lock (no privilege, or the lock was released meanwhile).
+    Unconfirmed,
+    /// The table was dropped after planning.
+    Vanished,
+}
+
+/// An invalid index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InvalidIndex {
+    /// Schema.
+    pub schema: String,
+    /// Index name.
+    pub name: String,
+    /// Its table.
+    pub table: String,
+    /// The table's oid.
+    pub table_oid: u32,
+    /// Size estimate from `relpages`.
+    pub bytes: i64,
+    /// A `CREATE INDEX`/`REINDEX` is running on the table right now.
+    pub build_in_progress: bool,
+}
+
+/// What the catalog says about a retention rule's table and column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleTarget {
+    /// The table's oid; `None` when there is no such table.
+    pub oid: Option<u32>,
+    /// The table is partitioned (`ctid` batches would not be unique across partitions).
+    pub partitioned: bool,
+    /// The column's type (`timestamp with time zone`); `None` when there is no such column.
+    pub column_type: Option<String>,
+    /// The cutoff as `timestamptz` text (now minus the rule's age).
+    pub cutoff_tz: String,
+    /// The same instant as `timestamp` text in the session time zone.
+    pub cutoff_local: String,
+}
+
+/// A retention rule checked against the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResolvedRule {
+    /// The rule.
+    pub rule: RetentionRule,
+    /// The table's oid.
+    pub oid: u32,
+    /// `timestamptz` or `timestamp` (dates compare with timestamps).
+    pub cast: &'static str,
+    /// The cutoff text for that cast.
+    pub cutoff: String,
+}
+
+/// The I/O a maintenance run needs. Object safe; [`PgBackend`](crate::PgBackend)
+/// implements it on a [`Db`](crate::Db), tests mock it.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait DbBackend: Send + Sync + Debug + 'static {
+    /// Tries the run lock.
+    async fn lock_run(&self) -> Result<RunLockAttempt, Error>;
+    /// `pg_database_size(current_database())`.
+    async fn database_size(&self) -> Result<i64, Error>;
+    /// Ordinary tables and materialized views outside the system schemas.
+    async fn tables(&self) -> Result<Vec<TableStats>, Error>;
+    /// Runs one job (with lock retries).
+    async fn maintain(&self, job: &TableJob) -> Result<TableOutcome, Error>;
+    /// Invalid indexes outside the system schemas.
+    async fn invalid_indexes(&self) -> Result<Vec<InvalidIndex>, Error>;
+    /// `DROP INDEX CONCURRENTLY IF EXISTS` (with lock retries).
+    async fn drop_index(&self, index: &InvalidIndex) -> Result<(), Error>;
+    /// Looks a retention rule up in the catalog.
+    async fn rule_target(&self, rule: &RetentionRule) -> Result<RuleTarget, Error>;
+    /// Counts the rows a rule would delete.
+    async fn count_expired(&self, rule: &ResolvedRule) -> Result<u64, Error>;
+    /// Deletes at most `limit` expired rows in one statement; returns how many.
+    async fn delete_batch(&self, rule: &ResolvedRule, limit: u64) -> Result<u64, Error>;
+}

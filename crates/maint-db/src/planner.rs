@@ -1,0 +1,274 @@
+//! Pure planning: observed state in, actions out. No I/O here.
+
+use std::cmp::Reverse;
+
+use serde::Serialize;
+
+use crate::{
+    Error, InvalidIndex, Order, Reason, ResolvedRule, RetentionRule, RuleTarget, Steps, TableJob, TableStats,
+    TableWork, qualified,
+};
+
+/// How to order and what to run, from [`Settings`](crate::Settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TablePlanOptions {
+    /// Which of analyze/vacuum run.
+    pub steps: Steps,
+    /// Order of routine tables.
+    pub order: Order,
+    /// FREEZE wraparound tables.
+    pub freeze: bool,
+    /// Wraparound threshold on `age(relfrozenxid)`.
+    pub wraparound_age: i64,
+}
+
+/// Orders the tables and picks the statement for each: tables at or past the
+/// wraparound age first (oldest first), then the rest by `order`; ties by name so the
+/// plan is deterministic. Empty when neither vacuum nor analyze is asked for.
+pub fn plan_tables(tables: Vec<TableStats>, opts: &TablePlanOptions) -> Vec<TableJob> {
+    let Steps { vacuum, analyze, .. } = opts.steps;
+    if !vacuum && !analyze {
+        return Vec::new();
+    }
+    let mut jobs: Vec<TableJob> = tables
+        .into_iter()
+        .map(|table| {
+            let wrap = table.xid_age >= opts.wraparound_age;
+            let work =
+                if vacuum { TableWork::Vacuum { analyze, freeze: wrap && opts.freeze } } else { TableWork::Analyze };
+            let reason = if wrap && vacuum { Reason::Wraparound } else { Reason::Routine };
+            TableJob { table, work, reason }
+        })
+        .collect();
+    jobs.sort_by(|a, b| {
+        let key = |j: &TableJob| {
+            let wrap = j.reason == Reason::Wraparound;
+            let t = &j.table;
+            let (first, second) = match opts.order {
+                Order::MostDeadFirst => (-t.dead_tuples, t.bytes),
+                Order::SmallestFirst => (t.bytes, -t.dead_tuples),
+            };
+            (Reverse(wrap), if wrap { -t.xid_age } else { 0 }, first, second, t.schema.clone(), t.name.clone())
+        };
+        key(a).cmp(&key(b))
+    });
+    jobs
+}
+
+/// The statement for a job; every identifier quoted.
+pub fn job_sql(job: &TableJob) -> String {
+    let name = qualified(&job.table.schema, &job.table.name);
+    match job.work {
+        TableWork::Vacuum { analyze, freeze } => {
+            let mut opts = vec!["SKIP_LOCKED"];
+            if analyze {
+                opts.insert(0, "ANALYZE");
+            }
+            if freeze {
+                opts.push("FREEZE");
+            }
+            format!("VACUUM ({}) {name}", opts.join(", "))
+        }
+        TableWork::Analyze => format!("ANALYZE (SKIP_LOCKED) {name}"),
+    }
+}
+
+/// Whether an index name is a leftover of a failed `REINDEX CONCURRENTLY`:
+/// it ends in `_ccnew` or `_ccold`, optionally followed by digits (`_ccnew1`).
+pub fn is_reindex_leftover(name: &str) -> bool {
+    let trimmed = name.trim_end_matches(|c: char| c.is_ascii_digit());
+    trimmed.ends_with("_ccnew") || trimmed.ends_with("_ccold")
+}
+
+/// What to do with the invalid indexes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct InvalidIndexPlan {
+    /// Leftovers of a failed `REINDEX CONCURRENTLY`: dropped concurrently.
+    pub drop: Vec<InvalidIndex>,
+    /// Leftovers on a table where an index build is running now: left alone this time.
+    pub busy: Vec<InvalidIndex>,
+    /// Invalid for another reason (a failed `CREATE INDEX CONCURRENTLY`): reported only.
+    pub report: Vec<InvalidIndex>,
+}
+
+/// Sorts invalid indexes into drop / busy / report.
+pub fn plan_invalid_indexes(indexes: Vec<InvalidIndex>) -> InvalidIndexPlan {
+    let mut plan = InvalidIndexPlan::default();
+    for index in indexes {
+        if !is_reindex_leftover(&index.name) {
+            plan.report.push(index);
+        } else if index.build_in_progress {
+            plan.busy.push(index);
+        } else {
+            plan.drop.push(index);
+        }
+    }
+    plan
+}
+
+/// Checks what the catalog said about rule number `i`; the error names the field.
+pub fn resolve_rule(i: usize, rule: &RetentionRule, target: RuleTarget) -> Result<ResolvedRule, Error> {
+    let at = format!("retention.rules[{i}]");
+    let table = qualified(&rule.schema, &rule.table);
+    let Some(oid) = target.oid else {
+        return Err(Error::invalid(format!("{at}.table"), format!("table {table} does not exist")));
+    };
+    if target.partitioned {
+        return Err(Error::invalid(
+            format!("{at}.table"),
+            format!("table {table} is partitioned: write one rule per partition (or drop old partitions)"),
+        ));
+    }
+    let Some(ty) = target.column_type else {
+        return Err(Error::invalid(
+            format!("{at}.column"),
+            format!("table {table} has no column {}", crate::quote_ident(&rule.column)),
+        ));
+    };
+    let (cast, cutoff) = match ty.as_str() {
+        "timestamp with time zone" => ("timestamptz", target.cutoff_tz),
+        "timestamp without time zone" | "date" => ("timestamp", target.cutoff_local),
+        other => {
+            return Err(Error::invalid(
+                format!("{at}.column"),
+                format!("column {} is of type {other}, not a timestamp or date", crate::quote_ident(&rule.column)),
+            ));
+        }
+    };
+    Ok(ResolvedRule { rule: rule.clone(), oid, cast, cutoff })
+}
+
+/// `WHERE` clause of a rule (`$1` is the cutoff text).
+fn expired(rule: &ResolvedRule) -> String {
+    format!("{} < $1::text::{}", crate::quote_ident(&rule.rule.column), rule.cast)
+}
+
+/// One batch: `DELETE ... WHERE ctid = ANY(ARRAY(SELECT ctid ... LIMIT $2))`.
+pub fn delete_batch_sql(rule: &ResolvedRule) -> String {
+    let table = qualified(&rule.rule.schema, &rule.rule.table);
+    format!("DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE {} LIMIT $2))", expired(rule))
+}
+
+/// The dry-run count.
+pub fn count_expired_sql(rule: &ResolvedRule) -> String {
+    format!("SELECT count(*) FROM {} WHERE {}", qualified(&rule.rule.schema, &rule.rule.table), expired(rule))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn t(name: &str, bytes: i64, dead: i64, age: i64) -> TableStats {
+        TableStats {
+            oid: 1,
+            schema: "public".into(),
+            name: name.into(),
+            bytes,
+            dead_tuples: dead,
+            xid_age: age,
+            vacuum_count: 0,
+            analyze_count: 0,
+        }
+    }
+
+    fn opts(order: Order) -> TablePlanOptions {
+        TablePlanOptions { steps: Steps::default(), order, freeze: true, wraparound_age: 1000 }
+    }
+
+    fn names(jobs: &[TableJob]) -> Vec<&str> {
+        jobs.iter().map(|j| j.table.name.as_str()).collect()
+    }
+
+    #[test]
+    fn wraparound_first_then_most_dead_then_smallest() {
+        let tables = vec![
+            t("big", 900, 5, 10),
+            t("small", 10, 5, 10),
+            t("dirty", 500, 80, 10),
+            t("old", 999, 0, 5000),
+            t("older", 1, 0, 9000),
+        ];
+        let jobs = plan_tables(tables.clone(), &opts(Order::MostDeadFirst));
+        assert_eq!(names(&jobs), ["older", "old", "dirty", "small", "big"]);
+        assert_eq!(jobs[0].reason, Reason::Wraparound);
+        assert_eq!(jobs[0].work, TableWork::Vacuum { analyze: true, freeze: true });
+        assert_eq!(jobs[2].work, TableWork::Vacuum { analyze: true, freeze: false });
+        let jobs = plan_tables(tables, &opts(Order::SmallestFirst));
+        assert_eq!(names(&jobs), ["older", "old", "small", "dirty", "big"]);
+    }
+
+    #[test]
+    fn steps_choose_the_statement() {
+        let only = |vacuum, analyze| TablePlanOptions {
+            steps: Steps { vacuum, analyze, ..Steps::default() },
+            ..opts(Order::MostDeadFirst)
+        };
+        let mut job = plan_tables(vec![t(r#"we"ird; name"#, 1, 1, 1)], &only(false, true)).remove(0);
+        assert_eq!(job_sql(&job), r#"ANALYZE (SKIP_LOCKED) "public"."we""ird; name""#);
+        assert_eq!(job.reason, Reason::Routine);
+        job = plan_tables(vec![t("x", 1, 1, 1)], &only(true, false)).remove(0);
+        assert_eq!(job_sql(&job), r#"VACUUM (SKIP_LOCKED) "public"."x""#);
+        job = plan_tables(vec![t("x", 1, 1, 5000)], &only(true, true)).remove(0);
+        assert_eq!(job_sql(&job), r#"VACUUM (ANALYZE, SKIP_LOCKED, FREEZE) "public"."x""#);
+        assert!(plan_tables(vec![t("x", 1, 1, 1)], &only(false, false)).is_empty());
+    }
+
+    #[test]
+    fn only_reindex_leftovers_are_dropped() {
+        assert!(is_reindex_leftover("logs_pkey_ccnew"));
+        assert!(is_reindex_leftover("logs_pkey_ccnew12"));
+        assert!(is_reindex_leftover("idx_ccold"));
+        assert!(!is_reindex_leftover("ccnew_but_not_suffix"));
+        assert!(!is_reindex_leftover("logs_created_at_idx"));
+        let ix = |name: &str, busy| InvalidIndex {
+            schema: "public".into(),
+            name: name.into(),
+            table: "logs".into(),
+            table_oid: 7,
+            bytes: 8192,
+            build_in_progress: busy,
+        };
+        let plan = plan_invalid_indexes(vec![ix("a_ccnew", false), ix("b_ccold1", true), ix("c_idx", false)]);
+        assert_eq!(plan.drop, [ix("a_ccnew", false)]);
+        assert_eq!(plan.busy, [ix("b_ccold1", true)]);
+        assert_eq!(plan.report, [ix("c_idx", false)]);
+    }
+
+    #[test]
+    fn retention_rules_are_checked_and_quoted() {
+        let rule = RetentionRule {
+            schema: "public".into(),
+            table: "lo\"gs".into(),
+            column: "created at".into(),
+            older_than: Duration::from_secs(60),
+        };
+        let target = |oid, ty: Option<&str>| RuleTarget {
+            oid,
+            partitioned: false,
+            column_type: ty.map(str::to_owned),
+            cutoff_tz: "2026-01-01 00:00:00+00".into(),
+            cutoff_local: "2026-01-01 00:00:00".into(),
+        };
+        let err = resolve_rule(2, &rule, target(None, None)).unwrap_err();
+        assert_eq!(err.to_string(), r#"retention.rules[2].table: table "public"."lo""gs" does not exist"#);
+        let err = resolve_rule(1, &rule, RuleTarget { partitioned: true, ..target(Some(5), None) }).unwrap_err();
+        assert!(err.to_string().starts_with("retention.rules[1].table: table \"public\".\"lo\"\"gs\" is partitioned"));
+        let err = resolve_rule(0, &rule, target(Some(5), None)).unwrap_err();
+        assert!(err.to_string().starts_with("retention.rules[0].column: "), "{err}");
+        let err = resolve_rule(0, &rule, target(Some(5), Some("integer"))).unwrap_err();
+        assert!(err.to_string().contains("not a timestamp"), "{err}");
+        let r = resolve_rule(0, &rule, target(Some(5), Some("timestamp without time zone"))).unwrap();
+        assert_eq!((r.cast, r.cutoff.as_str()), ("timestamp", "2026-01-01 00:00:00"));
+        assert_eq!(
+            delete_batch_sql(&r),
+            r#"DELETE FROM "public"."lo""gs" WHERE ctid = ANY(ARRAY(SELECT ctid FROM "public"."lo""gs" WHERE "created at" < $1::text::timestamp LIMIT $2))"#
+        );
+        let r = resolve_rule(0, &rule, target(Some(5), Some("timestamp with time zone"))).unwrap();
+        assert_eq!(
+            count_expired_sql(&r),
+            r#"SELECT count(*) FROM "public"."lo""gs" WHERE "created at" < $1::text::timestamptz"#
+        );
+    }
+}

@@ -13,6 +13,10 @@ use maint_core::Secret;
 use maint_testkit::{Postgres, S3, TestDb};
 use tokio_util::sync::CancellationToken;
 
+/// Restore tests share one server and check that no scratch database is left: they take
+/// turns, so one test never sees another's live scratch database.
+static RESTORES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn seeded() -> TestDb {
     let db = Postgres::shared().await.fresh_database().await;
     let client = db.pool().get().await.unwrap();
@@ -67,6 +71,7 @@ async fn entry(store: &Arc<dyn ObjectStore>, key: &str) -> maint_backup::BackupE
 
 #[tokio::test]
 async fn round_trip_create_verify_restore() {
+    let _turn = RESTORES.lock().await;
     let (db, store) = (seeded().await, store().await);
     let m = make(&store, &db, Compression::Gzip).await;
     assert!(m.key.starts_with(&format!("{}/{}-", day_prefix(Utc::now().date_naive()), db.name)), "{}", m.key);
@@ -154,6 +159,7 @@ async fn corruption_of_every_kind_is_caught_and_named() {
 
 #[tokio::test]
 async fn a_manifest_of_another_day_names_the_drifted_table() {
+    let _turn = RESTORES.lock().await;
     let (db, store) = (seeded().await, store().await);
     let before = make(&store, &db, Compression::Gzip).await;
     db.pool().get().await.unwrap().batch_execute("UPDATE vectors SET label = 'drifted' WHERE id = 42").await.unwrap();
@@ -176,6 +182,7 @@ async fn a_manifest_of_another_day_names_the_drifted_table() {
 
 #[tokio::test]
 async fn failed_cancelled_and_crashed_restores_leave_no_scratch_database() {
+    let _turn = RESTORES.lock().await;
     let (db, store) = (seeded().await, store().await);
     let good = make(&store, &db, Compression::Gzip).await;
     let bad = make(&store, &db, Compression::Gzip).await;

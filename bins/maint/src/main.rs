@@ -1,11 +1,24 @@
-//! `maint`: the maintenance calendar of AindusDB Core.
+//! `maint`: the maintenance calendar of AindusDB Core, run for real.
+
+mod config;
+mod lock;
+mod metrics;
+mod registry;
+mod runner;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use maint_core::chrono::{DateTime, SecondsFormat, Utc};
-use maint_core::{Calendar, Error, one_line};
+use maint_core::tokio_util::sync::CancellationToken;
+use maint_core::{Calendar, Error, RunReport, Status, TaskReport, one_line};
+use maint_notify::{Notification, Severity};
+
+use crate::config::MaintConfig;
+use crate::registry::Slot;
+use crate::runner::{RunOptions, run_window};
 
 #[derive(Debug, Parser)]
 #[command(name = "maint", version, about = "Maintenance of AindusDB Core (PostgreSQL, Redis, S3)")]
@@ -16,6 +29,37 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a window's tasks now (downtime tasks only inside their window, unless --force).
+    Run {
+        /// daily, weekly or monthly (a window of the plan).
+        window: String,
+        /// maint.toml (see deploy/maint.toml).
+        #[arg(long, env = "MAINT_CONFIG")]
+        config: Option<PathBuf>,
+        /// Run downtime tasks outside their window.
+        #[arg(long)]
+        force: bool,
+        /// Plan and report, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the RunReport as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one task now.
+    Task {
+        /// The task id or plan name (database-optimization, "Backup Verification", ...).
+        name: String,
+        /// maint.toml.
+        #[arg(long, env = "MAINT_CONFIG")]
+        config: Option<PathBuf>,
+        /// Plan and report, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the TaskReport as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the maintenance windows: next occurrences (UTC), tasks and impacts.
     Calendar {
         /// The maintenance plan (YAML or TOML).
@@ -44,6 +88,10 @@ fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let quiet = matches!(cli.command, Command::Run { json: true, .. } | Command::Task { json: true, .. });
+    if !quiet {
+        tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -53,8 +101,117 @@ fn main() -> ExitCode {
     }
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Read { path: "tokio runtime".into(), source })
+}
+
+fn cancel_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+        }
+        tracing::warn!("stopping: the current task finishes its step, the rest is skipped");
+        t.cancel();
+    });
+    token
+}
+
+async fn run_task(name: &str, cfg: &MaintConfig, dry_run: bool) -> Result<TaskReport, Error> {
+    let id =
+        maint_core::builtin_task_id(name).ok_or_else(|| Error::invalid("task", format!("unknown task {name:?}")))?;
+    let report = match registry::build(id, cfg)? {
+        Slot::Ready(task) => {
+            let ctx = maint_core::TaskContext { dry_run, cancel: cancel_on_signals() };
+            let mut r = task.run(&ctx).await;
+            r.task = id.to_owned();
+            r
+        }
+        Slot::Unavailable(reason) => {
+            let mut r = TaskReport::begin(id, dry_run);
+            r.skip(reason);
+            r.finish()
+        }
+    };
+    Ok(report)
+}
+
+async fn run_window_command(window: &str, cfg: &MaintConfig, force: bool, dry_run: bool) -> Result<RunReport, Error> {
+    let cal = Calendar::from_path(&cfg.calendar)?;
+    let w = cal.window(window).ok_or_else(|| {
+        let names: Vec<&str> = cal.windows().iter().map(|w| w.name.as_str()).collect();
+        Error::invalid("window", format!("{window:?} is not in the plan (windows: {})", names.join(", ")))
+    })?;
+    let dispatcher = cfg.notify.build().map_err(|e| Error::invalid("notify", one_line(&e)))?;
+    let slots =
+        w.tasks.iter().map(|t| Ok((t.clone(), registry::build(t.id, cfg)?))).collect::<Result<Vec<_>, Error>>()?;
+    let _lock = match lock::acquire(cfg.database.url.as_ref(), &cfg.lock_file).await? {
+        Ok(lock) => lock,
+        Err(holder) => {
+            let mut r = TaskReport::begin("run-lock", dry_run);
+            r.skip(holder);
+            return Ok(RunReport::new(window, dry_run, vec![r.finish()]));
+        }
+    };
+    let opts = RunOptions { now: Utc::now(), force, dry_run, task_timeout: Duration::from_secs(cfg.task_timeout_secs) };
+    let mut report = run_window(w, slots, &opts, &cancel_on_signals()).await;
+    if !dry_run {
+        let severity = match report.status {
+            Status::Failed => Severity::Error,
+            Status::Warning => Severity::Warning,
+            _ => Severity::Info,
+        };
+        let mut n =
+            Notification::new(format!("maint {window}: {}", report.status.as_str()), report.render_table(), severity)
+                .with_event_key(format!("maint-run:{window}"));
+        for t in &report.tasks {
+            n = n.with_field(t.task.clone(), t.status.as_str());
+        }
+        if report.status != Status::Failed && report.status != Status::Warning {
+            n = n.resolve();
+        }
+        let deliveries = dispatcher.send(&n).await;
+        if let Some(bad) = deliveries.iter().find(|d| d.outcome == maint_notify::Outcome::Failed) {
+            tracing::warn!("summary notification to {} failed: {}", bad.target, bad.error.as_deref().unwrap_or(""));
+        }
+        if let Some(path) = &cfg.metrics_textfile
+            && let Err(e) = metrics::write(path, &report)
+        {
+            tracing::warn!("cannot write {}: {e}", path.display());
+        }
+    }
+    report.duration_ms = (Utc::now() - report.started_at).num_milliseconds().max(0) as u64;
+    Ok(report)
+}
+
 fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
+        Command::Run { window, config, force, dry_run, json } => {
+            let cfg = MaintConfig::load(config.as_deref())?;
+            let report = runtime()?.block_on(run_window_command(&window, &cfg, force, dry_run))?;
+            if json {
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            } else {
+                print!("{}", report.render_table());
+            }
+            Ok(report.status.exit_code().into())
+        }
+        Command::Task { name, config, dry_run, json } => {
+            let cfg = MaintConfig::load(config.as_deref())?;
+            let report = runtime()?.block_on(run_task(&name, &cfg, dry_run))?;
+            if json {
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            } else {
+                print!("{}", RunReport::new(report.task.clone(), dry_run, vec![report.clone()]).render_table());
+            }
+            Ok(report.status.exit_code().into())
+        }
         Command::Calendar { config, count, from, json, ical } => {
             let cal = Calendar::from_path(&config)?;
             let from = from.unwrap_or_else(Utc::now);

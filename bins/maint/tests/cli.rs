@@ -63,3 +63,121 @@ fn a_bad_plan_exits_2_with_one_line_naming_the_field() {
     assert_eq!(code, 2, "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+mod run {
+    //! `maint run` end to end against the testkit's PostgreSQL and S3.
+
+    use maint_backup::{Compression, CreateOptions};
+    use maint_core::Secret;
+    use maint_testkit::{ACCESS_KEY, Postgres, REGION, S3, SECRET_KEY, TestBucket, TestDb};
+
+    struct Env {
+        db: TestDb,
+        bucket: TestBucket,
+        dir: std::path::PathBuf,
+    }
+
+    async fn env() -> Env {
+        let db = Postgres::shared().await.fresh_database().await;
+        db.pool()
+            .get()
+            .await
+            .unwrap()
+            .batch_execute(
+                "CREATE TABLE vectors (id int PRIMARY KEY, v float8[]); INSERT INTO vectors SELECT g, ARRAY[g] FROM generate_series(1, 2000) g; DELETE FROM vectors WHERE id % 2 = 0;",
+            )
+            .await
+            .unwrap();
+        let bucket = S3::shared().await.fresh_bucket().await;
+        let store = bucket.store();
+        let mut opts = CreateOptions::new(Secret::new(db.url()));
+        opts.compression = Compression::Gzip;
+        maint_backup::create(&store, &opts, &Default::default()).await.unwrap();
+        let dir = std::env::temp_dir().join(format!("maint-run-{}-{}", std::process::id(), db.name));
+        std::fs::create_dir_all(&dir).unwrap();
+        Env { db, bucket, dir }
+    }
+
+    fn write_config(e: &Env, store: &str) -> std::path::PathBuf {
+        let path = e.dir.join("maint.toml");
+        let text = format!(
+            "calendar = \"deploy/maintenance.yaml\"\nlock_file = \"{dir}/run.lock\"\nmetrics_textfile = \"{dir}/maint.prom\"\n\
+             [notify]\ntargets = [\"log://stderr\"]\n[database]\nurl = \"{db}\"\n[backup]\nstore = \"{store}\"\nrolling_days = 7\n",
+            dir = e.dir.display(),
+            db = e.db.url(),
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    async fn maint(e: &Env, args: &[&str]) -> (i32, serde_json::Value, String) {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_maint"))
+            .args(args)
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+            .env("AWS_ENDPOINT", &e.bucket.endpoint)
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("AWS_REGION", REGION)
+            .env("AWS_ALLOW_HTTP", "true")
+            .env_remove("MAINT_DATABASE_URL")
+            .env_remove("MAINT_BACKUP_STORE")
+            .env_remove("MAINT_CONFIG")
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let json = serde_json::from_str(&stdout).unwrap_or_else(|err| panic!("{err}: {stdout} / {stderr}"));
+        (out.status.code().unwrap_or(-1), json, stderr)
+    }
+
+    fn task<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+        report["tasks"].as_array().unwrap().iter().find(|t| t["task"] == id).unwrap()
+    }
+
+    #[tokio::test]
+    async fn weekly_runs_for_real_and_writes_metrics() {
+        let e = env().await;
+        let cfg = write_config(&e, &format!("s3://{}", e.bucket.bucket));
+        let (code, report, err) = maint(&e, &["run", "weekly", "--json", "--config", cfg.to_str().unwrap()]).await;
+        assert_eq!(code, 0, "{report} {err}");
+        assert_eq!(report["window"], "weekly");
+        assert_eq!(task(&report, "database-optimization")["status"], "ok", "{report}");
+        assert_eq!(task(&report, "database-optimization")["metrics"]["tables_vacuumed"], 1.0);
+        assert_eq!(task(&report, "backup-verification")["status"], "ok", "{report}");
+        assert_eq!(task(&report, "backup-verification")["metrics"]["backups_verified"], 1.0);
+        assert_eq!(task(&report, "security-scan")["status"], "skipped");
+        let prom = std::fs::read_to_string(e.dir.join("maint.prom")).unwrap();
+        assert!(prom.contains("maint_task_status{task=\"backup-verification\",window=\"weekly\"} 0"), "{prom}");
+        assert!(prom.contains("maint_task_last_success_timestamp_seconds{task=\"database-optimization\"}"));
+        assert!(!prom.contains(&e.db.password), "no secret in the metrics");
+    }
+
+    #[tokio::test]
+    async fn a_service_down_fails_its_task_and_the_others_still_run() {
+        let e = env().await;
+        let cfg = write_config(&e, "s3://no-such-bucket-here");
+        let (code, report, _) = maint(&e, &["run", "weekly", "--json", "--config", cfg.to_str().unwrap()]).await;
+        assert_eq!(code, 1, "{report}");
+        assert_eq!(report["status"], "failed");
+        assert_eq!(task(&report, "backup-verification")["status"], "failed");
+        assert_eq!(task(&report, "database-optimization")["status"], "ok", "the others ran: {report}");
+    }
+
+    #[tokio::test]
+    async fn a_second_run_reports_the_lock_holder() {
+        let e = env().await;
+        let cfg = write_config(&e, &format!("s3://{}", e.bucket.bucket));
+        let holder = e.db.pool().get().await.unwrap();
+        let key: i64 = 0x6d61_696e_7472_756e;
+        let got: bool = holder.query_one("SELECT pg_try_advisory_lock($1)", &[&key]).await.unwrap().get(0);
+        assert!(got);
+        let (code, report, _) = maint(&e, &["run", "weekly", "--json", "--config", cfg.to_str().unwrap()]).await;
+        assert_eq!(code, 0, "{report}");
+        assert_eq!(report["status"], "ok");
+        assert_eq!(report["tasks"][0]["status"], "skipped");
+        let why = report["tasks"][0]["warnings"][0].as_str().unwrap();
+        assert!(why.contains("another maint run holds the database run lock: pid"), "{why}");
+        assert_eq!(report["tasks"].as_array().unwrap().len(), 1, "no task ran");
+    }
+}

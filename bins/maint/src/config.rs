@@ -1,0 +1,110 @@
+//! `maint.toml`: one file nesting each crate's configuration.
+
+use std::path::{Path, PathBuf};
+
+use maint_core::{Error, Secret};
+use serde::Deserialize;
+
+/// The whole configuration of `maint`.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct MaintConfig {
+    /// The maintenance plan (YAML or TOML), relative to the working directory.
+    pub(crate) calendar: PathBuf,
+    /// The run lock when no database is configured.
+    pub(crate) lock_file: PathBuf,
+    /// Longest time one task may take.
+    pub(crate) task_timeout_secs: u64,
+    /// Prometheus textfile (node_exporter textfile collector) to write after each run.
+    pub(crate) metrics_textfile: Option<PathBuf>,
+    /// Notification targets and retry policy.
+    pub(crate) notify: maint_notify::Config,
+    /// PostgreSQL maintenance (its `url` is also where the run lock lives).
+    pub(crate) database: maint_db::Config,
+    /// Backups.
+    pub(crate) backup: BackupSection,
+}
+
+/// `[backup]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct BackupSection {
+    /// `s3://bucket/prefix` or `file:///path`.
+    pub(crate) store: Option<String>,
+    /// Where restore tests create their scratch database (omit to skip restore tests).
+    pub(crate) admin_url: Option<Secret>,
+    /// Backups verified at once.
+    pub(crate) jobs: Option<usize>,
+    /// Rolling verification period in days (instead of yesterday's backups).
+    pub(crate) rolling_days: Option<u32>,
+}
+
+impl Default for MaintConfig {
+    fn default() -> Self {
+        MaintConfig {
+            calendar: "deploy/maintenance.yaml".into(),
+            lock_file: std::env::temp_dir().join("aindusdb-maint.lock"),
+            task_timeout_secs: 1800,
+            metrics_textfile: None,
+            notify: maint_notify::Config::default(),
+            database: maint_db::Config::default(),
+            backup: BackupSection::default(),
+        }
+    }
+}
+
+impl MaintConfig {
+    /// Reads the file (if any), then applies `MAINT_*` environment overrides.
+    pub(crate) fn load(path: Option<&Path>) -> Result<Self, Error> {
+        let mut cfg = match path {
+            None => MaintConfig::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| Error::Read { path: p.to_owned(), source })?;
+                toml::from_str(&text).map_err(|e| Error::invalid(p.display().to_string(), e.message().to_owned()))?
+            }
+        };
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        if let Some(v) = env("MAINT_CALENDAR") {
+            cfg.calendar = v.into();
+        }
+        if let Some(v) = env("MAINT_DATABASE_URL") {
+            cfg.database.url = Some(Secret::new(v));
+        }
+        if let Some(v) = env("MAINT_BACKUP_STORE") {
+            cfg.backup.store = Some(v);
+        }
+        if let Some(v) = env("MAINT_RESTORE_ADMIN_URL") {
+            cfg.backup.admin_url = Some(Secret::new(v));
+        }
+        if let Some(v) = env("MAINT_NOTIFY_TARGETS") {
+            cfg.notify.targets = v.split_whitespace().map(Secret::new).collect();
+        }
+        if let Some(v) = env("MAINT_METRICS_TEXTFILE") {
+            cfg.metrics_textfile = Some(v.into());
+        }
+        if cfg.task_timeout_secs == 0 {
+            return Err(Error::invalid("task_timeout_secs", "must be positive"));
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_parses_and_bad_keys_are_named() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/maint.toml"));
+        let cfg = MaintConfig::load(Some(path)).unwrap();
+        assert_eq!(cfg.backup.rolling_days, Some(7));
+        assert_eq!(cfg.notify.targets.len(), 1);
+        let dir = std::env::temp_dir().join(format!("maint-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "task_timeout_secs = 10\n[backup]\nstroe = \"s3://x\"\n").unwrap();
+        let err = MaintConfig::load(Some(&bad)).unwrap_err().to_string();
+        assert!(err.contains("unknown field `stroe`"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

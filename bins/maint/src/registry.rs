@@ -1,0 +1,48 @@
+//! Which implementation runs each of the twelve calendar tasks.
+
+use std::sync::Arc;
+
+use maint_core::{Error, Task, one_line};
+
+use crate::config::MaintConfig;
+
+/// A calendar task as the registry can provide it.
+#[derive(Debug, Clone)]
+pub(crate) enum Slot {
+    /// Ready to run.
+    Ready(Arc<dyn Task>),
+    /// Cannot run here; the reason is reported and the task is skipped.
+    Unavailable(String),
+}
+
+/// Builds the implementation of a task id. A configuration that is present but wrong is
+/// an error (exit 2); a missing section only makes that task unavailable.
+pub(crate) fn build(id: &str, cfg: &MaintConfig) -> Result<Slot, Error> {
+    let slot = match id {
+        "database-optimization" => match &cfg.database.url {
+            None => Slot::Unavailable("no database configured ([database] url or MAINT_DATABASE_URL)".into()),
+            Some(_) => Slot::Ready(Arc::new(
+                maint_db::DatabaseOptimization::new(&cfg.database)
+                    .map_err(|e| Error::invalid("database", one_line(&e)))?,
+            )),
+        },
+        "backup-verification" => match &cfg.backup.store {
+            None => Slot::Unavailable("no backup store configured ([backup] store or MAINT_BACKUP_STORE)".into()),
+            Some(url) => {
+                let store = maint_backup::open_store(url).map_err(|e| Error::invalid("backup.store", one_line(&e)))?;
+                Slot::Ready(Arc::new(maint_backup::BackupVerification {
+                    store,
+                    jobs: cfg.backup.jobs.unwrap_or(4),
+                    rolling_days: cfg.backup.rolling_days,
+                    restore: cfg
+                        .backup
+                        .admin_url
+                        .clone()
+                        .map(|admin_url| maint_backup::RestoreOptions { admin_url, pg_restore: "pg_restore".into() }),
+                }))
+            }
+        },
+        other => Slot::Unavailable(format!("{other} has no implementation in this version yet")),
+    };
+    Ok(slot)
+}

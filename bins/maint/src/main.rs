@@ -37,8 +37,12 @@ enum Command {
         #[arg(long, env = "MAINT_CONFIG")]
         config: Option<PathBuf>,
         /// Run downtime tasks outside their window.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "only_in_window")]
         force: bool,
+        /// Do nothing unless now is inside the window (for schedulers that cannot express
+        /// it, like a CronJob firing every Sunday for the first-Sunday window).
+        #[arg(long)]
+        only_in_window: bool,
         /// Plan and report, change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -142,12 +146,24 @@ async fn run_task(name: &str, cfg: &MaintConfig, dry_run: bool) -> Result<TaskRe
     Ok(report)
 }
 
-async fn run_window_command(window: &str, cfg: &MaintConfig, force: bool, dry_run: bool) -> Result<RunReport, Error> {
+async fn run_window_command(
+    window: &str,
+    cfg: &MaintConfig,
+    force: bool,
+    only_in_window: bool,
+    dry_run: bool,
+) -> Result<RunReport, Error> {
     let cal = Calendar::from_path(&cfg.calendar)?;
     let w = cal.window(window).ok_or_else(|| {
         let names: Vec<&str> = cal.windows().iter().map(|w| w.name.as_str()).collect();
         Error::invalid("window", format!("{window:?} is not in the plan (windows: {})", names.join(", ")))
     })?;
+    let now = Utc::now();
+    if only_in_window && !w.contains(now) {
+        let mut r = TaskReport::begin("window", dry_run);
+        r.skip(format!("not inside the {window} window now; next {}", w.next_start(now).format("%Y-%m-%d %H:%M UTC")));
+        return Ok(RunReport::new(window, dry_run, vec![r.finish()]));
+    }
     let dispatcher = cfg.notify.build().map_err(|e| Error::invalid("notify", one_line(&e)))?;
     let slots =
         w.tasks.iter().map(|t| Ok((t.clone(), registry::build(t.id, cfg)?))).collect::<Result<Vec<_>, Error>>()?;
@@ -159,7 +175,7 @@ async fn run_window_command(window: &str, cfg: &MaintConfig, force: bool, dry_ru
             return Ok(RunReport::new(window, dry_run, vec![r.finish()]));
         }
     };
-    let opts = RunOptions { now: Utc::now(), force, dry_run, task_timeout: Duration::from_secs(cfg.task_timeout_secs) };
+    let opts = RunOptions { now, force, dry_run, task_timeout: Duration::from_secs(cfg.task_timeout_secs) };
     let mut report = run_window(w, slots, &opts, &cancel_on_signals()).await;
     if !dry_run {
         let severity = match report.status {
@@ -192,9 +208,9 @@ async fn run_window_command(window: &str, cfg: &MaintConfig, force: bool, dry_ru
 
 fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
-        Command::Run { window, config, force, dry_run, json } => {
+        Command::Run { window, config, force, only_in_window, dry_run, json } => {
             let cfg = MaintConfig::load(config.as_deref())?;
-            let report = runtime()?.block_on(run_window_command(&window, &cfg, force, dry_run))?;
+            let report = runtime()?.block_on(run_window_command(&window, &cfg, force, only_in_window, dry_run))?;
             if json {
                 println!("{}", serde_json::to_string(&report).unwrap_or_default());
             } else {

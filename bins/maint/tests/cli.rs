@@ -181,3 +181,55 @@ mod run {
         assert_eq!(report["tasks"].as_array().unwrap().len(), 1, "no task ran");
     }
 }
+
+#[test]
+fn deploy_manifests_match_the_calendar() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let cal = maint_core::Calendar::from_path(format!("{root}/deploy/maintenance.yaml")).unwrap();
+    for window in ["daily", "weekly", "monthly"] {
+        let text = std::fs::read_to_string(format!("{root}/deploy/kubernetes/cronjob-{window}.yaml")).unwrap();
+        let job: serde_json::Value = serde_norway::from_str(&text).unwrap();
+        assert_eq!(job["kind"], "CronJob");
+        let spec = &job["spec"];
+        assert_eq!(spec["concurrencyPolicy"], "Forbid", "{window}");
+        assert!(spec["startingDeadlineSeconds"].as_u64().unwrap() > 0);
+        assert_eq!(spec["timeZone"], "Etc/UTC");
+        let args: Vec<&str> = spec["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(&args[..2], ["run", window]);
+        let pattern = cal.window(window).unwrap().cron_pattern();
+        if window == "monthly" {
+            // A cron line cannot say "first Sunday": fire every Sunday, let maint decide.
+            assert_eq!(pattern, "0 2 * * SUN#1");
+            assert_eq!(spec["schedule"], "0 2 * * 0");
+            assert!(args.contains(&"--only-in-window"));
+        } else {
+            assert_eq!(spec["schedule"].as_str().unwrap().replace(" 0", " SUN"), pattern);
+        }
+        let timer = std::fs::read_to_string(format!("{root}/deploy/systemd/aindusdb-maint-{window}.timer")).unwrap();
+        assert!(timer.contains("OnCalendar="));
+    }
+    let config = std::fs::read_to_string(format!("{root}/deploy/kubernetes/config.yaml")).unwrap();
+    let docs: Vec<serde_json::Value> =
+        serde_norway::Deserializer::from_str(&config).map(|d| serde::Deserialize::deserialize(d).unwrap()).collect();
+    assert_eq!(docs.len(), 2);
+    assert_eq!(docs[1]["kind"], "Secret");
+}
+
+#[test]
+fn only_in_window_skips_outside_the_window() {
+    let (code, out, err) = maint(&["run", "monthly", "--only-in-window", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let cal =
+        maint_core::Calendar::from_path(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/maintenance.yaml")).unwrap();
+    if !cal.window("monthly").unwrap().contains(maint_core::chrono::Utc::now()) {
+        assert_eq!(report["tasks"][0]["task"], "window");
+        assert_eq!(report["tasks"][0]["status"], "skipped");
+        assert!(report["tasks"][0]["warnings"][0].as_str().unwrap().contains("not inside the monthly window"));
+    }
+}

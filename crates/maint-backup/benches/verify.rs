@@ -21,7 +21,9 @@ fn hex(b: &[u8]) -> String {
 fn vm_hwm_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -46,8 +48,16 @@ async fn main() {
             x ^= x >> 7;
             x ^= x << 17;
             line.clear();
-            writeln!(line, "{}\t{:016x}\t/v1/vectors/{}\t{}\t{{\"score\": 0.{}}}", n / 97, x, x % 100_000, x % 977, x % 1_000_000)
-                .unwrap();
+            writeln!(
+                line,
+                "{}\t{:016x}\t/v1/vectors/{}\t{}\t{{\"score\": 0.{}}}",
+                n / 97,
+                x,
+                x % 100_000,
+                x % 977,
+                x % 1_000_000
+            )
+            .unwrap();
             f.write_all(&line).unwrap();
             h.update(&line);
             n += line.len() as u64;

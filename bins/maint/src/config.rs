@@ -23,6 +23,8 @@ pub(crate) struct MaintConfig {
     pub(crate) database: maint_db::Config,
     /// Backups.
     pub(crate) backup: BackupSection,
+    /// Health checks (the database and the store come from their own sections).
+    pub(crate) health: maint_health::HealthConfig,
 }
 
 /// `[backup]`.
@@ -49,6 +51,7 @@ impl Default for MaintConfig {
             notify: maint_notify::Config::default(),
             database: maint_db::Config::default(),
             backup: BackupSection::default(),
+            health: maint_health::HealthConfig::default(),
         }
     }
 }
@@ -78,6 +81,12 @@ impl MaintConfig {
         }
         if let Some(v) = env("MAINT_NOTIFY_TARGETS") {
             cfg.notify.targets = v.split_whitespace().map(Secret::new).collect();
+        }
+        if let Some(v) = env("MAINT_REDIS_URL") {
+            cfg.health.redis_url = Some(Secret::new(v));
+        }
+        if let Some(v) = env("MAINT_SERVICE_URL") {
+            cfg.health.service_url = Some(v);
         }
         if let Some(v) = env("MAINT_METRICS_TEXTFILE") {
             cfg.metrics_textfile = Some(v.into());

@@ -42,6 +42,17 @@ pub(crate) fn build(id: &str, cfg: &MaintConfig) -> Result<Slot, Error> {
                 }))
             }
         },
+        "health-checks" => {
+            let mut health = cfg.health.clone();
+            if health.database_url.is_none() {
+                health.database_url.clone_from(&cfg.database.url);
+            }
+            if let Some(url) = &cfg.backup.store {
+                health.store =
+                    Some(maint_backup::open_store(url).map_err(|e| Error::invalid("backup.store", one_line(&e)))?);
+            }
+            Slot::Ready(Arc::new(maint_health::HealthChecks::new(health)))
+        }
         other => Slot::Unavailable(format!("{other} has no implementation in this version yet")),
     };
     Ok(slot)

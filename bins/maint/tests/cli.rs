@@ -151,6 +151,12 @@ mod run {
         assert!(prom.contains("maint_task_status{task=\"backup-verification\",window=\"weekly\"} 0"), "{prom}");
         assert!(prom.contains("maint_task_last_success_timestamp_seconds{task=\"database-optimization\"}"));
         assert!(!prom.contains(&e.db.password), "no secret in the metrics");
+
+        let (code, report, err) = maint(&e, &["run", "daily", "--json", "--config", cfg.to_str().unwrap()]).await;
+        assert_eq!(code, 0, "{report} {err}");
+        let health = task(&report, "health-checks");
+        assert!(health["status"] == "ok" || health["status"] == "warning", "{report}");
+        assert_eq!(health["metrics"]["checks_passed"], 2.0, "PostgreSQL and the store: {health}");
     }
 
     #[tokio::test]

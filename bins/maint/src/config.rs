@@ -25,6 +25,8 @@ pub(crate) struct MaintConfig {
     pub(crate) backup: BackupSection,
     /// Health checks (the database and the store come from their own sections).
     pub(crate) health: maint_health::HealthConfig,
+    /// Metrics collection (database, Redis and store come from their own sections).
+    pub(crate) collect: maint_health::CollectConfig,
 }
 
 /// `[backup]`.
@@ -52,6 +54,7 @@ impl Default for MaintConfig {
             database: maint_db::Config::default(),
             backup: BackupSection::default(),
             health: maint_health::HealthConfig::default(),
+            collect: maint_health::CollectConfig::default(),
         }
     }
 }

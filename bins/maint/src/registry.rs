@@ -53,6 +53,20 @@ pub(crate) fn build(id: &str, cfg: &MaintConfig) -> Result<Slot, Error> {
             }
             Slot::Ready(Arc::new(maint_health::HealthChecks::new(health)))
         }
+        "metrics-collection" => {
+            let mut collect = cfg.collect.clone();
+            if collect.database_url.is_none() {
+                collect.database_url.clone_from(&cfg.database.url);
+            }
+            if collect.redis_url.is_none() {
+                collect.redis_url.clone_from(&cfg.health.redis_url);
+            }
+            if let Some(url) = &cfg.backup.store {
+                collect.store =
+                    Some(maint_backup::open_store(url).map_err(|e| Error::invalid("backup.store", one_line(&e)))?);
+            }
+            Slot::Ready(Arc::new(maint_health::MetricsCollection::new(collect)))
+        }
         other => Slot::Unavailable(format!("{other} has no implementation in this version yet")),
     };
     Ok(slot)

@@ -157,6 +157,9 @@ mod run {
         let health = task(&report, "health-checks");
         assert!(health["status"] == "ok" || health["status"] == "warning", "{report}");
         assert_eq!(health["metrics"]["checks_passed"], 2.0, "PostgreSQL and the store: {health}");
+        let collect = task(&report, "metrics-collection");
+        assert_eq!(collect["status"], "ok", "{report}");
+        assert_eq!(collect["metrics"]["aindusdb_backups_total"], 1.0);
     }
 
     #[tokio::test]

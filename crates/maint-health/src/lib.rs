@@ -1,5 +1,9 @@
 #![doc = include_str!("../README.md")]
 
+mod collect;
+
+pub use collect::{CollectConfig, MetricsCollection, render_textfile};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,192 @@
+//! The daily "Metrics Collection" task: PostgreSQL, Redis and backup-store figures written
+//! as a Prometheus textfile and appended as a JSON snapshot (for capacity planning).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use deadpool_postgres::tokio_postgres::{self, NoTls};
+use deadpool_redis::redis;
+use futures::TryStreamExt;
+use maint_core::chrono::Utc;
+use maint_core::{Impact, Secret, Task, TaskContext, TaskReport, one_line};
+use object_store::ObjectStore;
+use object_store::path::Path;
+use serde::Deserialize;
+
+/// What to collect and where to write it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollectConfig {
+    /// PostgreSQL.
+    pub database_url: Option<Secret>,
+    /// Redis.
+    pub redis_url: Option<Secret>,
+    /// Prometheus textfile to write (node_exporter textfile collector).
+    pub textfile: Option<PathBuf>,
+    /// JSON-lines file each run appends one snapshot to.
+    pub snapshots: Option<PathBuf>,
+    /// The backup store (built by the caller).
+    #[serde(skip)]
+    pub store: Option<Arc<dyn ObjectStore>>,
+}
+
+/// The metrics-collection task (`metrics-collection`, impact none).
+#[derive(Debug, Clone)]
+pub struct MetricsCollection {
+    config: CollectConfig,
+}
+
+impl MetricsCollection {
+    /// A task over this configuration.
+    pub fn new(config: CollectConfig) -> Self {
+        MetricsCollection { config }
+    }
+
+    /// Collects every configured source; a source that fails is reported, the others still count.
+    pub async fn collect(&self) -> (BTreeMap<String, f64>, Vec<String>) {
+        let mut m = BTreeMap::new();
+        let mut errors = Vec::new();
+        if let Some(url) = &self.config.database_url {
+            match postgres(url).await {
+                Ok(v) => m.extend(v),
+                Err(e) => errors.push(format!("postgresql: {e}")),
+            }
+        }
+        if let Some(url) = &self.config.redis_url {
+            match redis_info(url).await {
+                Ok(v) => m.extend(v),
+                Err(e) => errors.push(format!("redis: {e}")),
+            }
+        }
+        if let Some(store) = &self.config.store {
+            match store.list(Some(&Path::from("backups"))).try_collect::<Vec<_>>().await {
+                Ok(objects) => {
+                    let dumps: Vec<_> = objects.iter().filter(|o| o.location.as_ref().contains(".dump")).collect();
+                    let manifests = dumps.iter().filter(|o| o.location.as_ref().ends_with(".manifest.json")).count();
+                    m.insert("aindusdb_backups_total".into(), manifests as f64);
+                    let bytes: u64 =
+                        dumps.iter().filter(|o| !o.location.as_ref().ends_with(".json")).map(|o| o.size).sum();
+                    m.insert("aindusdb_backups_bytes".into(), bytes as f64);
+                }
+                Err(e) => errors.push(format!("object store: {}", one_line(&e))),
+            }
+        }
+        (m, errors)
+    }
+}
+
+async fn postgres(url: &Secret) -> Result<BTreeMap<String, f64>, String> {
+    let (client, conn) = tokio_postgres::connect(url.expose(), NoTls).await.map_err(|e| one_line(&e))?;
+    tokio::spawn(conn);
+    let row = client
+        .query_one(
+            "SELECT numbackends::float8, xact_commit::float8, xact_rollback::float8, blks_read::float8, \
+             blks_hit::float8, deadlocks::float8, temp_bytes::float8, pg_database_size(datname)::float8, \
+             current_setting('max_connections')::float8 \
+             FROM pg_stat_database WHERE datname = current_database()",
+            &[],
+        )
+        .await
+        .map_err(|e| one_line(&e))?;
+    let names = [
+        "aindusdb_pg_connections",
+        "aindusdb_pg_xact_commit_total",
+        "aindusdb_pg_xact_rollback_total",
+        "aindusdb_pg_blks_read_total",
+        "aindusdb_pg_blks_hit_total",
+        "aindusdb_pg_deadlocks_total",
+        "aindusdb_pg_temp_bytes_total",
+        "aindusdb_pg_database_bytes",
+        "aindusdb_pg_max_connections",
+    ];
+    Ok(names.iter().enumerate().map(|(i, n)| ((*n).to_owned(), row.get::<_, f64>(i))).collect())
+}
+
+async fn redis_info(url: &Secret) -> Result<BTreeMap<String, f64>, String> {
+    let client = redis::Client::open(url.expose()).map_err(|_| "invalid Redis URL".to_owned())?;
+    let mut conn = client.get_multiplexed_async_connection().await.map_err(|e| e.to_string())?;
+    let info: String = redis::cmd("INFO").query_async(&mut conn).await.map_err(|e| e.to_string())?;
+    let wanted = [
+        ("used_memory", "aindusdb_redis_used_memory_bytes"),
+        ("connected_clients", "aindusdb_redis_connected_clients"),
+        ("keyspace_hits", "aindusdb_redis_keyspace_hits_total"),
+        ("keyspace_misses", "aindusdb_redis_keyspace_misses_total"),
+        ("evicted_keys", "aindusdb_redis_evicted_keys_total"),
+        ("mem_fragmentation_ratio", "aindusdb_redis_mem_fragmentation_ratio"),
+    ];
+    let mut out = BTreeMap::new();
+    for line in info.lines() {
+        if let Some((k, v)) = line.split_once(':')
+            && let Some((_, name)) = wanted.iter().find(|(w, _)| *w == k)
+            && let Ok(v) = v.trim().parse::<f64>()
+        {
+            out.insert((*name).to_owned(), v);
+        }
+    }
+    Ok(out)
+}
+
+/// The metrics as Prometheus text (one untyped-free gauge per name).
+pub fn render_textfile(metrics: &BTreeMap<String, f64>) -> String {
+    let mut out = String::new();
+    for (name, value) in metrics {
+        let _ = writeln!(out, "# TYPE {name} gauge\n{name} {value}");
+    }
+    out
+}
+
+fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    std::fs::write(&tmp, text)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+#[async_trait]
+impl Task for MetricsCollection {
+    fn name(&self) -> &str {
+        "metrics-collection"
+    }
+
+    fn impact(&self) -> Impact {
+        Impact::None
+    }
+
+    async fn run(&self, ctx: &TaskContext) -> TaskReport {
+        let mut report = TaskReport::begin(self.name(), ctx.dry_run);
+        let (metrics, errors) = self.collect().await;
+        if metrics.is_empty() && errors.is_empty() {
+            report.skip("nothing to collect: configure a database, Redis or a backup store");
+            return report.finish();
+        }
+        for (k, v) in &metrics {
+            report.metric(k.clone(), *v);
+        }
+        if !ctx.dry_run {
+            if let Some(path) = &self.config.textfile
+                && let Err(e) = write_atomically(path, &render_textfile(&metrics))
+            {
+                report.warn(format!("cannot write {}: {e}", path.display()));
+            }
+            if let Some(path) = &self.config.snapshots {
+                let line = serde_json::json!({ "at": Utc::now(), "metrics": metrics }).to_string();
+                let appended = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .and_then(|mut f| writeln!(f, "{line}").and_then(|()| f.sync_data()));
+                if let Err(e) = appended {
+                    report.warn(format!("cannot append to {}: {e}", path.display()));
+                }
+            }
+        }
+        if !errors.is_empty() {
+            report.fail(errors.join("; "));
+        }
+        report.finish()
+    }
+}

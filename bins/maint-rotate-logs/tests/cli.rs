@@ -1,0 +1,123 @@
+//! The `maint-rotate-logs` binary: the contract (exit codes, one-line errors, --json,
+//! --dry-run, --config with flags on top).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_maint-rotate-logs"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MAINT_LOGS_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn tdir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("maint-rotate-logs-cli").join(name);
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().unwrap()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn bad_input_exits_2_with_one_line_naming_the_field() {
+    let dir = tdir("bad");
+    let log = dir.join("app.log");
+    fs::write(&log, b"x\n").unwrap();
+    let bad_toml = dir.join("bad.toml");
+    fs::write(&bad_toml, "keep = \"many\"\n").unwrap();
+    let l = log.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--path", l, "--level", "42"], "level"),
+        (&["--path", l, "--mode", "sideways"], "mode"),
+        (&["--path", l, "--compress", "rar"], "compress"),
+        (&["--path", l, "--keep", "lots"], "keep"),
+        (&["--path", l, "--keep", "0"], "keep"),
+        (&["--path", l, "--max-total-bytes", "12Q"], "max-total-bytes"),
+        (&["--path", l, "--signal", "SIGNOPE"], "signal"),
+        (&["--path", l, "--archive-url", "::nope"], "archive_url"),
+        (&[], "paths"),
+        (&["--path", l, "--frobnicate"], "--frobnicate"),
+        (&["--config", bad_toml.to_str().unwrap()], "config"),
+        (&["--config", "/nonexistent/maint.toml"], "config"),
+    ];
+    for (args, field) in cases {
+        let out = run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line: {err}");
+        assert!(err.starts_with("maint-rotate-logs: "), "{err}");
+        assert!(err.contains(field), "{args:?}: {err} does not name {field}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert_eq!(fs::read(&log).unwrap(), b"x\n");
+}
+
+#[test]
+fn rotates_with_json_report_dry_run_and_exit_codes() {
+    let dir = tdir("run");
+    let log = dir.join("app.log");
+    let content = "0123456789\n".repeat(1000);
+    fs::write(&log, &content).unwrap();
+    let l = log.to_str().unwrap();
+
+    // dry run: a plan, nothing changed
+    let out = run(&["--path", l, "--dry-run", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let r = json(&out);
+    assert_eq!(r["dry_run"], true);
+    assert_eq!(r["items"][0]["action"], "planned");
+    assert_eq!(fs::read_to_string(&log).unwrap(), content);
+    assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+
+    // config file (zstd) with a flag on top (gzip): the flag wins
+    let cfg = dir.join("rotate.toml");
+    fs::write(&cfg, format!("paths = [{l:?}]\ncompress = \"zstd\"\nmode = \"copytruncate\"\n")).unwrap();
+    let out = run(&["--config", cfg.to_str().unwrap(), "--compress", "gzip", "--level", "9", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = json(&out);
+    for field in ["task", "status", "started_at", "duration_ms", "dry_run", "metrics", "items", "warnings", "error"] {
+        assert!(r.get(field).is_some(), "missing {field}");
+    }
+    assert_eq!(r["task"], "log-rotation");
+    assert_eq!(r["status"], "ok");
+    for m in ["files_rotated", "bytes_in", "bytes_out", "files_deleted", "bytes_at_risk"] {
+        assert!(r["metrics"][m].is_number(), "metric {m}");
+    }
+    assert_eq!(r["metrics"]["files_rotated"], 1.0);
+    let archive = PathBuf::from(r["items"][0]["archives"][0].as_str().unwrap());
+    assert!(archive.to_string_lossy().ends_with(".log.gz"), "{archive:?}");
+    assert!(Command::new("gzip").arg("-t").arg(&archive).status().unwrap().success());
+    let unpacked = Command::new("gzip").arg("-dc").arg(&archive).output().unwrap().stdout;
+    let rest = fs::read(&log).unwrap();
+    assert_eq!([unpacked, rest].concat(), content.as_bytes());
+
+    // text output
+    let out = run(&["--path", l, "--mode", "copytruncate"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("log-rotation: "), "{text}");
+
+    // a directory as a log: the task fails, exit 1, and says which path
+    let out = run(&["--path", dir.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let r = json(&out);
+    assert_eq!(r["status"], "failed");
+    assert!(r["error"].as_str().unwrap().contains(dir.to_str().unwrap()));
+
+    // a glob matching nothing: warning, exit 0
+    let out = run(&["--path", &format!("{}/*.nothing", dir.display()), "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(json(&out)["status"], "warning");
+}

@@ -1,0 +1,556 @@
+//! The executor: carries out the planner's decisions on one log file, step by step, each
+//! step recorded in the state file first so that a killed run is finished by the next.
+
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::Utc;
+use maint_core::tokio_util::sync::CancellationToken;
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use crate::compress::{compress_verified, hash_prefix};
+use crate::fsops;
+use crate::plan::{
+    ArchiveInfo, ArchiveKey, Retention, dated_name, numbered_name, parse_archive, plan_retention, plan_shift,
+};
+use crate::state::{Pending, State, sync_dir};
+use crate::{Config, Error, Mode, Naming, Result, Truncate};
+
+/// The largest tail (bytes written while the archive was being finished) carried in memory
+/// across the truncate; a bigger tail gets an archive of its own first.
+const TAIL_IN_MEMORY: u64 = 4 << 20;
+
+/// What happened to one log file.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FileOutcome {
+    /// The log.
+    pub path: PathBuf,
+    /// `rotated`, `skipped`, `deferred`, `failed` or `planned`.
+    pub action: String,
+    /// Why.
+    pub reason: String,
+    /// How the writer was handed over (`rename`, `collapse-range`, `truncate`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<&'static str>,
+    /// Archives produced (or, dry run, that would be).
+    pub archives: Vec<PathBuf>,
+    /// Object store keys uploaded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub uploaded: Vec<String>,
+    /// Archives deleted by retention (or that would be), with the reason.
+    pub deleted: Vec<(PathBuf, String)>,
+    /// Bytes read from the log.
+    pub bytes_in: u64,
+    /// Bytes written to archives.
+    pub bytes_out: u64,
+    /// Bytes deleted by retention.
+    pub bytes_deleted: u64,
+    /// Copytruncate without collapse-range: bytes held only in memory across the truncate.
+    pub bytes_at_risk: u64,
+    /// Things to tell the operator.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
+}
+
+/// What every job of one run shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) cfg: Config,
+    pub(crate) state: Mutex<State>,
+    pub(crate) state_path: PathBuf,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) store: Option<(Arc<dyn object_store::ObjectStore>, object_store::path::Path)>,
+    /// Test hook: stop (as if killed) after the named step.
+    pub(crate) crash_after: Option<String>,
+}
+
+impl Shared {
+    async fn update(&self, path: &Path, f: impl FnOnce(&mut crate::state::FileState)) -> Result<()> {
+        let mut st = self.state.lock().await;
+        f(st.files.entry(path.to_owned()).or_default());
+        st.save(&self.state_path)
+    }
+
+    fn step(&self, name: &str) -> Result<()> {
+        if self.crash_after.as_deref() == Some(name) {
+            // Fault injection for tests: the process ends here, as under kill -9.
+            std::process::abort();
+        }
+        if self.cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn archive_dir(&self, log: &Path) -> PathBuf {
+        match &self.cfg.archive_dir {
+            Some(d) => d.clone(),
+            None => parent(log).to_owned(),
+        }
+    }
+}
+
+pub(crate) fn parent(p: &Path) -> &Path {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn tmp_of(archive: &Path) -> PathBuf {
+    archive.with_file_name(format!(".{}.tmp", file_name(archive)))
+}
+
+fn staging_of(log: &Path) -> PathBuf {
+    log.with_file_name(format!(".{}.rotating", file_name(log)))
+}
+
+/// Picks the next archive name (shifting numbered archives up first).
+fn next_archive(shared: &Shared, log: &Path) -> Result<PathBuf> {
+    let dir = shared.archive_dir(log);
+    let name = file_name(log);
+    let c = shared.cfg.compress;
+    match shared.cfg.naming {
+        Naming::Date => {
+            let now = Utc::now();
+            for seq in 0.. {
+                let p = dir.join(dated_name(&name, now, seq, c));
+                if !p.exists() && !tmp_of(&p).exists() {
+                    return Ok(p);
+                }
+            }
+            unreachable!("an unbounded range ends only by returning")
+        }
+        Naming::Numbered => {
+            let mut existing: Vec<(u32, PathBuf)> = Vec::new();
+            for e in fs::read_dir(&dir).map_err(Error::io("list", &dir))?.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if let Some(ArchiveKey::Numbered(k)) = parse_archive(&name, &n) {
+                    existing.push((k, e.path()));
+                }
+            }
+            let nums: Vec<u32> = existing.iter().map(|(k, _)| *k).collect();
+            for (from, to) in plan_shift(&nums) {
+                for (k, p) in existing.iter().filter(|(k, _)| *k == from) {
+                    let ext = file_name(p)[format!("{name}.{k}").len()..].to_owned();
+                    let dest = dir.join(format!("{name}.{to}{ext}"));
+                    fs::rename(p, &dest).map_err(Error::io("rename", p))?;
+                }
+            }
+            sync_dir(&dir.join("x"))?;
+            Ok(dir.join(numbered_name(&name, 1, c)))
+        }
+    }
+}
+
+/// Lists the archives of `log` in its archive directory.
+pub(crate) fn list_archives(shared: &Shared, log: &Path) -> Result<Vec<ArchiveInfo>> {
+    list_archives_in(&shared.archive_dir(log), &file_name(log))
+}
+
+/// Lists the archives of the log named `name` in `dir`.
+pub(crate) fn list_archives_in(dir: &Path, name: &str) -> Result<Vec<ArchiveInfo>> {
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io("list", dir)(e)),
+    };
+    for e in entries.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with('.') || parse_archive(name, &n).is_none() {
+            continue;
+        }
+        let Ok(m) = e.metadata() else { continue };
+        if !m.is_file() {
+            continue;
+        }
+        let mtime = m.modified().map(chrono::DateTime::<Utc>::from).unwrap_or_else(|_| Utc::now());
+        out.push(ArchiveInfo { path: e.path(), mtime, size: m.len() });
+    }
+    Ok(out)
+}
+
+/// Removes our temporary files for `log` left by a killed run.
+fn remove_stray_tmps(shared: &Shared, log: &Path) {
+    let dir = shared.archive_dir(log);
+    let name = file_name(log);
+    let Ok(entries) = fs::read_dir(&dir) else { return };
+    for e in entries.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if let Some(inner) = n.strip_prefix('.').and_then(|s| s.strip_suffix(".tmp"))
+            && parse_archive(&name, inner).is_some()
+        {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
+async fn finish_archive(shared: &Shared, out: &mut FileOutcome, archive: &Path) -> Result<()> {
+    fs::rename(tmp_of(archive), archive).map_err(Error::io("rename", archive))?;
+    sync_dir(archive)?;
+    out.archives.push(archive.to_owned());
+    if let Some((store, prefix)) = &shared.store {
+        match crate::upload::upload(store, prefix, archive).await {
+            Ok(key) => out.uploaded.push(key),
+            Err(e) => out.warnings.push(format!("{} (kept locally)", maint_core::one_line(&e))),
+        }
+    }
+    Ok(())
+}
+
+/// Rotates one log (finishing an interrupted rotation first). `rotate` false: only finish
+/// what is pending and apply retention.
+pub(crate) async fn process(shared: &Shared, log: &Path, rotate: bool, out: &mut FileOutcome) -> Result<()> {
+    remove_stray_tmps(shared, log);
+    let pending = shared.state.lock().await.files.get(log).and_then(|f| f.pending.clone());
+    let pending = match pending {
+        Some(p) => Some(p),
+        // A staging file without state (the state file was lost): finish it all the same.
+        None if staging_of(log).exists() => {
+            Some(Pending::Rename { staging: staging_of(log), archive: next_archive(shared, log)? })
+        }
+        None => None,
+    };
+    if let Some(p) = pending {
+        out.warnings.push(format!("{}: finishing an interrupted rotation", log.display()));
+        let done = recover(shared, log, p, out).await?;
+        if !done {
+            out.action = "deferred".to_owned();
+            return Ok(());
+        }
+        if out.action.is_empty() {
+            out.action = "recovered".to_owned();
+        }
+    }
+    if rotate && fs::metadata(log).is_ok_and(|m| m.is_file() && m.len() > 0) {
+        match shared.cfg.mode {
+            Mode::Rename => rotate_rename(shared, log, out).await?,
+            Mode::Copytruncate => rotate_copy(shared, log, out).await?,
+        }
+    }
+    Ok(())
+}
+
+async fn recover(shared: &Shared, log: &Path, p: Pending, out: &mut FileOutcome) -> Result<bool> {
+    match p {
+        Pending::Rename { staging, archive } => {
+            let _ = fs::remove_file(tmp_of(&archive));
+            if staging.exists() {
+                if archive.exists() {
+                    fs::remove_file(&staging).map_err(Error::io("remove", &staging))?;
+                    sync_dir(&staging)?;
+                } else {
+                    if !log.exists() {
+                        let meta = fs::metadata(&staging).map_err(Error::io("stat", &staging))?;
+                        fsops::recreate_like(log, &meta)?;
+                        sync_dir(log)?;
+                    }
+                    notify(shared, out).await;
+                    out.method = Some("rename");
+                    if !finish_rename(shared, log, &staging, &archive, out).await? {
+                        return Ok(false);
+                    }
+                    out.action = "rotated".to_owned();
+                    return Ok(true);
+                }
+            }
+            shared.update(log, |f| f.pending = None).await?;
+            Ok(true)
+        }
+        Pending::Copy { archive, dev, ino, len, hash_len, hash, collapse } => {
+            let _ = fs::remove_file(tmp_of(&archive));
+            let same = fsops::identity(log).is_ok_and(|(d, i, _, _)| (d, i) == (dev, ino));
+            let still_there = same && archive.exists() && hash_prefix(log, hash_len).ok().flatten() == Some(hash);
+            if still_there {
+                if collapse {
+                    fsops::collapse(log, len)?;
+                    out.method = Some("collapse-range");
+                } else {
+                    out.method = Some("truncate");
+                    if !finish_truncate(shared, log, len, out).await? {
+                        return Ok(false);
+                    }
+                }
+            }
+            shared.update(log, |f| f.pending = None).await?;
+            Ok(true)
+        }
+    }
+}
+
+async fn notify(shared: &Shared, out: &mut FileOutcome) {
+    let cfg = &shared.cfg;
+    if let Some(pid_file) = &cfg.pid_file {
+        let sig = crate::config::parse_signal(&cfg.signal);
+        match sig.and_then(|s| fsops::signal_pid_file(pid_file, s)) {
+            Ok(_) => {}
+            Err(e) => out.warnings.push(maint_core::one_line(&e)),
+        }
+    }
+    if let Some(cmd) = &cfg.post_command
+        && let Err(e) = fsops::run_post_command(cmd).await
+    {
+        out.warnings.push(maint_core::one_line(&e));
+    }
+}
+
+async fn rotate_rename(shared: &Shared, log: &Path, out: &mut FileOutcome) -> Result<()> {
+    let archive = next_archive(shared, log)?;
+    let staging = staging_of(log);
+    shared
+        .update(log, |f| f.pending = Some(Pending::Rename { staging: staging.clone(), archive: archive.clone() }))
+        .await?;
+    shared.step("state-written")?;
+    fs::rename(log, &staging).map_err(Error::io("rename", log))?;
+    sync_dir(log)?;
+    shared.step("renamed")?;
+    let meta = fs::metadata(&staging).map_err(Error::io("stat", &staging))?;
+    fsops::recreate_like(log, &meta)?;
+    sync_dir(log)?;
+    shared.step("recreated")?;
+    notify(shared, out).await;
+    out.method = Some("rename");
+    if finish_rename(shared, log, &staging, &archive, out).await? {
+        out.action = "rotated".to_owned();
+    } else {
+        out.action = "deferred".to_owned();
+    }
+    Ok(())
+}
+
+/// Waits for the writer to let go of the renamed file, compresses it, removes it.
+/// Returns false when the writer still holds it (compression waits for the next run).
+async fn finish_rename(
+    shared: &Shared,
+    log: &Path,
+    staging: &Path,
+    archive: &Path,
+    out: &mut FileOutcome,
+) -> Result<bool> {
+    let holders = fsops::wait_closed(staging, shared.cfg.reopen_timeout()).await;
+    if !holders.is_empty() {
+        out.warnings.push(format!(
+            "{}: pid {:?} still writes to {} after {}s; it is compressed on the next run",
+            log.display(),
+            holders,
+            staging.display(),
+            shared.cfg.reopen_timeout_secs
+        ));
+        return Ok(false);
+    }
+    shared.step("writer-closed")?;
+    let cfg = &shared.cfg;
+    let packed =
+        compress_verified(staging, 0, None, &tmp_of(archive), cfg.compress, cfg.effective_level(), &shared.cancel)
+            .await?;
+    shared.step("compressed")?;
+    out.bytes_in += packed.bytes_in;
+    out.bytes_out += packed.bytes_out;
+    finish_archive(shared, out, archive).await?;
+    shared.step("archived")?;
+    fs::remove_file(staging).map_err(Error::io("remove", staging))?;
+    sync_dir(staging)?;
+    shared.step("source-removed")?;
+    let now = Utc::now();
+    shared
+        .update(log, |f| {
+            f.pending = None;
+            f.last_rotated = Some(now);
+        })
+        .await?;
+    Ok(true)
+}
+
+async fn rotate_copy(shared: &Shared, log: &Path, out: &mut FileOutcome) -> Result<()> {
+    let cfg = &shared.cfg;
+    let (dev, ino, size, blk) = fsops::identity(log)?;
+    let collapse_ok = cfg.truncate == Truncate::Auto && fsops::probe_dir(parent(log)).unwrap_or(false);
+    let mut prefix = size / blk * blk;
+    if prefix == size {
+        prefix = prefix.saturating_sub(blk);
+    }
+    let archive = next_archive(shared, log)?;
+    let tmp = tmp_of(&archive);
+    if collapse_ok && prefix > 0 {
+        out.method = Some("collapse-range");
+        let packed =
+            compress_verified(log, 0, Some(prefix), &tmp, cfg.compress, cfg.effective_level(), &shared.cancel).await?;
+        shared.step("compressed")?;
+        shared
+            .update(log, |f| {
+                f.pending = Some(Pending::Copy {
+                    archive: archive.clone(),
+                    dev,
+                    ino,
+                    len: prefix,
+                    hash_len: prefix,
+                    hash: packed.hash,
+                    collapse: true,
+                });
+            })
+            .await?;
+        shared.step("state-written")?;
+        out.bytes_in += packed.bytes_in;
+        out.bytes_out += packed.bytes_out;
+        finish_archive(shared, out, &archive).await?;
+        shared.step("archived")?;
+        if let Err(e) = fsops::collapse(log, prefix) {
+            // The bytes are still in the log: drop the archive rather than keep them twice.
+            let _ = fs::remove_file(&archive);
+            out.archives.retain(|a| a != &archive);
+            shared.update(log, |f| f.pending = None).await?;
+            return Err(e);
+        }
+        shared.step("source-removed")?;
+    } else {
+        out.method = Some("truncate");
+        // Up to the size seen now: a writer faster than the compressor must not keep this
+        // pass from ending; what it adds meanwhile is the tail, handled below.
+        let packed =
+            compress_verified(log, 0, Some(size), &tmp, cfg.compress, cfg.effective_level(), &shared.cancel).await?;
+        shared.step("compressed")?;
+        let len = packed.bytes_in;
+        shared
+            .update(log, |f| {
+                f.pending = Some(Pending::Copy {
+                    archive: archive.clone(),
+                    dev,
+                    ino,
+                    len,
+                    hash_len: len,
+                    hash: packed.hash,
+                    collapse: false,
+                });
+            })
+            .await?;
+        shared.step("state-written")?;
+        out.bytes_in += packed.bytes_in;
+        out.bytes_out += packed.bytes_out;
+        finish_archive(shared, out, &archive).await?;
+        shared.step("archived")?;
+        if !finish_truncate(shared, log, len, out).await? {
+            return Ok(());
+        }
+        shared.step("source-removed")?;
+    }
+    let now = Utc::now();
+    shared
+        .update(log, |f| {
+            f.pending = None;
+            f.last_rotated = Some(now);
+        })
+        .await?;
+    out.action = "rotated".to_owned();
+    Ok(())
+}
+
+/// Copytruncate without collapse-range, after bytes `0..archived` are safely archived:
+/// archive any large tail written meanwhile, read the small rest into memory, truncate
+/// right after the read, and append the rest back. Lines written between that last read
+/// and the truncate (microseconds) are the exposure no user-space tool can close.
+///
+/// Returns false when the writer outpaces the archiving: the log is then not truncated,
+/// and the state keeps how much of it is archived, so the next run goes on from there.
+async fn finish_truncate(shared: &Shared, log: &Path, mut archived: u64, out: &mut FileOutcome) -> Result<bool> {
+    let cfg = &shared.cfg;
+    let mut f = OpenOptions::new().read(true).write(true).open(log).map_err(Error::io("open", log))?;
+    for _ in 0..8 {
+        let size = f.metadata().map_err(Error::io("stat", log))?.len();
+        if size.saturating_sub(archived) <= TAIL_IN_MEMORY {
+            break;
+        }
+        let archive = next_archive(shared, log)?;
+        if shared.cfg.naming == Naming::Numbered {
+            // the shift moved this run's archives up by one
+            let name = file_name(log);
+            for a in &mut out.archives {
+                let n = file_name(a);
+                if let Some(ArchiveKey::Numbered(k)) = parse_archive(&name, &n) {
+                    let ext = n[format!("{name}.{k}").len()..].to_owned();
+                    *a = a.with_file_name(format!("{name}.{}{ext}", k + 1));
+                }
+            }
+        }
+        let tail = size - archived;
+        let packed = compress_verified(
+            log,
+            archived,
+            Some(tail),
+            &tmp_of(&archive),
+            cfg.compress,
+            cfg.effective_level(),
+            &shared.cancel,
+        )
+        .await?;
+        out.bytes_in += packed.bytes_in;
+        out.bytes_out += packed.bytes_out;
+        finish_archive(shared, out, &archive).await?;
+        archived += tail;
+        // The state keeps the first archive's prefix hash; only `len` grows.
+        shared
+            .update(log, |fs| {
+                if let Some(Pending::Copy { len, .. }) = &mut fs.pending {
+                    *len = archived;
+                }
+            })
+            .await?;
+    }
+    let mut tail = Vec::new();
+    f.seek(SeekFrom::Start(archived)).map_err(Error::io("seek", log))?;
+    let cap = 4 * TAIL_IN_MEMORY;
+    loop {
+        let room = cap.saturating_sub(tail.len() as u64);
+        (&mut f).take(room).read_to_end(&mut tail).map_err(Error::io("read", log))?;
+        // Read again if the writer added more since; the window left is fstat -> ftruncate.
+        let size = f.metadata().map_err(Error::io("stat", log))?.len();
+        if size <= archived + tail.len() as u64 {
+            break;
+        }
+        if tail.len() as u64 >= cap {
+            out.warnings.push(format!(
+                "{}: the writer adds faster than it can be archived; {archived} bytes are archived, \
+                 the log is truncated on a later run",
+                log.display()
+            ));
+            out.action = "deferred".to_owned();
+            return Ok(false);
+        }
+    }
+    f.set_len(0).map_err(Error::io("truncate", log))?;
+    drop(f);
+    shared.step("truncated")?;
+    out.bytes_at_risk += tail.len() as u64;
+    if !tail.is_empty() {
+        let mut a = OpenOptions::new().append(true).open(log).map_err(Error::io("open", log))?;
+        a.write_all(&tail).map_err(Error::io("write", log))?;
+        a.sync_all().map_err(Error::io("fsync", log))?;
+    }
+    Ok(true)
+}
+
+/// Applies retention to the archives of `log`, never deleting `protect`.
+pub(crate) fn retention(shared: &Shared, log: &Path, dry_run: bool, out: &mut FileOutcome) -> Result<()> {
+    let limits = Retention::from_config(&shared.cfg);
+    if limits == Retention::default() {
+        return Ok(());
+    }
+    let archives = list_archives(shared, log)?;
+    let protect: Vec<&Path> = out.archives.iter().map(PathBuf::as_path).collect();
+    for (path, reason) in plan_retention(&archives, &protect, limits, Utc::now()) {
+        let size = archives.iter().find(|a| a.path == path).map_or(0, |a| a.size);
+        if !dry_run {
+            fs::remove_file(&path).map_err(Error::io("remove", &path))?;
+        }
+        out.bytes_deleted += size;
+        out.deleted.push((path, reason));
+    }
+    Ok(())
+}

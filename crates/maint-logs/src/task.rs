@@ -1,0 +1,269 @@
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use maint_core::{Impact, Task, TaskContext, TaskReport, one_line};
+use tokio::sync::{Mutex, Semaphore};
+
+use crate::plan::{Decision, Observed, looks_like_archive, plan_rotation};
+use crate::rotate::{FileOutcome, Shared, parent, process, retention};
+use crate::state::State;
+use crate::{Config, Result};
+
+/// The `log-rotation` task: rotates, compresses and prunes the configured logs.
+#[derive(Debug, Clone)]
+pub struct LogRotation {
+    cfg: Config,
+    crash_after: Option<String>,
+}
+
+/// The logs a configuration names, as found on disk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Targets {
+    /// Each log with what was observed.
+    pub files: Vec<(PathBuf, Observed)>,
+    /// Patterns that matched nothing, directories a glob matched, and the like.
+    pub warnings: Vec<String>,
+}
+
+fn has_glob(p: &str) -> bool {
+    p.contains(['*', '?', '['])
+}
+
+/// Expands the configured paths and globs. A literal path is reported whatever it is
+/// (missing, a directory); a glob yields only regular files and never this tool's
+/// archives or temporary files.
+pub fn find_targets(cfg: &Config) -> Targets {
+    let mut t = Targets::default();
+    let mut seen = BTreeSet::new();
+    let opts = glob::MatchOptions { require_literal_leading_dot: true, ..glob::MatchOptions::new() };
+    for pat in &cfg.paths {
+        if !has_glob(pat) {
+            let p = PathBuf::from(pat);
+            let obs = match std::fs::metadata(&p) {
+                Ok(m) if m.is_file() => Observed::File { size: m.len() },
+                Ok(_) => Observed::NotAFile,
+                Err(_) => Observed::Missing,
+            };
+            if seen.insert(p.clone()) {
+                t.files.push((p, obs));
+            }
+            continue;
+        }
+        let mut matched = 0;
+        if let Ok(paths) = glob::glob_with(pat, opts) {
+            for p in paths.flatten() {
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                if looks_like_archive(&name) {
+                    continue;
+                }
+                match std::fs::metadata(&p) {
+                    Ok(m) if m.is_file() => {
+                        matched += 1;
+                        if seen.insert(p.clone()) {
+                            t.files.push((p, Observed::File { size: m.len() }));
+                        }
+                    }
+                    Ok(_) => t.warnings.push(format!("{pat}: {} is not a regular file, skipped", p.display())),
+                    Err(_) => {}
+                }
+            }
+        }
+        if matched == 0 {
+            t.warnings.push(format!("{pat}: no file matches"));
+        }
+    }
+    t
+}
+
+impl LogRotation {
+    /// Checks the configuration (errors name the field) and builds the task.
+    pub fn new(cfg: Config) -> Result<Self> {
+        cfg.validate()?;
+        Ok(LogRotation { cfg, crash_after: None })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Fault injection for crash-safety tests: the process aborts (like `kill -9`) right
+    /// after the named step (`state-written`, `renamed`, `recreated`, `writer-closed`,
+    /// `compressed`, `archived`, `truncated`, `source-removed`).
+    #[doc(hidden)]
+    pub fn crash_after(mut self, step: Option<String>) -> Self {
+        self.crash_after = step;
+        self
+    }
+
+    fn state_path(&self, targets: &Targets) -> PathBuf {
+        if let Some(p) = &self.cfg.state_file {
+            return p.clone();
+        }
+        let dir = match (&self.cfg.archive_dir, targets.files.first()) {
+            (Some(d), _) => d.clone(),
+            (None, Some((p, _))) => parent(p).to_owned(),
+            (None, None) => PathBuf::from("."),
+        };
+        dir.join(".maint-logs-state.json")
+    }
+
+    async fn run_inner(&self, ctx: &TaskContext, report: &mut TaskReport) -> Result<()> {
+        let targets = find_targets(&self.cfg);
+        for w in &targets.warnings {
+            if self.cfg.missing_ok {
+                report.warn(w.clone());
+            } else {
+                report.fail(w.clone());
+            }
+        }
+        let state_path = self.state_path(&targets);
+        let (state, warning) = if targets.files.is_empty() {
+            (State::default(), None)
+        } else {
+            if !ctx.dry_run
+                && let Some(dir) = &self.cfg.archive_dir
+            {
+                crate::fsops::probe_dir(dir)?;
+            }
+            State::load(&state_path)?
+        };
+        if let Some(w) = warning {
+            report.warn(w);
+        }
+        let now = Utc::now();
+        let store = match &self.cfg.archive_url {
+            Some(url) => Some(crate::upload::parse_url(url)?),
+            None => None,
+        };
+        let mut jobs = Vec::new();
+        for (path, obs) in &targets.files {
+            let fs = state.files.get(path);
+            let decision = plan_rotation(&self.cfg, *obs, fs.and_then(|f| f.last_rotated), now);
+            let pending = fs.is_some_and(|f| f.pending.is_some());
+            jobs.push((path.clone(), decision, pending));
+        }
+        let shared = Arc::new(Shared {
+            cfg: self.cfg.clone(),
+            state: Mutex::new(state),
+            state_path,
+            cancel: ctx.cancel.clone(),
+            store,
+            crash_after: self.crash_after.clone(),
+        });
+        let sem = Arc::new(Semaphore::new(self.cfg.concurrency));
+        let mut set = tokio::task::JoinSet::new();
+        for (path, decision, pending) in jobs {
+            let shared = Arc::clone(&shared);
+            let sem = Arc::clone(&sem);
+            let dry_run = ctx.dry_run;
+            set.spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                one_file(&shared, &path, decision, pending, dry_run).await
+            });
+        }
+        let mut outcomes = Vec::new();
+        while let Some(r) = set.join_next().await {
+            match r {
+                Ok(o) => outcomes.push(o),
+                Err(e) => {
+                    report.fail(format!("a rotation job panicked: {e}"));
+                }
+            }
+        }
+        outcomes.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut m = [0u64; 6];
+        let mut archives_written = 0u64;
+        let mut failed = Vec::new();
+        for o in &outcomes {
+            if o.action == "rotated" {
+                m[0] += 1;
+            }
+            archives_written += o.archives.len() as u64;
+            m[1] += o.bytes_in;
+            m[2] += o.bytes_out;
+            m[3] += o.deleted.len() as u64;
+            m[4] += o.bytes_at_risk;
+            m[5] += o.bytes_deleted;
+            for w in &o.warnings {
+                report.warn(w.clone());
+            }
+            if o.action == "failed" {
+                failed.push(format!("{}: {}", o.path.display(), o.reason));
+            }
+            report.item(o);
+        }
+        for (name, v) in ["files_rotated", "bytes_in", "bytes_out", "files_deleted", "bytes_at_risk", "bytes_deleted"]
+            .into_iter()
+            .zip(m)
+        {
+            report.metric(name, v as f64);
+        }
+        report.metric("archives_written", archives_written as f64);
+        if !failed.is_empty() {
+            report.fail(failed.join("; "));
+        }
+        Ok(())
+    }
+}
+
+async fn one_file(shared: &Shared, path: &Path, decision: Decision, pending: bool, dry_run: bool) -> FileOutcome {
+    let mut out = FileOutcome { path: path.to_owned(), ..FileOutcome::default() };
+    let (rotate, reason) = match decision {
+        Decision::Rotate(r) => (true, r),
+        Decision::Skip(r) => (false, r),
+        Decision::Error(r) => {
+            out.action = "failed".to_owned();
+            out.reason = r;
+            return out;
+        }
+    };
+    out.reason = reason;
+    if dry_run {
+        out.action = if rotate { "planned" } else { "skipped" }.to_owned();
+        if pending {
+            out.warnings.push(format!("{}: an interrupted rotation would be finished", path.display()));
+        }
+        if let Err(e) = retention(shared, path, true, &mut out) {
+            out.warnings.push(one_line(&e));
+        }
+        return out;
+    }
+    match process(shared, path, rotate, &mut out).await {
+        Ok(()) => {
+            if out.action.is_empty() {
+                out.action = "skipped".to_owned();
+            }
+            if let Err(e) = retention(shared, path, false, &mut out) {
+                out.warnings.push(one_line(&e));
+            }
+        }
+        Err(e) => {
+            out.action = "failed".to_owned();
+            out.reason = one_line(&e);
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl Task for LogRotation {
+    fn name(&self) -> &str {
+        "log-rotation"
+    }
+
+    fn impact(&self) -> Impact {
+        Impact::None
+    }
+
+    async fn run(&self, ctx: &TaskContext) -> TaskReport {
+        let mut report = TaskReport::begin(self.name(), ctx.dry_run);
+        if let Err(e) = self.run_inner(ctx, &mut report).await {
+            report.fail(one_line(&e));
+        }
+        report.finish()
+    }
+}

@@ -1,0 +1,45 @@
+//! Optional upload of each archive to an object store (S3 or a local directory).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::buffered::BufWriter;
+use object_store::path::Path as ObjectPath;
+use tokio::io::AsyncWriteExt;
+
+use crate::{Error, Result};
+
+/// Parses an archive URL (`s3://bucket/prefix`, `file:///dir`), naming the field on error.
+pub(crate) fn parse_url(url: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
+    let parsed = url::Url::parse(url).map_err(|e| Error::invalid("archive_url", format!("{url:?}: {e}")))?;
+    // AWS_* variables configure S3 (region, endpoint, keys), as the AWS tools do.
+    let opts = std::env::vars()
+        .filter(|(k, _)| k.starts_with("AWS_"))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect::<Vec<_>>();
+    let (store, prefix) = object_store::parse_url_opts(&parsed, opts)
+        .map_err(|e| Error::invalid("archive_url", format!("{url:?}: {e}")))?;
+    Ok((Arc::from(store), prefix))
+}
+
+/// Streams one archive to `prefix/<file name>` (multipart for large files, bounded memory).
+pub(crate) async fn upload(store: &Arc<dyn ObjectStore>, prefix: &ObjectPath, file: &Path) -> Result<String> {
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dest = prefix.clone().join(name.as_str());
+    let mut input = tokio::fs::File::open(file).await.map_err(Error::io("open", file))?;
+    let mut w = BufWriter::new(Arc::clone(store), dest.clone());
+    let copied = tokio::io::copy(&mut input, &mut w).await;
+    let closed = match copied {
+        Ok(_) => w.shutdown().await,
+        Err(e) => {
+            let _ = w.abort().await;
+            Err(e)
+        }
+    };
+    closed.map_err(|e| Error::Upload {
+        path: file.to_owned(),
+        source: object_store::Error::Generic { store: "archive_url", source: Box::new(e) },
+    })?;
+    Ok(dest.to_string())
+}

@@ -27,6 +27,8 @@ pub(crate) struct MaintConfig {
     pub(crate) health: maint_health::HealthConfig,
     /// Metrics collection (database, Redis and store come from their own sections).
     pub(crate) collect: maint_health::CollectConfig,
+    /// Log rotation.
+    pub(crate) logs: maint_logs::Config,
 }
 
 /// `[backup]`.
@@ -55,6 +57,7 @@ impl Default for MaintConfig {
             backup: BackupSection::default(),
             health: maint_health::HealthConfig::default(),
             collect: maint_health::CollectConfig::default(),
+            logs: maint_logs::Config::default(),
         }
     }
 }

@@ -42,6 +42,15 @@ pub(crate) fn build(id: &str, cfg: &MaintConfig) -> Result<Slot, Error> {
                 }))
             }
         },
+        "log-rotation" => {
+            if cfg.logs.paths.is_empty() {
+                Slot::Unavailable("no log files configured ([logs] paths)".into())
+            } else {
+                Slot::Ready(Arc::new(
+                    maint_logs::LogRotation::new(cfg.logs.clone()).map_err(|e| Error::invalid("logs", one_line(&e)))?,
+                ))
+            }
+        }
         "health-checks" => {
             let mut health = cfg.health.clone();
             if health.database_url.is_none() {

@@ -102,7 +102,7 @@ mod run {
         let path = e.dir.join("maint.toml");
         let text = format!(
             "calendar = \"deploy/maintenance.yaml\"\nlock_file = \"{dir}/run.lock\"\nmetrics_textfile = \"{dir}/maint.prom\"\n\
-             [notify]\ntargets = [\"log://stderr\"]\n[database]\nurl = \"{db}\"\n[backup]\nstore = \"{store}\"\nrolling_days = 7\n",
+             [notify]\ntargets = [\"log://stderr\"]\n[logs]\npaths = [\"{dir}/app.log\"]\n[database]\nurl = \"{db}\"\n[backup]\nstore = \"{store}\"\nrolling_days = 7\n",
             dir = e.dir.display(),
             db = e.db.url(),
         );
@@ -152,11 +152,15 @@ mod run {
         assert!(prom.contains("maint_task_last_success_timestamp_seconds{task=\"database-optimization\"}"));
         assert!(!prom.contains(&e.db.password), "no secret in the metrics");
 
+        std::fs::write(e.dir.join("app.log"), "line 1\nline 2\n").unwrap();
         let (code, report, err) = maint(&e, &["run", "daily", "--json", "--config", cfg.to_str().unwrap()]).await;
         assert_eq!(code, 0, "{report} {err}");
         let health = task(&report, "health-checks");
         assert!(health["status"] == "ok" || health["status"] == "warning", "{report}");
         assert_eq!(health["metrics"]["checks_passed"], 2.0, "PostgreSQL and the store: {health}");
+        let logs = task(&report, "log-rotation");
+        assert_eq!(logs["status"], "ok", "{report}");
+        assert_eq!(logs["metrics"]["files_rotated"], 1.0, "{logs}");
         let collect = task(&report, "metrics-collection");
         assert_eq!(collect["status"], "ok", "{report}");
         assert_eq!(collect["metrics"]["aindusdb_backups_total"], 1.0);

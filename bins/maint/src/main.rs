@@ -1,5 +1,6 @@
 //! `maint`: the maintenance calendar of AindusDB Core, run for real.
 
+mod checklist;
 mod config;
 mod lock;
 mod metrics;
@@ -50,6 +51,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The pre- or post-maintenance checklist: automated items checked, manual ones listed
+    /// (never passed). Exit 1 when an automated item fails.
+    Checklist {
+        /// pre or post.
+        which: String,
+        /// maint.toml.
+        #[arg(long, env = "MAINT_CONFIG")]
+        config: Option<PathBuf>,
+        /// The newest verified backup must be younger than this.
+        #[arg(long, default_value_t = 26)]
+        max_backup_age_hours: i64,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check maint.toml and print the effective configuration (secrets masked).
+    ConfigCheck {
+        /// maint.toml.
+        #[arg(long, env = "MAINT_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Run one task now.
     Task {
         /// The task id or plan name (database-optimization, "Backup Verification", ...).
@@ -92,7 +114,10 @@ fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = matches!(cli.command, Command::Run { json: true, .. } | Command::Task { json: true, .. });
+    let quiet = matches!(
+        cli.command,
+        Command::Run { json: true, .. } | Command::Task { json: true, .. } | Command::Checklist { json: true, .. }
+    );
     if !quiet {
         tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init();
     }
@@ -217,6 +242,36 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 print!("{}", report.render_table());
             }
             Ok(report.status.exit_code().into())
+        }
+        Command::Checklist { which, config, max_backup_age_hours, json } => {
+            let cfg = MaintConfig::load(config.as_deref())?;
+            let report = runtime()?.block_on(checklist::run(&which, &cfg, max_backup_age_hours))?;
+            if json {
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            } else {
+                for i in &report.items {
+                    println!(
+                        "[{:^14}] {}: {}",
+                        i["state"].as_str().unwrap_or(""),
+                        i["item"].as_str().unwrap_or(""),
+                        i["detail"].as_str().unwrap_or("")
+                    );
+                }
+                println!("{}: {}", report.task, report.status.as_str());
+            }
+            Ok(report.status.exit_code().into())
+        }
+        Command::ConfigCheck { config } => {
+            let cfg = MaintConfig::load(config.as_deref())?;
+            let cal = Calendar::from_path(&cfg.calendar)?;
+            for w in cal.windows() {
+                for t in &w.tasks {
+                    registry::build(t.id, &cfg)?;
+                }
+            }
+            println!("{cfg:#?}");
+            println!("config: ok ({} windows in {})", cal.windows().len(), cfg.calendar.display());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Task { name, config, dry_run, json } => {
             let cfg = MaintConfig::load(config.as_deref())?;

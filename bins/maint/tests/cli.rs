@@ -167,6 +167,32 @@ mod run {
     }
 
     #[tokio::test]
+    async fn checklists_gate_on_a_fresh_verified_backup_and_never_pass_manual_items() {
+        let e = env().await;
+        let cfg = write_config(&e, &format!("s3://{}", e.bucket.bucket));
+        let cfg = cfg.to_str().unwrap();
+        // The backup exists but was never verified: the pre-checklist fails.
+        let (code, report, _) = maint(&e, &["checklist", "pre", "--json", "--config", cfg]).await;
+        assert_eq!(code, 1, "{report}");
+        assert!(report["error"].as_str().unwrap().contains("no verified backup"), "{report}");
+        let items = report["items"].as_array().unwrap();
+        assert!(items.iter().filter(|i| i["state"] == "manual").count() >= 2);
+        assert!(items.iter().all(|i| i["state"] != "passed" || !i["item"].as_str().unwrap().contains("stakeholders")));
+        // Verify it (weekly window), then the gate opens.
+        let (code, _, _) = maint(&e, &["run", "weekly", "--json", "--config", cfg]).await;
+        assert_eq!(code, 0);
+        let (code, report, _) = maint(&e, &["checklist", "pre", "--json", "--config", cfg]).await;
+        assert_eq!(code, 0, "{report}");
+        assert_eq!(report["status"], "warning", "manual items are warnings, never passes: {report}");
+        assert_eq!(report["metrics"]["items_failed"], 0.0);
+        // A stale backup fails the gate.
+        let (code, report, _) =
+            maint(&e, &["checklist", "pre", "--json", "--config", cfg, "--max-backup-age-hours", "0"]).await;
+        assert_eq!(code, 1);
+        assert!(report["error"].as_str().unwrap().contains("h old"), "{report}");
+    }
+
+    #[tokio::test]
     async fn a_service_down_fails_its_task_and_the_others_still_run() {
         let e = env().await;
         let cfg = write_config(&e, "s3://no-such-bucket-here");

@@ -213,7 +213,7 @@ mod run {
         assert!(got);
         let (code, report, _) = maint(&e, &["run", "weekly", "--json", "--config", cfg.to_str().unwrap()]).await;
         assert_eq!(code, 0, "{report}");
-        assert_eq!(report["status"], "ok");
+        assert_eq!(report["status"], "skipped");
         assert_eq!(report["tasks"][0]["status"], "skipped");
         let why = report["tasks"][0]["warnings"][0].as_str().unwrap();
         assert!(why.contains("another maint run holds the database run lock: pid"), "{why}");

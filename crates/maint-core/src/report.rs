@@ -127,7 +127,7 @@ impl TaskReport {
 pub struct RunReport {
     /// The window (`daily`), or the name of the run.
     pub window: String,
-    /// The worst task status (skipped counts as ok).
+    /// The worst task status (skipped counts as ok), or skipped when every task was skipped.
     pub status: Status,
     /// When the run started.
     pub started_at: DateTime<Utc>,
@@ -143,11 +143,15 @@ impl RunReport {
     /// Builds a run report from task reports; `started_at` is the first task's start.
     pub fn new(window: impl Into<String>, dry_run: bool, tasks: Vec<TaskReport>) -> Self {
         let started_at = tasks.first().map_or_else(Utc::now, |t| t.started_at);
-        let status = tasks
-            .iter()
-            .map(|t| if t.status == Status::Skipped { Status::Ok } else { t.status })
-            .max()
-            .unwrap_or(Status::Ok);
+        let status = if !tasks.is_empty() && tasks.iter().all(|t| t.status == Status::Skipped) {
+            Status::Skipped
+        } else {
+            tasks
+                .iter()
+                .map(|t| if t.status == Status::Skipped { Status::Ok } else { t.status })
+                .max()
+                .unwrap_or(Status::Ok)
+        };
         let duration_ms = (Utc::now() - started_at).num_milliseconds().max(0) as u64;
         RunReport { window: window.into(), status, started_at, duration_ms, dry_run, tasks }
     }
@@ -234,6 +238,7 @@ mod tests {
         assert!(table.contains("outside window"));
         assert_eq!(table.lines().count(), 5);
         let only_skipped = RunReport::new("x", false, vec![TaskReport::begin("c", false).skip("n/a").clone().finish()]);
-        assert_eq!(only_skipped.status, Status::Ok);
+        assert_eq!(only_skipped.status, Status::Skipped, "nothing ran: not ok");
+        assert_eq!(only_skipped.status.exit_code(), ExitCode::Ok);
     }
 }

@@ -2,6 +2,7 @@
 
 mod checklist;
 mod config;
+mod daemon;
 mod lock;
 mod metrics;
 mod registry;
@@ -65,6 +66,19 @@ enum Command {
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
+    },
+    /// Run each window at its start until SIGTERM (which lets the current task finish its
+    /// step and skips the rest).
+    Daemon {
+        /// maint.toml.
+        #[arg(long, env = "MAINT_CONFIG")]
+        config: Option<PathBuf>,
+        /// What to do with a window whose start passed while the daemon was down.
+        #[arg(long, value_enum, default_value = "run-once")]
+        missed: daemon::MissedPolicy,
+        /// How late a missed window may still run, minutes.
+        #[arg(long, default_value_t = 60)]
+        grace_minutes: i64,
     },
     /// Check maint.toml and print the effective configuration (secrets masked).
     ConfigCheck {
@@ -231,6 +245,42 @@ async fn run_window_command(
     Ok(report)
 }
 
+async fn run_daemon(
+    cfg: &MaintConfig,
+    cal: &Calendar,
+    missed: daemon::MissedPolicy,
+    grace_minutes: i64,
+) -> Result<(), Error> {
+    let stop = cancel_on_signals();
+    let state_path = daemon::DaemonState::path(&cfg.lock_file);
+    let grace = maint_core::chrono::TimeDelta::minutes(grace_minutes.max(0));
+    loop {
+        let mut state = daemon::DaemonState::load(&state_path);
+        let now = Utc::now();
+        let (due, skipped) = daemon::due(cal, &state, now, missed, grace);
+        for s in skipped {
+            tracing::warn!("missed window {s}: not run (policy {missed:?})");
+        }
+        for window in due {
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+            let report = run_window_command(&window, cfg, false, false, false).await?;
+            tracing::info!("{}", report.render_table().trim_end());
+            state.last_run.insert(window, now);
+            state.save(&state_path)?;
+        }
+        let next = cal.windows().iter().map(|w| w.next_start(Utc::now())).min();
+        let Some(next) = next else { return Ok(()) };
+        let wait = (next - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(50);
+        tracing::info!("next window at {}", next.to_rfc3339_opts(SecondsFormat::Secs, true));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stop.cancelled() => return Ok(()),
+        }
+    }
+}
+
 fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Run { window, config, force, only_in_window, dry_run, json } => {
@@ -260,6 +310,12 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 println!("{}: {}", report.task, report.status.as_str());
             }
             Ok(report.status.exit_code().into())
+        }
+        Command::Daemon { config, missed, grace_minutes } => {
+            let cfg = MaintConfig::load(config.as_deref())?;
+            let cal = Calendar::from_path(&cfg.calendar)?;
+            runtime()?.block_on(run_daemon(&cfg, &cal, missed, grace_minutes))?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::ConfigCheck { config } => {
             let cfg = MaintConfig::load(config.as_deref())?;

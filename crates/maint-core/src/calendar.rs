@@ -151,6 +151,11 @@ impl Window {
         out
     }
 
+    /// The latest start at or before `at`.
+    pub fn previous_start(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron.find_previous_occurrence(&at, true).ok()
+    }
+
     /// The start of the occurrence that contains `at`, if `at` is inside the window.
     pub fn occurrence_containing(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let start = self.cron.find_previous_occurrence(&at, true).ok()?;

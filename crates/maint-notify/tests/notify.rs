@@ -269,17 +269,27 @@ impl std::io::Write for Capture {
     }
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn no_secret_reaches_logs_errors_or_reports() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+/// One global subscriber for the whole test binary: a thread-local default can miss events
+/// whose callsites other test threads registered first, and a global capture also checks
+/// that no other test logged a secret.
+fn capture() -> &'static Capture {
+    static CAPTURE: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+        capture
+    })
+}
 
+#[tokio::test]
+async fn no_secret_reaches_logs_errors_or_reports() {
+    let capture = capture();
     let (addr, p) = peer().await;
     for path in ["services/T0/B0/SLACKSECRET", "workflows/TEAMSSECRET", "v2/enqueue", "hooks/HOOKSECRET"] {
         script(&p, path, &[Reply::Status(500), Reply::RetryAfter(429, 0), Reply::Status(503)]);

@@ -29,6 +29,9 @@ pub(crate) struct MaintConfig {
     pub(crate) collect: maint_health::CollectConfig,
     /// Log rotation.
     pub(crate) logs: maint_logs::Config,
+    /// The file this was read from.
+    #[serde(skip)]
+    pub(crate) source: Option<PathBuf>,
 }
 
 /// `[backup]`.
@@ -58,6 +61,7 @@ impl Default for MaintConfig {
             health: maint_health::HealthConfig::default(),
             collect: maint_health::CollectConfig::default(),
             logs: maint_logs::Config::default(),
+            source: None,
         }
     }
 }
@@ -69,7 +73,10 @@ impl MaintConfig {
             None => MaintConfig::default(),
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|source| Error::Read { path: p.to_owned(), source })?;
-                toml::from_str(&text).map_err(|e| Error::invalid(p.display().to_string(), e.message().to_owned()))?
+                let mut cfg: MaintConfig = toml::from_str(&text)
+                    .map_err(|e| Error::invalid(p.display().to_string(), e.message().to_owned()))?;
+                cfg.source = Some(p.to_owned());
+                cfg
             }
         };
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());

@@ -7,6 +7,7 @@ mod lock;
 mod metrics;
 mod registry;
 mod runner;
+mod security;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

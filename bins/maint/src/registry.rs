@@ -51,6 +51,9 @@ pub(crate) fn build(id: &str, cfg: &MaintConfig) -> Result<Slot, Error> {
                 ))
             }
         }
+        "security-scan" => {
+            Slot::Ready(Arc::new(crate::security::ConfigAudit { findings: crate::security::audit(cfg) }))
+        }
         "health-checks" => {
             let mut health = cfg.health.clone();
             if health.database_url.is_none() {

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
-use crate::hashing::{HashingReader, hex};
+use crate::hashing::{HashingReader, Progress, hex};
 use crate::{Compression, Error, MANIFEST_FORMAT_VERSION, Manifest, backup_key, fingerprint, manifest_key};
 
 /// What `create` needs.
@@ -191,7 +191,9 @@ async fn pump<R: AsyncRead + Unpin + Send>(
     let mut hasher = Sha256::new();
     let mut bytes = 0u64;
     let mut buf = vec![0u8; 1 << 20];
+    let mut progress = Progress::new("uploading", "the dump");
     loop {
+        progress.tick(bytes);
         if cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }

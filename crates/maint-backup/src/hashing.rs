@@ -45,3 +45,30 @@ impl<R: AsyncRead + Unpin> AsyncRead for HashingReader<R> {
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Logs progress of long transfers at most every 5 seconds (as tracing events: shown on a
+/// terminal by the binaries, silent with `--json`).
+#[derive(Debug)]
+pub(crate) struct Progress {
+    what: &'static str,
+    key: String,
+    started: std::time::Instant,
+    last: std::time::Instant,
+}
+
+impl Progress {
+    pub(crate) fn new(what: &'static str, key: &str) -> Self {
+        let now = std::time::Instant::now();
+        Progress { what, key: key.to_owned(), started: now, last: now }
+    }
+
+    pub(crate) fn tick(&mut self, bytes: u64) {
+        if self.last.elapsed() < std::time::Duration::from_secs(5) {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let mib = bytes as f64 / 1048576.0;
+        tracing::info!("{} {}: {mib:.0} MiB ({:.0} MiB/s)", self.what, self.key, mib / secs);
+    }
+}

@@ -72,6 +72,27 @@ pub async fn drop_leftovers(admin: &Client) -> Result<Vec<String>, Error> {
     Ok(dropped)
 }
 
+/// Copies the decompressed dump into pg_restore, logging progress.
+async fn feed(
+    reader: &mut (dyn tokio::io::AsyncRead + Send + Unpin),
+    stdin: &mut tokio::process::ChildStdin,
+    key: &str,
+) -> std::io::Result<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut progress = crate::hashing::Progress::new("restoring", key);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        progress.tick(total);
+        let n = reader.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(total);
+        }
+        stdin.write_all(&buf[..n]).await?;
+        total += n as u64;
+    }
+}
+
 fn with_database(url: &str, db: &str) -> Result<String, Error> {
     let mut u = url::Url::parse(url).map_err(|e| Error::invalid("admin_url", format!("not a URL: {e}")))?;
     u.set_path(&format!("/{db}"));
@@ -113,7 +134,7 @@ pub async fn restore_test(
         let mut stdin =
             child.stdin.take().ok_or_else(|| Error::Tool { tool: "pg_restore", message: "no stdin".into() })?;
         let mut reader = decoder(manifest.compression, open_object(store, key).await?);
-        let copied = tokio::io::copy(&mut reader, &mut stdin).await;
+        let copied = feed(&mut reader, &mut stdin, key).await;
         drop(stdin);
         let status = child.wait().await?;
         if !status.success() {

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 use tokio_util::io::StreamReader;
 
-use crate::hashing::{HashingReader, hex};
+use crate::hashing::{HashingReader, Progress, hex};
 use crate::{BackupEntry, Compression, Error, Manifest, manifest_key};
 
 /// The verification of one backup.
@@ -133,7 +133,9 @@ async fn read_through(
         let mut total = 0u64;
         let mut head: Vec<u8> = Vec::with_capacity(5);
         let mut buf = vec![0u8; 1 << 20];
+        let mut progress = Progress::new("verifying", key);
         loop {
+            progress.tick(total);
             let n = match reader.read(&mut buf).await {
                 Ok(n) => n,
                 Err(e) => return Err((0, e.to_string())),

@@ -1,0 +1,292 @@
+//! The maint-update binary, run as an operator would.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use maint_testkit::Postgres;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let dir = std::env::temp_dir().join(format!("maint-update-{name}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn update(config: Option<&Path>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_maint-update"));
+    cmd.env_remove("MAINT_CONFIG").env_remove("MAINT_UPDATE_IMAGE");
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.args(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+#[tokio::test]
+async fn plan_lists_every_step_with_the_pending_migrations_of_a_real_database() {
+    let db = Postgres::shared().await.fresh_database().await;
+    let dir = temp_dir("plan");
+    let migrations = dir.join("migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    std::fs::write(migrations.join("V1__users.sql"), "CREATE TABLE users (id int);").unwrap();
+    std::fs::write(migrations.join("V2__drop.sql"), "-- maint:contract\nDROP TABLE users;").unwrap();
+    let config = dir.join("maint.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[update]\nworkloads = [\"api\", \"worker\"]\nimage = \"registry.example/aindusdb\"\n\n\
+             [migrations]\ndir = \"{}\"\ndatabase_url = \"{}\"\n",
+            migrations.display(),
+            db.url()
+        ),
+    )
+    .unwrap();
+    let out = update(Some(&config), &["--json", "plan", "--to", "1.5.0", "--from", "1.4.2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = json(&out);
+    assert_eq!(
+        (r["task"].as_str(), r["status"].as_str(), r["dry_run"].as_bool()),
+        (Some("system-updates"), Some("ok"), Some(true))
+    );
+    let steps: Vec<(&str, &str)> = r["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["step"].as_str().unwrap(), i["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("version", "ok"),
+            ("change", "skipped"),
+            ("expand-migrations", "planned"),
+            ("rollout", "planned"),
+            ("contract-migrations", "planned"),
+        ]
+    );
+    assert_eq!(r["items"][2]["detail"], "would apply V1__users");
+    assert_eq!(r["items"][4]["detail"], "would apply V2__drop");
+    assert!(
+        r["items"][3]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("would set registry.example/aindusdb:1.5.0 on api, worker")
+    );
+
+    let human = update(Some(&config), &["run", "--dry-run", "--to", "1.5.0", "--from", "1.4.2"]);
+    assert!(human.status.success(), "{}", stderr(&human));
+    let text = String::from_utf8_lossy(&human.stdout).into_owned();
+    assert!(text.contains("expand-migrations    planned  would apply V1__users"), "{text}");
+    assert!(text.contains("system-updates: ok (dry run)"), "{text}");
+
+    let major = update(Some(&config), &["--json", "plan", "--to", "2.0.0", "--from", "1.4.2"]);
+    assert_eq!(major.status.code(), Some(1));
+    assert!(json(&major)["error"].as_str().unwrap().contains("a change request is required"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn without_a_deployer_a_run_is_refused_and_a_plan_needs_from() {
+    let run = update(None, &["run", "--to", "1.5.0", "--image", "aindusdb"]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(stderr(&run).starts_with("maint-update: deployer: no deployer configured"), "{}", stderr(&run));
+    let plan = update(None, &["--json", "plan", "--to", "1.5.0", "--image", "aindusdb"]);
+    assert_eq!(plan.status.code(), Some(1));
+    let r = json(&plan);
+    assert_eq!(r["status"], "failed");
+    assert!(r["error"].as_str().unwrap().starts_with("deploy: cannot read the running version"), "{r}");
+}
+
+#[test]
+fn bad_input_is_one_line_naming_the_field_with_exit_code_2() {
+    let dir = temp_dir("bad");
+    let unknown = dir.join("unknown.toml");
+    std::fs::write(&unknown, "[update]\nworkload = [\"api\"]\n").unwrap();
+    let bad_check = dir.join("check.toml");
+    std::fs::write(&bad_check, "[update]\nimage = \"x\"\nchecks = [{ url = \"ftp://x\" }]\n").unwrap();
+    let bad_url = dir.join("url.toml");
+    std::fs::write(
+        &bad_url,
+        format!("[migrations]\ndir = \"{}\"\ndatabase_url = \"postgresql://u:hunter2@h:notaport/db\"\n", dir.display()),
+    )
+    .unwrap();
+    let cases: Vec<(Option<&Path>, Vec<&str>, &str)> = vec![
+        (None, vec!["plan", "--to", "1.5", "--image", "x"], "maint-update: --to: \"1.5\" is not a semantic version"),
+        (None, vec!["plan", "--to", "1.5.0", "--from", "x", "--image", "x"], "maint-update: --from:"),
+        (None, vec!["plan", "--to", "1.5.0"], "maint-update: --image: required"),
+        (None, vec!["plan", "--to", "1.5.0", "--image", "x", "--change", "12"], "maint-update: --change:"),
+        (
+            None,
+            vec!["plan", "--to", "1.5.0", "--image", "x", "--change", "CR-1"],
+            "maint-update: changes.dir: required",
+        ),
+        (Some(&unknown), vec!["plan", "--to", "1.5.0"], "unknown.toml: unknown field `workload`"),
+        (Some(&bad_check), vec!["plan", "--to", "1.5.0"], "maint-update: update.checks[0].url:"),
+        (Some(&bad_url), vec!["plan", "--to", "1.5.0", "--image", "x"], "maint-update: migrations.database_url:"),
+    ];
+    for (config, args, expected) in cases {
+        let out = update(config, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        assert!(!err.contains("hunter2"), "the password is never printed: {err}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+const STANDIN: &str = "local/maint-standin-cli";
+
+/// Stand-in images from the test env's Debian image: 1.0.0 and 1.1.0 serve HTTP on 8080,
+/// 1.2.0-broken never listens.
+fn standin_images() {
+    let base = std::env::var("MAINT_TEST_S3_IMAGE").unwrap_or_else(|_| "local/maint-s3:latest".into());
+    for (tag, script) in [
+        ("1.0.0", "exec python3 -m http.server 8080"),
+        ("1.1.0", "exec python3 -m http.server 8080"),
+        ("1.2.0-broken", "exec sleep 3600"),
+    ] {
+        let created =
+            Command::new("docker").args(["create", &base]).output().expect("docker (run through scripts/test-env)");
+        assert!(created.status.success(), "docker create {base}: {}", stderr(&created));
+        let id = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+        let entrypoint = format!("ENTRYPOINT [\"sh\", \"-c\", \"{script}\"]");
+        let commit = Command::new("docker")
+            .args(["commit", "--change", &entrypoint, "--change", "EXPOSE 8080", &id, &format!("{STANDIN}:{tag}")])
+            .output()
+            .unwrap();
+        assert!(commit.status.success(), "{}", stderr(&commit));
+        Command::new("docker").args(["rm", "-f", &id]).output().unwrap();
+    }
+}
+
+fn running_images(service: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["ps", "--filter", &format!("label=maint.release.service={service}"), "--format", "{{.Image}}"])
+        .output()
+        .unwrap();
+    let mut images: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+    images.sort();
+    images
+}
+
+#[tokio::test]
+async fn run_updates_docker_replicas_around_migrations_and_rolls_back_a_broken_version() {
+    use maint_core::chrono::{TimeDelta, Utc};
+    use maint_release::{ApprovalPolicy, ChangeRequest, ChangeStore, JsonDirStore, NewChange};
+
+    standin_images();
+    let db = Postgres::shared().await.fresh_database().await;
+    let dir = temp_dir("run");
+    let migrations = dir.join("migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    std::fs::write(migrations.join("V1__users.sql"), "CREATE TABLE users (id int, legacy text);").unwrap();
+    std::fs::write(migrations.join("V2__drop_legacy.sql"), "-- maint:contract\nALTER TABLE users DROP COLUMN legacy;")
+        .unwrap();
+    let changes = dir.join("changes");
+    let store = JsonDirStore::open(&changes).unwrap();
+    let start = Utc::now() - TimeDelta::minutes(1);
+    store
+        .create(&mut |id| {
+            let mut c = ChangeRequest::new(
+                id,
+                NewChange {
+                    title: "AindusDB 1.1.0".into(),
+                    requester: "bob".into(),
+                    approvers: vec!["alice".into()],
+                    estimated_minutes: 60,
+                    target_version: Some("1.1.0".into()),
+                    ..NewChange::default()
+                },
+                start,
+            )?;
+            c.submit("bob", &ApprovalPolicy::default(), start)?;
+            c.approve("alice", None, start)?;
+            c.schedule("ops", start, None, start)?;
+            Ok(c)
+        })
+        .unwrap();
+    let service = format!("cli-standin-{}", std::process::id());
+    let config = dir.join("maint.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[update]\nworkloads = [\"{service}\"]\nimage = \"{STANDIN}\"\nrollout_timeout_secs = 60\n\n\
+             [migrations]\ndir = \"{}\"\ndatabase_url = \"{}\"\n\n\
+             [changes]\ndir = \"{}\"\n\n\
+             [docker]\nreadiness_timeout_secs = 5\n\
+             services = [{{ name = \"{service}\", replicas = 3, port = 8080, readiness_path = \"/\", labels = {{ maint-testkit = \"1\" }} }}]\n\n\
+             [notify]\ntargets = [\"log://stderr\"]\n\n\
+             [audit]\ndatabase_url = \"{}\"\n",
+            migrations.display(),
+            db.url(),
+            changes.display(),
+            db.url()
+        ),
+    )
+    .unwrap();
+
+    // First deployment (a patch from the release candidate).
+    let first = update(Some(&config), &["--json", "run", "--to", "1.0.0", "--from", "1.0.0-rc.1"]);
+    assert!(first.status.success(), "{}\n{}", String::from_utf8_lossy(&first.stdout), stderr(&first));
+    assert_eq!(running_images(&service), vec![format!("{STANDIN}:1.0.0"); 3]);
+
+    // 1.0.0 -> 1.1.0 under change CR-1: expand before, contract after, change done.
+    let out = update(Some(&config), &["--json", "run", "--to", "1.1.0", "--change", "CR-1", "--actor", "ops-alice"]);
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    let r = json(&out);
+    assert_eq!(r["status"], "ok", "{r:#}");
+    assert_eq!(r["items"][0]["detail"], "minor update 1.0.0 -> 1.1.0");
+    assert_eq!(r["items"][1]["detail"], "CR-1 is scheduled and in its window");
+    assert_eq!(r["metrics"]["notifications_delivered"], 1.0);
+    assert!(stderr(&out).contains("AindusDB updated from 1.0.0 to 1.1.0"), "{}", stderr(&out));
+    assert_eq!(running_images(&service), vec![format!("{STANDIN}:1.1.0"); 3]);
+    assert_eq!(store.load("CR-1").unwrap().state, maint_release::ChangeState::Done);
+    let (client, conn) = maint_release::deadpool_postgres::tokio_postgres::connect(
+        &db.url(),
+        maint_release::deadpool_postgres::tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let applied: i64 = client.query_one("SELECT count(*) FROM maint_release_migrations", &[]).await.unwrap().get(0);
+    assert_eq!(applied, 2);
+
+    // A broken version is rolled back and says so.
+    let broken = update(Some(&config), &["--json", "run", "--to", "1.2.0-broken"]);
+    assert_eq!(broken.status.code(), Some(1), "{}", stderr(&broken));
+    let r = json(&broken);
+    assert_eq!(r["metrics"]["rolled_back"], 1.0);
+    assert!(r["error"].as_str().unwrap().contains("1.2.0-broken) not ready after"), "{r:#}");
+    assert!(stderr(&broken).contains("AindusDB update failed and was rolled back"), "{}", stderr(&broken));
+    assert_eq!(running_images(&service), vec![format!("{STANDIN}:1.1.0"); 3], "1.1.0 serves again");
+
+    type Row = (String, Option<String>, String, Option<String>, String);
+    let audit: Vec<Row> = client
+        .query("SELECT actor, from_version, to_version, change_id, status FROM maint_release_audit ORDER BY id", &[])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    assert_eq!(audit.len(), 3, "{audit:?}");
+    assert_eq!(audit[1], ("ops-alice".into(), Some("1.0.0".into()), "1.1.0".into(), Some("CR-1".into()), "ok".into()));
+    assert_eq!((audit[2].2.as_str(), audit[2].4.as_str()), ("1.2.0-broken", "failed"));
+
+    let ids = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label=maint.release.service={service}")])
+        .output()
+        .unwrap();
+    for id in String::from_utf8_lossy(&ids.stdout).lines() {
+        Command::new("docker").args(["rm", "-f", id]).output().unwrap();
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

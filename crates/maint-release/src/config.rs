@@ -1,0 +1,323 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use maint_core::Secret;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    ApprovalPolicy, DockerDeployer, DockerService, Error, HttpCheck, HttpChecks, MigratorOptions, Phase, UpdateSettings,
+};
+
+/// The configuration of maint-release, as a binary reads it from TOML.
+///
+/// ```toml
+/// [update]
+/// workloads = ["api", "worker"]
+/// image = "registry.example/aindusdb"
+/// calendar = "/etc/maint/plan.yaml"
+/// checks = [{ url = "http://aindusdb/health/ready" }]
+///
+/// [migrations]
+/// dir = "/srv/aindusdb/migrations"
+/// database_url = "postgresql://maint@db/aindusdb"
+/// external_command = ["alembic", "upgrade", "head"]
+///
+/// [changes]
+/// dir = "/var/lib/maint/changes"
+/// approvals = { high = 2, critical = 3 }
+///
+/// [backup]
+/// store = "s3://backups/aindusdb"
+/// database_url = "postgresql://maint@db/aindusdb"
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The update.
+    pub update: UpdateConfig,
+    /// SQL migrations.
+    pub migrations: MigrationsConfig,
+    /// Change management.
+    pub changes: ChangesConfig,
+    /// The backup taken before an update.
+    pub backup: BackupConfig,
+    /// The Docker deployer.
+    pub docker: DockerConfig,
+    /// The audit record of every update.
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`: where update audit records go (table `public.maint_release_audit`); no
+/// audit record when `database_url` is absent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The database.
+    pub database_url: Option<Secret>,
+}
+
+/// `[update]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpdateConfig {
+    /// Workloads that get the new image.
+    pub workloads: Vec<String>,
+    /// The image without its tag.
+    pub image: String,
+    /// How long a rollout or an undo may take, in seconds.
+    pub rollout_timeout_secs: u64,
+    /// The maintenance plan (YAML or TOML), for change windows.
+    pub calendar: Option<PathBuf>,
+    /// Health/smoke checks (HTTP GET).
+    pub checks: Vec<HttpCheck>,
+    /// Per-request timeout of a check, in seconds.
+    pub check_timeout_secs: f64,
+    /// Attempts per check.
+    pub check_attempts: u32,
+    /// Pause between two attempts, in seconds.
+    pub check_pause_secs: f64,
+}
+
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        UpdateConfig {
+            workloads: vec!["api".into(), "worker".into()],
+            image: String::new(),
+            rollout_timeout_secs: 600,
+            calendar: None,
+            checks: Vec::new(),
+            check_timeout_secs: 10.0,
+            check_attempts: 3,
+            check_pause_secs: 2.0,
+        }
+    }
+}
+
+fn secs(field: &str, v: f64) -> Result<Duration, Error> {
+    Duration::try_from_secs_f64(v).map_err(|_| Error::invalid(field, format!("{v} is not a number of seconds")))
+}
+
+impl UpdateConfig {
+    /// The orchestrator's settings.
+    pub fn settings(&self) -> Result<UpdateSettings, Error> {
+        if self.rollout_timeout_secs == 0 {
+            return Err(Error::invalid("update.rollout_timeout_secs", "must be at least 1"));
+        }
+        if let Some(w) = self.workloads.iter().find(|w| w.trim().is_empty()) {
+            return Err(Error::invalid("update.workloads", format!("empty workload name {w:?}")));
+        }
+        Ok(UpdateSettings {
+            workloads: self.workloads.clone(),
+            image_repository: self.image.trim().to_owned(),
+            rollout_timeout: Duration::from_secs(self.rollout_timeout_secs),
+        })
+    }
+
+    /// The HTTP checks, or `None` when none are configured.
+    pub fn http_checks(&self) -> Result<Option<HttpChecks>, Error> {
+        if self.checks.is_empty() {
+            return Ok(None);
+        }
+        let checks = self
+            .checks
+            .iter()
+            .map(|c| {
+                if c.name.is_empty() {
+                    HttpCheck { expect_status: c.expect_status, ..HttpCheck::get(&c.url) }
+                } else {
+                    c.clone()
+                }
+            })
+            .collect();
+        HttpChecks::new(
+            checks,
+            secs("update.check_timeout_secs", self.check_timeout_secs)?,
+            self.check_attempts,
+            secs("update.check_pause_secs", self.check_pause_secs)?,
+        )
+        .map(Some)
+        .map_err(|e| match e {
+            Error::Invalid { field, message } => Error::invalid(format!("update.{field}"), message),
+            other => other,
+        })
+    }
+}
+
+/// `[migrations]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MigrationsConfig {
+    /// The directory of `V<version>__<name>.sql` files; no migrations when absent.
+    pub dir: Option<PathBuf>,
+    /// The database.
+    pub database_url: Option<Secret>,
+    /// Schema of the history table.
+    pub schema: String,
+    /// Name of the history table.
+    pub table: String,
+    /// How long to wait for another runner, in seconds.
+    pub lock_wait_secs: u64,
+    /// A command run inside the migration lock (`["alembic", "upgrade", "head"]`).
+    pub external_command: Vec<String>,
+    /// The phase of the external command.
+    pub external_phase: Phase,
+}
+
+impl Default for MigrationsConfig {
+    fn default() -> Self {
+        let o = MigratorOptions::new("");
+        MigrationsConfig {
+            dir: None,
+            database_url: None,
+            schema: o.schema,
+            table: o.table,
+            lock_wait_secs: o.lock_wait.as_secs(),
+            external_command: Vec::new(),
+            external_phase: Phase::Expand,
+        }
+    }
+}
+
+impl MigrationsConfig {
+    /// The runner's options, or `None` when no directory is configured.
+    pub fn options(&self) -> Result<Option<MigratorOptions>, Error> {
+        let Some(dir) = &self.dir else {
+            if !self.external_command.is_empty() {
+                return Err(Error::invalid("migrations.dir", "required with external_command"));
+            }
+            return Ok(None);
+        };
+        if !dir.is_dir() {
+            return Err(Error::invalid("migrations.dir", format!("{} is not a directory", dir.display())));
+        }
+        if self.database_url.as_ref().is_none_or(|u| u.expose().is_empty()) {
+            return Err(Error::invalid("migrations.database_url", "required with migrations.dir"));
+        }
+        Ok(Some(MigratorOptions {
+            dir: dir.clone(),
+            schema: self.schema.clone(),
+            table: self.table.clone(),
+            lock_wait: Duration::from_secs(self.lock_wait_secs),
+            external_command: self.external_command.clone(),
+            external_phase: self.external_phase,
+        }))
+    }
+}
+
+/// `[changes]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChangesConfig {
+    /// The directory of change request JSON files.
+    pub dir: Option<PathBuf>,
+    /// Approvals needed per risk.
+    pub approvals: ApprovalPolicy,
+}
+
+/// `[backup]`: where the pre-update backup goes; no backup step when `store` is absent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupConfig {
+    /// `s3://bucket/prefix` or `file:///path` (as maint-backup).
+    pub store: Option<String>,
+    /// The database to dump.
+    pub database_url: Option<Secret>,
+    /// A backup younger than this (hours) that verifies is enough.
+    pub max_age_hours: u64,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig { store: None, database_url: None, max_age_hours: 24 }
+    }
+}
+
+/// `[docker]`: the services run as containers on the local Docker engine
+/// (`DOCKER_HOST` or the default socket).
+///
+/// ```toml
+/// [docker]
+/// readiness_timeout_secs = 60
+/// services = [{ name = "api", replicas = 3, port = 8080, readiness_path = "/health/ready" }]
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DockerConfig {
+    /// The services; the Docker deployer is used when there is at least one.
+    pub services: Vec<DockerService>,
+    /// How long a new container may take to answer its readiness endpoint, in seconds.
+    pub readiness_timeout_secs: u64,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        DockerConfig { services: Vec::new(), readiness_timeout_secs: 60 }
+    }
+}
+
+impl DockerConfig {
+    /// The Docker deployer, or `None` when no service is configured.
+    pub fn deployer(&self) -> Result<Option<DockerDeployer>, Error> {
+        if self.services.is_empty() {
+            return Ok(None);
+        }
+        if self.readiness_timeout_secs == 0 {
+            return Err(Error::invalid("docker.readiness_timeout_secs", "must be at least 1"));
+        }
+        DockerDeployer::connect_local(self.services.clone(), Duration::from_secs(self.readiness_timeout_secs)).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_example_and_names_bad_fields() {
+        let dir = std::env::temp_dir();
+        let text = format!(
+            r#"
+            [update]
+            workloads = ["api", "worker"]
+            image = "registry.example/aindusdb"
+            checks = [{{ url = "http://aindusdb/health/ready" }}, {{ name = "live", url = "http://aindusdb/health/live", expect_status = 204 }}]
+            [migrations]
+            dir = "{}"
+            database_url = "postgresql://maint:pw@db/aindusdb"
+            external_command = ["alembic", "upgrade", "head"]
+            [changes]
+            approvals = {{ high = 3 }}
+            "#,
+            dir.display()
+        );
+        let cfg: Config = toml::from_str(&text).unwrap();
+        assert_eq!(cfg.update.settings().unwrap().image_repository, "registry.example/aindusdb");
+        let checks = cfg.update.http_checks().unwrap().unwrap();
+        assert_eq!(checks.checks()[0].name, "/health/ready");
+        assert_eq!(checks.checks()[1].expect_status, 204);
+        let opts = cfg.migrations.options().unwrap().unwrap();
+        assert_eq!(opts.external_command, ["alembic", "upgrade", "head"]);
+        assert_eq!(opts.table, "maint_release_migrations");
+        assert_eq!(cfg.changes.approvals, ApprovalPolicy { high: 3, ..ApprovalPolicy::default() });
+        assert!(!format!("{cfg:?}").contains("pw@"), "the database URL is a secret");
+
+        let field = |e: Error| match e {
+            Error::Invalid { field, .. } => field,
+            other => panic!("{other}"),
+        };
+        let bad: Config = toml::from_str("[update]\nchecks = [{ url = \"ftp://x\" }]").unwrap();
+        assert_eq!(field(bad.update.http_checks().unwrap_err()), "update.checks[0].url");
+        let bad: Config = toml::from_str("[migrations]\ndir = \"/nonexistent/dir\"").unwrap();
+        assert_eq!(field(bad.migrations.options().unwrap_err()), "migrations.dir");
+        let bad: Config = toml::from_str(&format!("[migrations]\ndir = \"{}\"", dir.display())).unwrap();
+        assert_eq!(field(bad.migrations.options().unwrap_err()), "migrations.database_url");
+        assert!(toml::from_str::<Config>("[update]\nworkload = []").is_err(), "unknown fields are refused");
+        assert_eq!(Config::default().migrations.options().unwrap(), None);
+        assert!(Config::default().docker.deployer().unwrap().is_none());
+        let bad: Config = toml::from_str(
+            "[docker]\nservices = [{ name = \"api\", replicas = 0, port = 80, readiness_path = \"/\" }]",
+        )
+        .unwrap();
+        assert_eq!(field(bad.docker.deployer().unwrap_err()), "docker.services[0]");
+    }
+}

@@ -1,0 +1,379 @@
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use deadpool_postgres::{ClientWrapper, Object, Pool};
+use maint_core::TaskContext;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+
+use crate::error::query_err;
+use crate::{AppliedMigration, Error, Migration, MigrationPlan, Phase, load_dir, plan_migrations, split_statements};
+
+/// The key of the session-level advisory lock every migration runner takes before it
+/// reads or writes the history table: the bytes of "mrelease" (`0x6d72656c65617365`).
+/// Advisory locks are per database, so runners on different databases never wait for
+/// each other.
+pub const MIGRATION_LOCK_KEY: i64 = 0x6d72_656c_6561_7365;
+
+/// How the runner is set up (see [`crate::MigrationsConfig`] for the serde form).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigratorOptions {
+    /// The directory of `V<version>__<name>.sql` files.
+    pub dir: PathBuf,
+    /// Schema of the history table.
+    pub schema: String,
+    /// Name of the history table.
+    pub table: String,
+    /// How long to wait for another runner's lock before giving up.
+    pub lock_wait: Duration,
+    /// A command run inside the same lock, after the SQL files of its phase (for
+    /// services that keep their own migrations: `["alembic", "upgrade", "head"]`).
+    pub external_command: Vec<String>,
+    /// The phase the external command belongs to.
+    pub external_phase: Phase,
+}
+
+impl MigratorOptions {
+    /// Defaults: table `public.maint_release_migrations`, wait 10 minutes, no external command.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        MigratorOptions {
+            dir: dir.into(),
+            schema: "public".into(),
+            table: "maint_release_migrations".into(),
+            lock_wait: Duration::from_secs(600),
+            external_command: Vec::new(),
+            external_phase: Phase::Expand,
+        }
+    }
+}
+
+/// One migration the run applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedStep {
+    /// The version.
+    pub version: String,
+    /// The name.
+    pub name: String,
+    /// How long it took.
+    pub duration_ms: u64,
+}
+
+/// What a run did (or, in a dry run, would do) for one phase.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationOutcome {
+    /// The phase.
+    pub phase: Phase,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Migrations applied, in order (empty in a dry run).
+    pub applied: Vec<AppliedStep>,
+    /// Migrations a dry run would apply (`V3__add_email`).
+    pub planned: Vec<String>,
+    /// Applied versions whose file is gone.
+    pub missing_files: Vec<String>,
+    /// The external command, if one ran (or would run).
+    pub external: Option<String>,
+    /// Whether another runner held the lock when we asked (we waited for it).
+    pub waited_for_lock: bool,
+}
+
+/// Runs a phase of schema migrations. The orchestrator holds an `Arc<dyn SchemaMigrations>`
+/// so that its tests can replace the database.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait SchemaMigrations: Send + Sync + std::fmt::Debug + 'static {
+    /// Applies (or with `ctx.dry_run`, lists) the pending migrations of `phase`.
+    async fn migrate(&self, phase: Phase, ctx: &TaskContext) -> Result<MigrationOutcome, Error>;
+}
+
+/// The SQL migration runner on PostgreSQL (tokio-postgres through deadpool-postgres).
+///
+/// The history table (created on first run, inside the lock):
+///
+/// ```sql
+/// CREATE TABLE IF NOT EXISTS public.maint_release_migrations (
+///     version       text        PRIMARY KEY,   -- normalized: "1.2"
+///     name          text        NOT NULL,
+///     phase         text        NOT NULL CHECK (phase IN ('expand', 'contract')),
+///     checksum      text        NOT NULL,      -- hex SHA-256 of the file's bytes
+///     transactional boolean     NOT NULL,
+///     applied_at    timestamptz NOT NULL DEFAULT now(),
+///     applied_by    text        NOT NULL DEFAULT current_user,
+///     duration_ms   bigint      NOT NULL
+/// );
+/// ```
+#[derive(Debug, Clone)]
+pub struct Migrator {
+    pool: Pool,
+    opts: MigratorOptions,
+    table: String,
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+impl Migrator {
+    /// A runner over `pool`. No I/O happens here.
+    pub fn new(pool: Pool, opts: MigratorOptions) -> Result<Self, Error> {
+        if opts.schema.is_empty() || opts.table.is_empty() {
+            return Err(Error::invalid("migrations.table", "schema and table must not be empty"));
+        }
+        let table = format!("{}.{}", quote_ident(&opts.schema), quote_ident(&opts.table));
+        Ok(Migrator { pool, opts, table })
+    }
+
+    /// The history table, quoted (`"public"."maint_release_migrations"`).
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// A session of our own, detached from the pool: when it is dropped (even by a
+    /// cancelled future) the connection closes and the advisory lock goes with it.
+    async fn session(&self) -> Result<ClientWrapper, Error> {
+        let obj = self.pool.get().await.map_err(|e| {
+            let source: Box<dyn std::error::Error + Send + Sync> = match e {
+                deadpool_postgres::PoolError::Backend(e) => Box::new(e),
+                other => Box::new(other),
+            };
+            Error::Connect { target: "the migrations database".into(), source }
+        })?;
+        Ok(Object::take(obj))
+    }
+
+    /// The history, oldest first; empty when the table does not exist yet.
+    pub async fn applied(&self) -> Result<Vec<AppliedMigration>, Error> {
+        let client = self.session().await?;
+        read_history(&client, &self.table).await
+    }
+
+    /// Compares the directory with the history for `phase` (no lock, no writes).
+    pub async fn plan(&self, phase: Phase) -> Result<MigrationPlan, Error> {
+        let files = load_dir(&self.opts.dir)?;
+        plan_migrations(&files, &self.applied().await?, phase)
+    }
+
+    /// Applies the pending migrations of `phase`, each in its own transaction unless
+    /// marked `-- maint:no-transaction`, holding [`MIGRATION_LOCK_KEY`] for the whole run
+    /// (waiting up to `lock_wait` for another runner), then runs the external command of
+    /// the phase inside the same lock. Refuses to start when an applied file changed.
+    /// With `ctx.dry_run`, lists what it would do and changes nothing.
+    pub async fn run(&self, phase: Phase, ctx: &TaskContext) -> Result<MigrationOutcome, Error> {
+        let files = load_dir(&self.opts.dir)?;
+        let external = (!self.opts.external_command.is_empty() && self.opts.external_phase == phase)
+            .then(|| self.opts.external_command.join(" "));
+        let mut outcome = MigrationOutcome { phase, dry_run: ctx.dry_run, external, ..MigrationOutcome::default() };
+        let mut client = self.session().await?;
+        if ctx.dry_run {
+            let plan = plan_migrations(&files, &read_history(&client, &self.table).await?, phase)?;
+            outcome.planned = plan.pending.iter().map(|m| format!("V{}__{}", m.version, m.name)).collect();
+            outcome.missing_files = plan.missing_files;
+            return Ok(outcome);
+        }
+        outcome.waited_for_lock = self.lock(&client, ctx).await?;
+        let result = self.apply_locked(&mut client, &files, phase, ctx, &mut outcome).await;
+        let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY]).await;
+        result.map(|()| outcome)
+    }
+
+    /// Takes the advisory lock, polling so that the wait is bounded and cancellable.
+    /// Returns whether it had to wait.
+    async fn lock(&self, client: &ClientWrapper, ctx: &TaskContext) -> Result<bool, Error> {
+        let started = Instant::now();
+        let mut waited = false;
+        loop {
+            let got: bool = client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+                .await
+                .map_err(query_err("pg_try_advisory_lock"))?
+                .get(0);
+            if got {
+                return Ok(waited);
+            }
+            waited = true;
+            if started.elapsed() >= self.opts.lock_wait {
+                let holder = client
+                    .query_opt(
+                        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                           AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                           AND classid = $1 AND objid = $2 AND objsubid = 1 LIMIT 1",
+                        &[&((MIGRATION_LOCK_KEY >> 32) as u32), &(MIGRATION_LOCK_KEY as u32)],
+                    )
+                    .await
+                    .map_err(query_err("find the migration lock holder"))?
+                    .map(|r| r.get::<_, i32>(0));
+                return Err(Error::LockBusy { holder, waited: started.elapsed() });
+            }
+            tokio::select! {
+                () = ctx.cancel.cancelled() => return Err(Error::Cancelled),
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    }
+
+    async fn apply_locked(
+        &self,
+        client: &mut ClientWrapper,
+        files: &[Migration],
+        phase: Phase,
+        ctx: &TaskContext,
+        outcome: &mut MigrationOutcome,
+    ) -> Result<(), Error> {
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {} (
+                    version       text        PRIMARY KEY,
+                    name          text        NOT NULL,
+                    phase         text        NOT NULL CHECK (phase IN ('expand', 'contract')),
+                    checksum      text        NOT NULL,
+                    transactional boolean     NOT NULL,
+                    applied_at    timestamptz NOT NULL DEFAULT now(),
+                    applied_by    text        NOT NULL DEFAULT current_user,
+                    duration_ms   bigint      NOT NULL
+                )",
+                self.table
+            ))
+            .await
+            .map_err(query_err(format!("create {}", self.table)))?;
+        // Read the history only now, inside the lock: a runner that waited sees what the
+        // other one applied.
+        let plan = plan_migrations(files, &read_history(client, &self.table).await?, phase)?;
+        outcome.missing_files = plan.missing_files;
+        let insert = format!(
+            "INSERT INTO {} (version, name, phase, checksum, transactional, duration_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+            self.table
+        );
+        for m in &plan.pending {
+            if ctx.cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let started = Instant::now();
+            let failed = |statement: usize| {
+                let (version, name, transactional) = (m.version_text(), m.name.clone(), m.transactional);
+                move |source| Error::MigrationFailed { version, name, transactional, statement, source }
+            };
+            let row =
+                |ms: i64| (m.version_text(), m.name.clone(), phase.as_str(), m.checksum.clone(), m.transactional, ms);
+            if m.transactional {
+                let tx = client.transaction().await.map_err(query_err("BEGIN"))?;
+                tx.batch_execute(&m.sql).await.map_err(failed(1))?;
+                let ms = started.elapsed().as_millis() as i64;
+                let (v, n, p, c, t, ms) = row(ms);
+                tx.execute(&insert, &[&v, &n, &p, &c, &t, &ms]).await.map_err(query_err("record the migration"))?;
+                tx.commit().await.map_err(failed(1))?;
+            } else {
+                for (i, statement) in split_statements(&m.sql).iter().enumerate() {
+                    client.batch_execute(statement).await.map_err(failed(i + 1))?;
+                }
+                let (v, n, p, c, t, ms) = row(started.elapsed().as_millis() as i64);
+                client.execute(&insert, &[&v, &n, &p, &c, &t, &ms]).await.map_err(query_err("record the migration"))?;
+            }
+            tracing::info!(version = %m.version, name = %m.name, "migration applied");
+            outcome.applied.push(AppliedStep {
+                version: m.version_text(),
+                name: m.name.clone(),
+                duration_ms: started.elapsed().as_millis() as u64,
+            });
+        }
+        if outcome.external.is_some() {
+            run_external(&self.opts.external_command).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SchemaMigrations for Migrator {
+    async fn migrate(&self, phase: Phase, ctx: &TaskContext) -> Result<MigrationOutcome, Error> {
+        self.run(phase, ctx).await
+    }
+}
+
+async fn read_history(client: &ClientWrapper, table: &str) -> Result<Vec<AppliedMigration>, Error> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+        .await
+        .map_err(query_err("look up the history table"))?
+        .get(0);
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(&format!("SELECT version, name, phase, checksum FROM {table} ORDER BY applied_at, version"), &[])
+        .await
+        .map_err(query_err(format!("read {table}")))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| AppliedMigration {
+            version: r.get(0),
+            name: r.get(1),
+            phase: if r.get::<_, &str>(2) == "contract" { Phase::Contract } else { Phase::Expand },
+            checksum: r.get(3),
+        })
+        .collect())
+}
+
+/// Runs the external migration command; its stdout and stderr are captured, and a
+/// failure reports the exit status and the end of stderr.
+async fn run_external(argv: &[String]) -> Result<(), Error> {
+    let command = argv.join(" ");
+    let (program, args) = argv.split_first().ok_or_else(|| Error::invalid("migrations.external_command", "empty"))?;
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .env("MAINT_MIGRATION_LOCK_KEY", MIGRATION_LOCK_KEY.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| Error::External { command: command.clone(), message: format!("cannot start: {e}") })?;
+    let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
+    let (mut o, mut e) = (Vec::new(), Vec::new());
+    let read_out = async {
+        if let Some(s) = out.as_mut() {
+            let _ = s.read_to_end(&mut o).await;
+        }
+    };
+    let read_err = async {
+        if let Some(s) = err.as_mut() {
+            let _ = s.read_to_end(&mut e).await;
+        }
+    };
+    tokio::join!(read_out, read_err);
+    let status =
+        child.wait().await.map_err(|e| Error::External { command: command.clone(), message: e.to_string() })?;
+    if !String::from_utf8_lossy(&o).trim().is_empty() {
+        tracing::info!(command = %command, "{}", String::from_utf8_lossy(&o).trim());
+    }
+    if status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&e);
+    let tail: String = stderr.trim().chars().rev().take(500).collect::<Vec<_>>().into_iter().rev().collect();
+    Err(Error::External { command, message: format!("{status}: {}", tail.replace('\n', " ")) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lock_key_spells_mrelease() {
+        assert_eq!(&MIGRATION_LOCK_KEY.to_be_bytes(), b"mrelease");
+        assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
+    }
+
+    #[tokio::test]
+    async fn an_external_command_failure_names_the_command_and_its_stderr() {
+        let argv: Vec<String> = ["sh", "-c", "echo boom >&2; exit 3"].map(str::to_owned).to_vec();
+        let err = run_external(&argv).await.unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("external migration command `sh -c echo boom >&2; exit 3` failed:"), "{msg}");
+        assert!(msg.contains("boom") && msg.contains('3'), "{msg}");
+        run_external(&["true".to_owned()]).await.unwrap();
+        let missing = run_external(&["/nonexistent/alembic".to_owned()]).await.unwrap_err();
+        assert!(missing.to_string().contains("cannot start"), "{missing}");
+    }
+}

@@ -1,0 +1,637 @@
+//! maint-release against real services: PostgreSQL (maint-testkit) for migrations, a
+//! local HTTP server for smoke checks.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use maint_core::{Secret, Status, TaskContext};
+use maint_release::bollard::Docker;
+use maint_release::deadpool_postgres::tokio_postgres::{self, NoTls};
+use maint_release::maint_backup::{CreateOptions, open_store};
+use maint_release::{
+    BackupGate, Deployer, DockerDeployer, DockerService, Error, HealthChecks, HttpCheck, HttpChecks,
+    MIGRATION_LOCK_KEY, Migrator, MigratorOptions, PgAuditLog, Phase, Revision, StoreBackupGate, UpdateRequest,
+    UpdateSettings, Updater, semver::Version, sha256_hex,
+};
+use maint_testkit::{Postgres, TestDb};
+
+async fn fresh() -> TestDb {
+    Postgres::shared().await.fresh_database().await
+}
+
+async fn session(db: &TestDb) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&db.url(), NoTls).await.expect("connect");
+    tokio::spawn(conn);
+    client
+}
+
+fn migrations_dir(name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "maint-release-it-{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (file, sql) in files {
+        std::fs::write(dir.join(file), sql).unwrap();
+    }
+    dir
+}
+
+fn migrator(db: &TestDb, dir: &Path) -> Migrator {
+    Migrator::new(db.pool(), MigratorOptions::new(dir)).unwrap()
+}
+
+async fn history(db: &TestDb) -> Vec<(String, String, String, String)> {
+    session(db)
+        .await
+        .query("SELECT version, name, phase, checksum FROM maint_release_migrations ORDER BY version", &[])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect()
+}
+
+async fn table_exists(db: &TestDb, name: &str) -> bool {
+    session(db).await.query_one("SELECT to_regclass($1) IS NOT NULL", &[&name]).await.unwrap().get(0)
+}
+
+const V1: &str = "CREATE TABLE users (id bigint PRIMARY KEY, name text, legacy text);";
+const V2: &str =
+    "-- maint:expand\nALTER TABLE users ADD COLUMN email text;\nINSERT INTO users (id, name) VALUES (1, 'a');";
+const V3: &str = "-- maint:contract\nALTER TABLE users DROP COLUMN legacy;";
+
+#[tokio::test]
+async fn applies_expand_then_contract_and_a_rerun_is_a_no_op() {
+    let db = fresh().await;
+    let dir = migrations_dir("apply", &[("V1__users.sql", V1), ("V2__email.sql", V2), ("V3__drop_legacy.sql", V3)]);
+    let m = migrator(&db, &dir);
+    let ctx = TaskContext::new(false);
+
+    let dry = m.run(Phase::Expand, &TaskContext::new(true)).await.unwrap();
+    assert_eq!(dry.planned, ["V1__users", "V2__email"]);
+    assert!(dry.applied.is_empty());
+    assert!(!table_exists(&db, "maint_release_migrations").await, "a dry run creates nothing");
+
+    let expand = m.run(Phase::Expand, &ctx).await.unwrap();
+    let applied: Vec<&str> = expand.applied.iter().map(|a| a.version.as_str()).collect();
+    assert_eq!(applied, ["1", "2"]);
+    let h = history(&db).await;
+    assert_eq!(h.len(), 2);
+    assert_eq!(h[0], ("1".into(), "users".into(), "expand".into(), sha256_hex(V1.as_bytes())));
+    let again = m.run(Phase::Expand, &ctx).await.unwrap();
+    assert!(again.applied.is_empty(), "re-running is a no-op: {again:?}");
+    assert_eq!(m.plan(Phase::Contract).await.unwrap().pending.len(), 1);
+
+    let contract = m.run(Phase::Contract, &ctx).await.unwrap();
+    assert_eq!(contract.applied[0].name, "drop_legacy");
+    assert!(m.run(Phase::Contract, &ctx).await.unwrap().applied.is_empty());
+    let cols: Vec<String> = session(&db)
+        .await
+        .query("SELECT column_name::text FROM information_schema.columns WHERE table_name = 'users' ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(cols, ["email", "id", "name"]);
+    assert_eq!(history(&db).await.len(), 3);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_changed_applied_migration_is_refused_before_anything_runs() {
+    let db = fresh().await;
+    let dir = migrations_dir("drift", &[("V1__users.sql", V1)]);
+    let m = migrator(&db, &dir);
+    m.run(Phase::Expand, &TaskContext::new(false)).await.unwrap();
+    std::fs::write(dir.join("V1__users.sql"), format!("{V1}\n-- an innocent edit")).unwrap();
+    std::fs::write(dir.join("V2__email.sql"), V2).unwrap();
+    for dry_run in [true, false] {
+        let err = m.run(Phase::Expand, &TaskContext::new(dry_run)).await.unwrap_err();
+        match &err {
+            Error::ChecksumMismatch { version, applied, found, .. } => {
+                assert_eq!(version, "1");
+                assert_eq!(applied, &sha256_hex(V1.as_bytes()));
+                assert_ne!(found, applied);
+            }
+            other => panic!("expected a checksum error, got {other}"),
+        }
+        assert!(err.to_string().contains("V1__users was changed after it was applied"), "{err}");
+    }
+    assert_eq!(history(&db).await.len(), 1, "V2 was not applied");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_failing_migration_rolls_back_and_leaves_the_history_consistent() {
+    let db = fresh().await;
+    let broken = "CREATE TABLE half (id int);\nINSERT INTO no_such_table VALUES (1);";
+    let dir = migrations_dir(
+        "fail",
+        &[("V1__users.sql", V1), ("V2__broken.sql", broken), ("V3__later.sql", "CREATE TABLE later (id int);")],
+    );
+    let m = migrator(&db, &dir);
+    let err = m.run(Phase::Expand, &TaskContext::new(false)).await.unwrap_err();
+    match &err {
+        Error::MigrationFailed { version, transactional: true, .. } => assert_eq!(version, "2"),
+        other => panic!("expected a migration failure, got {other}"),
+    }
+    let msg = maint_core::one_line(&err);
+    assert!(msg.starts_with("migration V2__broken failed and was rolled back"), "{msg}");
+    assert!(msg.contains("no_such_table"), "the server's message is in the chain: {msg}");
+    assert!(!table_exists(&db, "half").await, "the failed migration's first statement was rolled back");
+    assert!(!table_exists(&db, "later").await, "nothing after a failure runs");
+    let h = history(&db).await;
+    assert_eq!(h.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["1"]);
+    // The lock was released: a fixed file applies on the next run.
+    std::fs::write(dir.join("V2__broken.sql"), "CREATE TABLE half (id int);").unwrap();
+    let out = m.run(Phase::Expand, &TaskContext::new(false)).await.unwrap();
+    assert_eq!(out.applied.iter().map(|a| a.version.as_str()).collect::<Vec<_>>(), ["2", "3"]);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_non_transactional_migration_runs_statement_by_statement() {
+    let db = fresh().await;
+    let concurrently = "-- maint:no-transaction\nCREATE TABLE t (id int);\nCREATE INDEX CONCURRENTLY t_id ON t (id);";
+    let dir = migrations_dir("notx", &[("V1__t.sql", concurrently)]);
+    let out = migrator(&db, &dir).run(Phase::Expand, &TaskContext::new(false)).await.unwrap();
+    assert_eq!(out.applied.len(), 1);
+    assert!(table_exists(&db, "t_id").await, "CREATE INDEX CONCURRENTLY cannot run in a transaction");
+    let transactional: bool = session(&db)
+        .await
+        .query_one("SELECT transactional FROM maint_release_migrations WHERE version = '1'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!transactional);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn two_runners_at_once_apply_each_migration_exactly_once() {
+    let db = fresh().await;
+    let slow = "SELECT pg_sleep(0.5);\nCREATE TABLE slow (id int);";
+    let dir = migrations_dir("race", &[("V1__slow.sql", slow), ("V2__users.sql", V1), ("V3__email.sql", V2)]);
+    let (a, b) = (migrator(&db, &dir), migrator(&db, &dir));
+    let ctx = TaskContext::new(false);
+    let (ra, rb) = tokio::join!(a.run(Phase::Expand, &ctx), b.run(Phase::Expand, &ctx));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    let mut versions: Vec<String> = ra.applied.iter().chain(&rb.applied).map(|s| s.version.clone()).collect();
+    versions.sort();
+    assert_eq!(versions, ["1", "2", "3"], "each migration applied by exactly one runner");
+    assert_eq!(history(&db).await.len(), 3);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_runner_waits_for_the_lock_and_gives_up_after_lock_wait() {
+    let db = fresh().await;
+    let dir = migrations_dir("lock", &[("V1__users.sql", V1)]);
+    let holder = session(&db).await;
+    holder.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY]).await.unwrap();
+    let holder_pid: i32 = holder.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+
+    let impatient = Migrator::new(
+        db.pool(),
+        MigratorOptions { lock_wait: Duration::from_millis(300), ..MigratorOptions::new(&dir) },
+    )
+    .unwrap();
+    let err = impatient.run(Phase::Expand, &TaskContext::new(false)).await.unwrap_err();
+    assert!(matches!(err, Error::LockBusy { holder: Some(pid), .. } if pid == holder_pid), "{err}");
+    assert!(!table_exists(&db, "users").await);
+
+    let patient = migrator(&db, &dir);
+    let waiting = tokio::spawn(async move { patient.run(Phase::Expand, &TaskContext::new(false)).await });
+    // Wait until the runner has asked for the lock (and been refused) at least once.
+    let watcher = session(&db).await;
+    for attempt in 0.. {
+        let tried: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                   AND pid NOT IN (pg_backend_pid(), $1) AND query LIKE '%pg_try_advisory_lock%'",
+                &[&holder_pid],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if tried > 0 {
+            break;
+        }
+        assert!(attempt < 3000, "the runner never asked for the lock");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!table_exists(&db, "users").await, "nothing runs while another session holds the lock");
+    holder.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY]).await.unwrap();
+    let out = waiting.await.unwrap().unwrap();
+    assert!(out.waited_for_lock);
+    assert_eq!(out.applied.len(), 1);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn the_external_command_runs_inside_the_same_lock() {
+    let db = fresh().await;
+    let dir = migrations_dir("external", &[("V1__users.sql", V1)]);
+    let out_file = dir.join("external.out");
+    // The command asks PostgreSQL whether it could take the migration lock: it must not.
+    let script = format!(
+        "psql \"$DB\" -tAc 'SELECT pg_try_advisory_lock({MIGRATION_LOCK_KEY}), count(*) FROM users' > {}",
+        out_file.display()
+    );
+    let opts = MigratorOptions {
+        external_command: vec!["sh".into(), "-c".into(), script.replace("$DB", &db.url())],
+        ..MigratorOptions::new(&dir)
+    };
+    let m = Migrator::new(db.pool(), opts).unwrap();
+    let dry = m.run(Phase::Expand, &TaskContext::new(true)).await.unwrap();
+    assert!(dry.external.as_deref().unwrap().starts_with("sh -c psql"));
+    assert!(!out_file.exists(), "a dry run does not run the command");
+    let out = m.run(Phase::Expand, &TaskContext::new(false)).await.unwrap();
+    assert!(out.external.is_some());
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap().trim(), "f|0", "lock held, SQL migrations applied first");
+    let contract = m.run(Phase::Contract, &TaskContext::new(false)).await.unwrap();
+    assert_eq!(contract.external, None, "the command belongs to the expand phase");
+
+    let failing = Migrator::new(
+        db.pool(),
+        MigratorOptions {
+            external_command: vec!["sh".into(), "-c".into(), "echo 'alembic: no head' >&2; exit 1".into()],
+            ..MigratorOptions::new(&dir)
+        },
+    )
+    .unwrap();
+    let err = failing.run(Phase::Expand, &TaskContext::new(false)).await.unwrap_err();
+    assert!(err.to_string().contains("alembic: no head"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A stand-in service: `/health/ready` answers 200 while `ready`, else 503;
+/// `/health/live` always 200.
+async fn service(ready: Arc<AtomicBool>) -> String {
+    async fn readiness(State(ready): State<Arc<AtomicBool>>) -> StatusCode {
+        if ready.load(Ordering::SeqCst) { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }
+    }
+    let app = Router::new()
+        .route("/health/ready", axum::routing::get(readiness))
+        .route("/health/live", axum::routing::get(|| async { StatusCode::OK }))
+        .with_state(ready);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+fn checks(base: &str) -> HttpChecks {
+    HttpChecks::new(
+        vec![HttpCheck::get(format!("{base}/health/ready")), HttpCheck::get(format!("{base}/health/live"))],
+        Duration::from_secs(5),
+        2,
+        Duration::from_millis(10),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn http_checks_report_status_and_attempts_against_a_real_server() {
+    let ready = Arc::new(AtomicBool::new(true));
+    let base = service(ready.clone()).await;
+    let c = checks(&base);
+    let ok = c.check().await;
+    assert!(ok.iter().all(|r| r.ok && r.status == Some(200) && r.attempts == 1), "{ok:?}");
+    ready.store(false, Ordering::SeqCst);
+    let failed = c.check().await;
+    assert_eq!(failed[0].name, "/health/ready");
+    assert_eq!((failed[0].ok, failed[0].status, failed[0].attempts), (false, Some(503), 2));
+    assert_eq!(failed[0].error.as_deref(), Some("HTTP 503 (expected 200)"));
+    assert!(failed[1].ok);
+    let nobody =
+        HttpChecks::new(vec![HttpCheck::get("http://127.0.0.1:9/health")], Duration::from_secs(2), 1, Duration::ZERO)
+            .unwrap()
+            .check()
+            .await;
+    assert!(!nobody[0].ok && nobody[0].status.is_none() && nobody[0].error.is_some());
+}
+
+/// A deployer for one stand-in service: an image whose tag contains `broken` makes the
+/// service unready; it records what it was asked and checks, at `set_image`, that the
+/// expand migrations are already in the database.
+#[derive(Debug)]
+struct StandIn {
+    ready: Arc<AtomicBool>,
+    images: Mutex<Vec<String>>,
+    db: TestDb,
+    calls: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Deployer for StandIn {
+    fn name(&self) -> String {
+        "stand-in".into()
+    }
+    async fn set_image(&self, _workloads: &[String], image: &str) -> Result<(), Error> {
+        let expanded = table_exists(&self.db, "users").await;
+        self.calls.lock().unwrap().push(format!("set_image {image} (schema expanded: {expanded})"));
+        self.images.lock().unwrap().push(image.to_owned());
+        self.ready.store(!image.contains("broken"), Ordering::SeqCst);
+        Ok(())
+    }
+    async fn wait_rollout(&self, _workloads: &[String], _timeout: Duration) -> Result<(), Error> {
+        self.calls.lock().unwrap().push("wait".into());
+        Ok(())
+    }
+    async fn undo(&self, _workloads: &[String]) -> Result<(), Error> {
+        self.calls.lock().unwrap().push("undo".into());
+        let mut images = self.images.lock().unwrap();
+        images.pop();
+        let previous = images.last().cloned().unwrap_or_default();
+        self.ready.store(!previous.contains("broken"), Ordering::SeqCst);
+        Ok(())
+    }
+    async fn history(&self, workload: &str) -> Result<Vec<Revision>, Error> {
+        let images = self.images.lock().unwrap();
+        Ok(images
+            .iter()
+            .enumerate()
+            .map(|(i, image)| Revision {
+                workload: workload.to_owned(),
+                number: i as u64 + 1,
+                image: image.clone(),
+                current: i + 1 == images.len(),
+            })
+            .collect())
+    }
+}
+
+#[tokio::test]
+async fn an_update_migrates_around_a_rollout_and_a_broken_version_is_rolled_back() {
+    let db = fresh().await;
+    let ready = Arc::new(AtomicBool::new(true));
+    let base = service(ready.clone()).await;
+    let dir = migrations_dir("update", &[("V1__users.sql", V1), ("V2__email.sql", V2), ("V3__drop_legacy.sql", V3)]);
+    let deployer = Arc::new(StandIn {
+        ready,
+        images: Mutex::new(vec!["local/aindusdb:1.4.0".into()]),
+        db: db.clone(),
+        calls: Mutex::new(Vec::new()),
+    });
+    let updater = Updater::new(
+        deployer.clone(),
+        UpdateSettings {
+            workloads: vec!["api".into()],
+            image_repository: "local/aindusdb".into(),
+            rollout_timeout: Duration::from_secs(30),
+        },
+    )
+    .unwrap()
+    .with_migrations(Arc::new(migrator(&db, &dir)))
+    .with_checks(Arc::new(checks(&base)))
+    .with_audit(Arc::new(PgAuditLog::new(db.pool())));
+
+    let plan = updater
+        .run(&UpdateRequest { to: Some(Version::new(1, 5, 0)), ..UpdateRequest::default() }, &TaskContext::new(true))
+        .await;
+    assert_eq!(plan.status, Status::Ok, "{plan:#?}");
+    assert!(deployer.calls.lock().unwrap().is_empty(), "a dry run deploys nothing");
+    assert!(!table_exists(&db, "users").await, "a dry run migrates nothing");
+
+    let r = updater
+        .run(
+            &UpdateRequest {
+                to: Some(Version::new(1, 5, 0)),
+                actor: Some("ops-bob".into()),
+                ..UpdateRequest::default()
+            },
+            &TaskContext::new(false),
+        )
+        .await;
+    assert_eq!(r.status, Status::Ok, "{r:#?}");
+    assert_eq!(deployer.calls.lock().unwrap()[0], "set_image local/aindusdb:1.5.0 (schema expanded: true)");
+    assert_eq!(history(&db).await.len(), 3, "expand before, contract after");
+
+    std::fs::write(dir.join("V4__audit.sql"), "CREATE TABLE audit (id int);").unwrap();
+    std::fs::write(dir.join("V5__drop_email.sql"), "-- maint:contract\nALTER TABLE users DROP COLUMN email;").unwrap();
+    let broken = Version::parse("1.6.0-broken").unwrap();
+    let r =
+        updater.run(&UpdateRequest { to: Some(broken), ..UpdateRequest::default() }, &TaskContext::new(false)).await;
+    assert_eq!(r.status, Status::Failed);
+    assert!(
+        r.error.as_deref().unwrap().starts_with("smoke: smoke checks failed on 1.6.0-broken: /health/ready: HTTP 503"),
+        "{:?}",
+        r.error
+    );
+    assert_eq!(r.metrics["rolled_back"], 1.0);
+    assert!(deployer.calls.lock().unwrap().contains(&"undo".to_owned()));
+    assert_eq!(deployer.images.lock().unwrap().last().unwrap(), "local/aindusdb:1.5.0");
+    assert!(checks(&base).check().await.iter().all(|c| c.ok), "the previous version serves again");
+    let versions: Vec<String> = history(&db).await.into_iter().map(|h| h.0).collect();
+    assert_eq!(versions, ["1", "2", "3", "4"], "the expand migration stays, the contract one never ran");
+
+    let audit = session(&db)
+        .await
+        .query(
+            "SELECT actor, from_version, to_version, status, error, steps::text FROM maint_release_audit ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 2, "one record per real run, none for the dry run");
+    let row = |i: usize| -> (String, Option<String>, String, String, Option<String>, String) {
+        let r = &audit[i];
+        (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))
+    };
+    let (actor, from, to, status, error, _) = row(0);
+    assert_eq!(
+        (actor.as_str(), from.as_deref(), to.as_str(), status.as_str(), error),
+        ("ops-bob", Some("1.4.0"), "1.5.0", "ok", None)
+    );
+    let (actor, from, to, status, error, steps) = row(1);
+    assert_eq!(
+        (actor.as_str(), from.as_deref(), to.as_str(), status.as_str()),
+        ("unknown", Some("1.5.0"), "1.6.0-broken", "failed")
+    );
+    assert!(error.unwrap().starts_with("smoke: smoke checks failed"));
+    let steps: Vec<serde_json::Value> = serde_json::from_str(&steps).unwrap();
+    let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(names, ["version", "change", "pre-checks", "expand-migrations", "rollout", "smoke", "rollback"]);
+    assert!(steps.iter().all(|s| s["duration_ms"].is_u64()));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn the_backup_gate_creates_a_verified_backup_then_reuses_it() {
+    let db = fresh().await;
+    session(&db).await.batch_execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2);").await.unwrap();
+    let dir = migrations_dir("backup", &[]);
+    let store = open_store(&format!("file://{}", dir.display())).unwrap();
+    let gate = StoreBackupGate::new(store, CreateOptions::new(Secret::new(db.url())), Duration::from_secs(3600));
+    let planned = gate.ensure_backup(&TaskContext::new(true)).await.unwrap();
+    assert_eq!(planned, "would create a backup (no complete backup)");
+    let created = gate.ensure_backup(&TaskContext::new(false)).await.unwrap();
+    assert!(created.starts_with("created and verified backup backups/"), "{created}");
+    let reused = gate.ensure_backup(&TaskContext::new(false)).await.unwrap();
+    let key = created.trim_start_matches("created and verified backup ").split(' ').next().unwrap();
+    assert_eq!(reused, format!("recent verified backup {key}"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+const STANDIN: &str = "local/maint-standin";
+
+/// Builds the stand-in images from the test env's Debian image (python3 is in it): `1.0.0`
+/// and `1.1.0` serve HTTP on 8080, `1.2.0-broken` never listens.
+async fn standin_images(docker: &Docker) {
+    use maint_release::bollard::models::{ContainerConfig, ContainerCreateBody};
+    use maint_release::bollard::query_parameters::{CommitContainerOptionsBuilder, RemoveContainerOptionsBuilder};
+    let base = std::env::var("MAINT_TEST_S3_IMAGE").unwrap_or_else(|_| "local/maint-s3:latest".into());
+    for (tag, script) in [
+        ("1.0.0", "exec python3 -m http.server 8080"),
+        ("1.1.0", "exec python3 -m http.server 8080"),
+        ("1.2.0-broken", "exec sleep 3600"),
+    ] {
+        let body = ContainerCreateBody { image: Some(base.clone()), ..ContainerCreateBody::default() };
+        let created = docker.create_container(None, body).await.unwrap_or_else(|e| {
+            panic!("cannot create a container from {base}: {e}; run the tests through scripts/test-env")
+        });
+        let config = ContainerConfig {
+            entrypoint: Some(vec!["sh".into(), "-c".into(), script.into()]),
+            exposed_ports: Some(vec!["8080/tcp".into()]),
+            ..ContainerConfig::default()
+        };
+        let opts = CommitContainerOptionsBuilder::new().container(&created.id).repo(STANDIN).tag(tag).build();
+        docker.commit_container(opts, config).await.unwrap();
+        docker
+            .remove_container(&created.id, Some(RemoveContainerOptionsBuilder::new().force(true).build()))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn docker_deployer_updates_three_replicas_and_a_broken_version_is_rolled_back() {
+    let docker =
+        Docker::connect_with_local_defaults().expect("a Docker engine (run the tests through scripts/test-env)");
+    standin_images(&docker).await;
+    let name = format!("standin-{}", std::process::id());
+    let service = DockerService {
+        name: name.clone(),
+        replicas: 3,
+        port: 8080,
+        readiness_path: "/".into(),
+        env: vec![],
+        labels: [("maint-testkit".to_owned(), "1".to_owned())].into(),
+    };
+    let deployer = Arc::new(DockerDeployer::new(docker.clone(), vec![service], Duration::from_secs(10)).unwrap());
+    let workloads = vec![name.clone()];
+    deployer.set_image(&workloads, &format!("{STANDIN}:1.0.0")).await.unwrap();
+    deployer.wait_rollout(&workloads, Duration::from_secs(30)).await.unwrap();
+    let history = deployer.history(&name).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].image, format!("{STANDIN}:1.0.0"));
+
+    let updater = Updater::new(
+        deployer.clone(),
+        UpdateSettings {
+            workloads: workloads.clone(),
+            image_repository: STANDIN.into(),
+            rollout_timeout: Duration::from_secs(30),
+        },
+    )
+    .unwrap();
+    let to = |v: &str| UpdateRequest { to: Some(Version::parse(v).unwrap()), ..UpdateRequest::default() };
+    // A client polls throughout the rollout: each round it tries the running replicas
+    // until one answers; a round in which none answers is a failed request.
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = tokio::spawn(client_rounds(docker.clone(), name.clone(), stop.clone()));
+    let r = updater.run(&to("1.1.0"), &TaskContext::new(false)).await;
+    stop.store(true, Ordering::SeqCst);
+    let (rounds, failed) = poller.await.unwrap();
+    assert!(rounds > 0);
+    assert_eq!(failed, 0, "no failed request during the rollout ({rounds} rounds)");
+    assert_eq!(r.status, Status::Ok, "{r:#?}");
+    assert_eq!(r.items[0]["detail"], "minor update 1.0.0 -> 1.1.0", "the running version is read from the containers");
+    let history = deployer.history(&name).await.unwrap();
+    assert_eq!(
+        history.iter().map(|r| (r.image.clone(), r.current)).collect::<Vec<_>>(),
+        [(format!("{STANDIN}:1.0.0"), false), (format!("{STANDIN}:1.1.0"), true)]
+    );
+    assert_eq!(running_images(&docker, &name).await, vec![format!("{STANDIN}:1.1.0"); 3]);
+
+    let r = updater.run(&to("1.2.0-broken"), &TaskContext::new(false)).await;
+    assert_eq!(r.status, Status::Failed);
+    assert!(r.error.as_deref().unwrap().contains("(local/maint-standin:1.2.0-broken) not ready after"), "{r:#?}");
+    assert_eq!(r.metrics["rolled_back"], 1.0);
+    assert_eq!(
+        running_images(&docker, &name).await,
+        vec![format!("{STANDIN}:1.1.0"); 3],
+        "v1.1.0 serves again on all replicas"
+    );
+
+    deployer.undo(&workloads).await.unwrap();
+    assert_eq!(
+        running_images(&docker, &name).await,
+        vec![format!("{STANDIN}:1.0.0"); 3],
+        "undo goes one revision back"
+    );
+    remove_service(&docker, &name).await;
+}
+
+/// Rounds of requests to any running replica until `stop`: (rounds, rounds where no replica answered).
+async fn client_rounds(docker: Docker, service: String, stop: Arc<AtomicBool>) -> (u32, u32) {
+    use maint_release::bollard::query_parameters::ListContainersOptionsBuilder;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let filters = std::collections::HashMap::from([("label", vec![format!("maint.release.service={service}")])]);
+    let (mut rounds, mut failed) = (0, 0);
+    while !stop.load(Ordering::SeqCst) {
+        let list =
+            docker.list_containers(Some(ListContainersOptionsBuilder::new().filters(&filters).build())).await.unwrap();
+        let ports: Vec<u16> = list
+            .iter()
+            .filter_map(|c| c.ports.as_ref()?.iter().find(|p| p.private_port == 8080)?.public_port)
+            .collect();
+        let mut answered = false;
+        for port in ports {
+            if matches!(http.get(format!("http://127.0.0.1:{port}/")).send().await, Ok(r) if r.status().is_success()) {
+                answered = true;
+                break;
+            }
+        }
+        rounds += 1;
+        if !answered {
+            failed += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (rounds, failed)
+}
+
+async fn running_images(docker: &Docker, service: &str) -> Vec<String> {
+    use maint_release::bollard::query_parameters::ListContainersOptionsBuilder;
+    let filters = std::collections::HashMap::from([("label", vec![format!("maint.release.service={service}")])]);
+    let list =
+        docker.list_containers(Some(ListContainersOptionsBuilder::new().filters(&filters).build())).await.unwrap();
+    let mut images: Vec<String> = list.into_iter().filter_map(|c| c.image).collect();
+    images.sort();
+    images
+}
+
+async fn remove_service(docker: &Docker, service: &str) {
+    use maint_release::bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+    let filters = std::collections::HashMap::from([("label", vec![format!("maint.release.service={service}")])]);
+    let list = docker
+        .list_containers(Some(ListContainersOptionsBuilder::new().all(true).filters(&filters).build()))
+        .await
+        .unwrap();
+    for c in list {
+        let _ = docker
+            .remove_container(c.id.as_deref().unwrap(), Some(RemoveContainerOptionsBuilder::new().force(true).build()))
+            .await;
+    }
+}

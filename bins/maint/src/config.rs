@@ -29,6 +29,8 @@ pub(crate) struct MaintConfig {
     pub(crate) collect: maint_health::CollectConfig,
     /// Log rotation.
     pub(crate) logs: maint_logs::Config,
+    /// Redis cleanup (its `redis_url` defaults to `[health] redis_url`).
+    pub(crate) cache: maint_cache::Config,
     /// The file this was read from.
     #[serde(skip)]
     pub(crate) source: Option<PathBuf>,
@@ -61,6 +63,7 @@ impl Default for MaintConfig {
             health: maint_health::HealthConfig::default(),
             collect: maint_health::CollectConfig::default(),
             logs: maint_logs::Config::default(),
+            cache: maint_cache::Config::default(),
             source: None,
         }
     }

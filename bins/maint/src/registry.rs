@@ -54,6 +54,18 @@ pub(crate) fn build(id: &str, cfg: &MaintConfig) -> Result<Slot, Error> {
         "security-scan" => {
             Slot::Ready(Arc::new(crate::security::ConfigAudit { findings: crate::security::audit(cfg) }))
         }
+        "cache-cleanup" => {
+            let mut cache = cfg.cache.clone();
+            if cache.redis_url.is_none() {
+                cache.redis_url.clone_from(&cfg.health.redis_url);
+            }
+            match cache.redis_url {
+                None => Slot::Unavailable("no Redis configured ([cache] redis_url or MAINT_REDIS_URL)".into()),
+                Some(_) => Slot::Ready(Arc::new(
+                    maint_cache::CacheCleanup::new(&cache).map_err(|e| Error::invalid("cache", one_line(&e)))?,
+                )),
+            }
+        }
         "health-checks" => {
             let mut health = cfg.health.clone();
             if health.database_url.is_none() {

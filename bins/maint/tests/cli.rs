@@ -72,6 +72,7 @@ mod run {
     use maint_testkit::{ACCESS_KEY, Postgres, REGION, S3, SECRET_KEY, TestBucket, TestDb};
 
     struct Env {
+        redis: maint_testkit::TestRedis,
         db: TestDb,
         bucket: TestBucket,
         dir: std::path::PathBuf,
@@ -95,16 +96,31 @@ mod run {
         maint_backup::create(&store, &opts, &Default::default()).await.unwrap();
         let dir = std::env::temp_dir().join(format!("maint-run-{}-{}", std::process::id(), db.name));
         std::fs::create_dir_all(&dir).unwrap();
-        Env { db, bucket, dir }
+        let redis = maint_testkit::Redis::shared().await.fresh_db().await;
+        let client = maint_testkit::deadpool_redis::redis::Client::open(redis.url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let old = (std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 86400))
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let fresh = old + 3 * 86400;
+        let _: () = maint_testkit::deadpool_redis::redis::pipe()
+            .hset("session:old", "last_access", old)
+            .hset("session:fresh", "last_access", fresh)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        Env { redis, db, bucket, dir }
     }
 
     fn write_config(e: &Env, store: &str) -> std::path::PathBuf {
         let path = e.dir.join("maint.toml");
         let text = format!(
             "calendar = \"deploy/maintenance.yaml\"\nlock_file = \"{dir}/run.lock\"\nmetrics_textfile = \"{dir}/maint.prom\"\n\
-             [notify]\ntargets = [\"log://stderr\"]\n[logs]\npaths = [\"{dir}/app.log\"]\n[database]\nurl = \"{db}\"\n[backup]\nstore = \"{store}\"\nrolling_days = 7\n",
+             [notify]\ntargets = [\"log://stderr\"]\n[health]\nredis_url = \"{redis}\"\n[logs]\npaths = [\"{dir}/app.log\"]\n[database]\nurl = \"{db}\"\n[backup]\nstore = \"{store}\"\nrolling_days = 7\n",
             dir = e.dir.display(),
             db = e.db.url(),
+            redis = e.redis.url,
         );
         std::fs::write(&path, text).unwrap();
         // It holds secrets: owner-only, or the security scan rightly fails the run.
@@ -161,7 +177,10 @@ mod run {
         assert_eq!(code, 0, "{report} {err}");
         let health = task(&report, "health-checks");
         assert!(health["status"] == "ok" || health["status"] == "warning", "{report}");
-        assert_eq!(health["metrics"]["checks_passed"], 2.0, "PostgreSQL and the store: {health}");
+        assert_eq!(health["metrics"]["checks_passed"], 3.0, "PostgreSQL, Redis and the store: {health}");
+        let cache = task(&report, "cache-cleanup");
+        assert_eq!(cache["status"], "ok", "{report}");
+        assert_eq!(cache["metrics"]["keys_deleted"], 1.0, "the old session goes: {cache}");
         let logs = task(&report, "log-rotation");
         assert_eq!(logs["status"], "ok", "{report}");
         assert_eq!(logs["metrics"]["files_rotated"], 1.0, "{logs}");

@@ -1,12 +1,15 @@
-//! `maint-db-optimize`: VACUUM/ANALYZE with SKIP_LOCKED, batched retention and cleanup of
-//! invalid `_ccnew`/`_ccold` indexes, without blocking production.
+//! `maint-db-optimize`: VACUUM/ANALYZE with SKIP_LOCKED, batched retention, cleanup of
+//! invalid `_ccnew`/`_ccold` indexes, `REINDEX INDEX CONCURRENTLY` of bloated indexes, and
+//! read-only health/performance and security reports, without blocking production.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use maint_core::{Secret, Task, TaskContext, TaskReport, one_line};
-use maint_db::{Config, DatabaseOptimization, Error, Steps};
+use maint_db::{
+    CapacityPlanning, Config, DatabaseOptimization, Error, IndexRebuild, PerformanceAnalysis, PgSecurityAudit, Steps,
+};
 
 /// Flags override the `--config` file, which overrides the defaults. The database URL is
 /// a secret: it is never printed (`--help` hides the environment value too).
@@ -43,10 +46,23 @@ struct Cli {
     /// Step: drop invalid _ccnew/_ccold indexes left by a failed REINDEX CONCURRENTLY.
     #[arg(long)]
     invalid_indexes: bool,
+    /// Step: estimate and measure bloat, REINDEX INDEX CONCURRENTLY the indexes over the
+    /// [reindex] thresholds (task index-rebuild).
+    #[arg(long)]
+    reindex: bool,
+    /// Step: the read-only health and performance report (task performance-analysis).
+    #[arg(long)]
+    report: bool,
+    /// Step: the read-only PostgreSQL security audit (task pg-security-audit).
+    #[arg(long)]
+    audit: bool,
+    /// Step: record size snapshots and project growth to the disk budget (task capacity-planning).
+    #[arg(long)]
+    capacity: bool,
     /// Print the plan, change nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Print the report as one JSON object.
+    /// Print the report as one JSON object (one per line when several tasks run).
     #[arg(long)]
     json: bool,
 }
@@ -99,7 +115,15 @@ fn build_config(cli: &Cli) -> Result<Config, Error> {
     if let Some(v) = &cli.maintenance_work_mem {
         cfg.maintenance_work_mem = Some(v.clone());
     }
-    if cli.analyze || cli.vacuum || cli.retention || cli.invalid_indexes {
+    if cli.analyze
+        || cli.vacuum
+        || cli.retention
+        || cli.invalid_indexes
+        || cli.reindex
+        || cli.report
+        || cli.audit
+        || cli.capacity
+    {
         cfg.steps = Steps {
             analyze: cli.analyze,
             vacuum: cli.vacuum,
@@ -110,15 +134,43 @@ fn build_config(cli: &Cli) -> Result<Config, Error> {
     Ok(cfg)
 }
 
+/// The tasks the switches ask for, in order: optimization (when any of its steps is on),
+/// index rebuild, performance report, security audit, capacity planning. Without a switch: optimization.
+fn tasks(cli: &Cli, cfg: &Config) -> Result<Vec<Box<dyn Task>>, Error> {
+    let mut tasks: Vec<Box<dyn Task>> = Vec::new();
+    let s = cfg.steps;
+    if s.analyze
+        || s.vacuum
+        || s.retention
+        || s.invalid_indexes
+        || !(cli.reindex || cli.report || cli.audit || cli.capacity)
+    {
+        tasks.push(Box::new(DatabaseOptimization::new(cfg)?));
+    }
+    if cli.reindex {
+        tasks.push(Box::new(IndexRebuild::new(cfg)?));
+    }
+    if cli.report {
+        tasks.push(Box::new(PerformanceAnalysis::new(cfg)?));
+    }
+    if cli.audit {
+        tasks.push(Box::new(PgSecurityAudit::new(cfg)?));
+    }
+    if cli.capacity {
+        tasks.push(Box::new(CapacityPlanning::new(cfg)?));
+    }
+    Ok(tasks)
+}
+
 fn run(cli: &Cli) -> Result<ExitCode, Error> {
-    let task = DatabaseOptimization::new(&build_config(cli)?)?;
+    let tasks = tasks(cli, &build_config(cli)?)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| Error::invalid("runtime", e.to_string()))?;
     let ctx = TaskContext::new(cli.dry_run);
-    let report = rt.block_on(async {
+    let reports = rt.block_on(async {
         // SIGTERM (a CronJob being stopped) or Ctrl-C: finish the statements in flight,
         // start no new one, and report how far the run got.
         let cancel = ctx.cancel.clone();
@@ -126,14 +178,21 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             shutdown_signal().await;
             cancel.cancel();
         });
-        task.run(&ctx).await
+        let mut reports = Vec::new();
+        for task in &tasks {
+            reports.push(task.run(&ctx).await);
+        }
+        reports
     });
-    if cli.json {
-        println!("{}", serde_json::to_string(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")));
-    } else {
-        print!("{}", text(&report));
+    for report in &reports {
+        if cli.json {
+            println!("{}", serde_json::to_string(report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")));
+        } else {
+            print!("{}", text(report));
+        }
     }
-    Ok(report.status.exit_code().into())
+    let worst = reports.iter().map(|r| r.status).max().unwrap_or(maint_core::Status::Ok);
+    Ok(worst.exit_code().into())
 }
 
 async fn shutdown_signal() {
@@ -166,6 +225,37 @@ fn text(r: &TaskReport) -> String {
             }
             "retention" => format!("{}: deleted {} rows in {} batches", s("table"), item["deleted"], item["batches"]),
             "invalid_index" => format!("{}: {}", s("index"), s("action")),
+            "reindex" => {
+                format!("{}: {} ({} bytes wasted, {})", s("sql"), s("outcome"), item["bloat_bytes"], s("basis"))
+            }
+            "bloat" if item["pgstattuple"] == false => s("note"),
+            "bloat" => {
+                let measured = match item["bloat_bytes_measured"].as_i64() {
+                    Some(m) => format!(", measured {m}"),
+                    None => String::new(),
+                };
+                format!(
+                    "bloat {} {}: {} of {} bytes estimated{measured}",
+                    s("kind"),
+                    s("relation"),
+                    item["bloat_bytes_estimate"],
+                    item["bytes_estimate"]
+                )
+            }
+            "capacity" => {
+                let growth = match item["growth_bytes_per_day"].as_f64() {
+                    Some(g) => format!("{g:.0} bytes/day"),
+                    None => "growth unknown".to_owned(),
+                };
+                let days = match item["days_until_budget"].as_f64() {
+                    Some(d) => format!(", {d:.0} days to the budget"),
+                    None => String::new(),
+                };
+                format!("{:<8} {:<50} {:>14} bytes  {growth}{days}", s("kind"), s("name"), item["bytes"])
+            }
+            "finding" => {
+                format!("[{}] {} {}: {} -> {}", s("severity"), s("check"), s("subject"), s("message"), s("action"))
+            }
             _ => item.to_string(),
         };
         out += &line;

@@ -161,3 +161,39 @@ async fn a_locked_table_is_reported_with_its_blocker_and_the_rest_is_done() {
     let warning = report["warnings"][0].as_str().unwrap();
     assert!(warning.contains(&format!("locked by pid {pid} (AccessExclusiveLock")), "{warning}");
 }
+
+#[tokio::test]
+async fn reindex_and_report_print_one_json_report_per_task() {
+    let db = seeded().await;
+    let (c, conn) = tokio_postgres::connect(&db.url(), NoTls).await.unwrap();
+    tokio::spawn(conn);
+    c.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v int); CREATE INDEX t_v_idx ON t (v); CREATE INDEX t_v_copy ON t (v)",
+    )
+    .await
+    .unwrap();
+    let out = bin(&["--json", "--reindex", "--report", "--dry-run"], Some(&db.url())).await;
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let reports: Vec<serde_json::Value> =
+        stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    let tasks: Vec<&str> = reports.iter().map(|r| r["task"].as_str().unwrap()).collect();
+    assert_eq!(tasks, ["index-rebuild", "performance-analysis"], "only the named steps run");
+    assert_eq!(reports[0]["metrics"]["indexes_rebuilt"], 0.0);
+    let findings = reports[1]["items"].as_array().unwrap();
+    assert!(findings.iter().any(|f| f["check"] == "duplicate_index" && f["severity"] == "warning"), "{stdout}");
+
+    let out = bin(&["--report"], Some(&db.url())).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("[warning] duplicate_index \"public\".\"t_v_"), "{stdout}");
+    assert!(stdout.contains("performance-analysis: warning"), "{stdout}");
+    assert!(!stdout.contains("database-optimization"), "{stdout}");
+
+    let out = bin(&["--capacity", "--audit", "--json"], Some(&db.url())).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let tasks: Vec<String> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["task"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(tasks, ["pg-security-audit", "capacity-planning"], "{stdout}");
+}

@@ -3,7 +3,10 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 use serde::Serialize;
 
-use crate::{Blocker, Error, RetentionRule, RunLockAttempt};
+use crate::{
+    BloatEstimate, BloatMeasurement, Blocker, Error, HealthSnapshot, RetentionRule, RunLockAttempt, SecuritySnapshot,
+    SizeSample,
+};
 
 /// A table as seen in the catalog, without taking any lock on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -149,4 +152,24 @@ pub trait DbBackend: Send + Sync + Debug + 'static {
     async fn count_expired(&self, rule: &ResolvedRule) -> Result<u64, Error>;
     /// Deletes at most `limit` expired rows in one statement; returns how many.
     async fn delete_batch(&self, rule: &ResolvedRule, limit: u64) -> Result<u64, Error>;
+    /// Catalog bloat estimates of user tables and valid btree indexes (no lock taken).
+    async fn bloat_estimates(&self) -> Result<Vec<BloatEstimate>, Error>;
+    /// Whether `pgstattuple` is installed; with `create`, installs it first when missing.
+    async fn pgstattuple(&self, create: bool) -> Result<bool, Error>;
+    /// Measures one relation with `pgstattuple_approx` or `pgstatindex` (with lock retries).
+    async fn measure(&self, relation: &BloatEstimate) -> Result<BloatMeasurement, Error>;
+    /// `REINDEX INDEX CONCURRENTLY` (with lock retries); returns the index size after.
+    async fn reindex(&self, index: &BloatEstimate) -> Result<i64, Error>;
+    /// Reads the statistics views for the health analysis.
+    async fn health(&self) -> Result<HealthSnapshot, Error>;
+    /// Reads roles, `pg_hba_file_rules` and settings for the security audit.
+    async fn security(&self) -> Result<SecuritySnapshot, Error>;
+    /// Sizes now: the database (`pg_database_size`), and the `top` largest tables and
+    /// indexes (from `relpages`, no lock).
+    async fn current_sizes(&self, top: usize) -> Result<Vec<SizeSample>, Error>;
+    /// Stores samples in `<schema>.size_snapshots` (creating it on first use) and deletes
+    /// snapshots older than `keep`.
+    async fn record_sizes(&self, schema: &str, samples: &[SizeSample], keep: std::time::Duration) -> Result<(), Error>;
+    /// Snapshots of the last `window` (empty when none were ever recorded).
+    async fn size_history(&self, schema: &str, window: std::time::Duration) -> Result<Vec<SizeSample>, Error>;
 }

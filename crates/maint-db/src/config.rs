@@ -126,6 +126,198 @@ pub struct Config {
     pub wraparound_age: i64,
     /// Retention rules and batching.
     pub retention: RetentionConfig,
+    /// Bloat estimation and measurement (`[bloat]`).
+    pub bloat: BloatConfig,
+    /// Index rebuild thresholds (`[reindex]`).
+    pub reindex: ReindexConfig,
+    /// Health and performance analysis thresholds (`[analysis]`).
+    pub analysis: AnalysisConfig,
+    /// Security audit settings (`[audit]`).
+    pub audit: AuditConfig,
+    /// Capacity planning (`[capacity]`).
+    pub capacity: CapacityConfig,
+}
+
+/// Capacity planning settings (`[capacity]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CapacityConfig {
+    /// The tool's own schema for size snapshots (created on first use).
+    pub schema: String,
+    /// The disk budget of the database (`100GB`); none: no "days until full".
+    pub disk_budget: Option<String>,
+    /// How many of the largest tables and of the largest indexes are recorded.
+    pub top: usize,
+    /// The history the growth is fitted over (`30d`).
+    pub window: String,
+    /// Fewer days than this until the budget is a warning.
+    pub warn_days: u32,
+    /// Snapshots older than this are deleted (`400d`).
+    pub keep: String,
+}
+
+impl Default for CapacityConfig {
+    fn default() -> Self {
+        CapacityConfig {
+            schema: "maint".into(),
+            disk_budget: None,
+            top: 10,
+            window: "30d".into(),
+            warn_days: 30,
+            keep: "400d".into(),
+        }
+    }
+}
+
+/// Validated [`CapacityConfig`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapacitySettings {
+    /// Schema of the snapshots table.
+    pub schema: String,
+    /// Disk budget in bytes.
+    pub disk_budget: Option<i64>,
+    /// Relations of each kind recorded.
+    pub top: usize,
+    /// Fit window.
+    pub window: Duration,
+    /// Warning horizon in days.
+    pub warn_days: u32,
+    /// Snapshot retention.
+    pub keep: Duration,
+}
+
+impl Default for CapacitySettings {
+    fn default() -> Self {
+        Config::default().validate().expect("the default configuration is valid").capacity
+    }
+}
+
+/// Parses `512MB`, `100GB`, `2TB`, `1048576` (bytes); units are powers of 1024.
+pub fn parse_size(text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: i64 = digits.parse().map_err(|_| format!("{text:?} is not a size (e.g. 512MB, 100GB, 2TB)"))?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "KB" | "K" => 10,
+        "MB" | "M" => 20,
+        "GB" | "G" => 30,
+        "TB" | "T" => 40,
+        _ => return Err(format!("{text:?}: unknown unit (use B, kB, MB, GB or TB)")),
+    };
+    n.checked_mul(1i64 << shift).ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Bloat settings (`[bloat]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BloatConfig {
+    /// `CREATE EXTENSION IF NOT EXISTS pgstattuple` when it is missing (off: only use it
+    /// when an administrator installed it).
+    pub create_extension: bool,
+    /// How many of the largest estimated candidates are measured exactly.
+    pub measure_top: usize,
+}
+
+impl Default for BloatConfig {
+    fn default() -> Self {
+        BloatConfig { create_extension: false, measure_top: 20 }
+    }
+}
+
+/// When an index is rebuilt (`[reindex]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReindexConfig {
+    /// Wasted bytes an index must have (measured, or estimated when unmeasured).
+    pub min_bloat_bytes: i64,
+    /// Measured `avg_leaf_density` (percent) below which a bloated index is rebuilt.
+    pub max_leaf_density: f64,
+    /// Without a measurement: the estimated wasted fraction of the index needed.
+    pub min_bloat_ratio: f64,
+}
+
+impl Default for ReindexConfig {
+    fn default() -> Self {
+        ReindexConfig { min_bloat_bytes: 10 << 20, max_leaf_density: 70.0, min_bloat_ratio: 0.3 }
+    }
+}
+
+/// Thresholds of the health and performance analysis (`[analysis]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnalysisConfig {
+    /// An active query running longer than this is reported.
+    pub long_running: String,
+    /// A session idle in a transaction longer than this is reported.
+    pub idle_in_transaction: String,
+    /// Used fraction of `max_connections` (minus reserved) that is a warning; 0.95 and up is critical.
+    pub connection_saturation: f64,
+    /// Buffer cache hit ratio below which a warning is given.
+    pub cache_hit_ratio: f64,
+    /// Tables with at least this many live rows are checked for sequential-scan load.
+    pub seq_scan_min_rows: i64,
+    /// WAL retained by a replication slot beyond which it is a warning.
+    pub slot_retained_bytes: i64,
+    /// Replay lag of a standby beyond which it is a warning.
+    pub replication_lag: String,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        AnalysisConfig {
+            long_running: "5m".into(),
+            idle_in_transaction: "1m".into(),
+            connection_saturation: 0.8,
+            cache_hit_ratio: 0.99,
+            seq_scan_min_rows: 10_000,
+            slot_retained_bytes: 1 << 30,
+            replication_lag: "5m".into(),
+        }
+    }
+}
+
+/// Validated [`AnalysisConfig`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalysisSettings {
+    /// Active query age threshold.
+    pub long_running: Duration,
+    /// Idle-in-transaction threshold.
+    pub idle_in_transaction: Duration,
+    /// Connection use warning fraction.
+    pub connection_saturation: f64,
+    /// Cache hit ratio warning threshold.
+    pub cache_hit_ratio: f64,
+    /// Live rows for the seq-scan check.
+    pub seq_scan_min_rows: i64,
+    /// Slot retained WAL threshold.
+    pub slot_retained_bytes: i64,
+    /// Replay lag threshold.
+    pub replication_lag: Duration,
+}
+
+impl Default for AnalysisSettings {
+    fn default() -> Self {
+        Config::default().validate().expect("the default configuration is valid").analysis
+    }
+}
+
+/// Security audit settings (`[audit]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Login roles (other than superusers listed in `allowed_superusers`) must have a
+    /// password expiry (`VALID UNTIL`).
+    pub require_password_expiry: bool,
+    /// Superuser login roles that are expected (reported as info, not warning).
+    pub allowed_superusers: Vec<String>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { require_password_expiry: false, allowed_superusers: vec!["postgres".into()] }
+    }
 }
 
 impl Default for Config {
@@ -143,6 +335,11 @@ impl Default for Config {
             freeze: false,
             wraparound_age: 150_000_000,
             retention: RetentionConfig::default(),
+            bloat: BloatConfig::default(),
+            reindex: ReindexConfig::default(),
+            analysis: AnalysisConfig::default(),
+            audit: AuditConfig::default(),
+            capacity: CapacityConfig::default(),
         }
     }
 }
@@ -189,6 +386,16 @@ pub struct Settings {
     pub pause: Duration,
     /// Retention rules.
     pub rules: Vec<RetentionRule>,
+    /// Bloat estimation and measurement.
+    pub bloat: BloatConfig,
+    /// Reindex thresholds.
+    pub reindex: ReindexConfig,
+    /// Analysis thresholds.
+    pub analysis: AnalysisSettings,
+    /// Security audit.
+    pub audit: AuditConfig,
+    /// Capacity planning.
+    pub capacity: CapacitySettings,
 }
 
 impl Default for Settings {
@@ -274,6 +481,52 @@ impl Config {
                 older_than: duration(&format!("{at}.older_than"), &r.older_than)?,
             });
         }
+        if self.bloat.measure_top > 10_000 {
+            return Err(Error::invalid("bloat.measure_top", format!("{} is more than 10000", self.bloat.measure_top)));
+        }
+        let r = &self.reindex;
+        if r.min_bloat_bytes < 0 {
+            return Err(Error::invalid("reindex.min_bloat_bytes", "must not be negative"));
+        }
+        if !(0.0..=100.0).contains(&r.max_leaf_density) {
+            return Err(Error::invalid("reindex.max_leaf_density", "must be a percentage between 0 and 100"));
+        }
+        if !(0.0..=1.0).contains(&r.min_bloat_ratio) {
+            return Err(Error::invalid("reindex.min_bloat_ratio", "must be a fraction between 0 and 1"));
+        }
+        let a = &self.analysis;
+        for (field, v) in [
+            ("analysis.connection_saturation", a.connection_saturation),
+            ("analysis.cache_hit_ratio", a.cache_hit_ratio),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(Error::invalid(field, "must be a fraction between 0 and 1"));
+            }
+        }
+        let analysis = AnalysisSettings {
+            long_running: duration("analysis.long_running", &a.long_running)?,
+            idle_in_transaction: duration("analysis.idle_in_transaction", &a.idle_in_transaction)?,
+            connection_saturation: a.connection_saturation,
+            cache_hit_ratio: a.cache_hit_ratio,
+            seq_scan_min_rows: a.seq_scan_min_rows.max(0),
+            slot_retained_bytes: a.slot_retained_bytes.max(0),
+            replication_lag: duration("analysis.replication_lag", &a.replication_lag)?,
+        };
+        let c = &self.capacity;
+        if c.top == 0 || c.top > 1000 {
+            return Err(Error::invalid("capacity.top", format!("{} is not between 1 and 1000", c.top)));
+        }
+        let capacity = CapacitySettings {
+            schema: name("capacity.schema", &c.schema)?,
+            disk_budget: match &c.disk_budget {
+                Some(b) => Some(parse_size(b).map_err(|m| Error::invalid("capacity.disk_budget", m))?),
+                None => None,
+            },
+            top: c.top,
+            window: duration("capacity.window", &c.window)?,
+            warn_days: c.warn_days,
+            keep: duration("capacity.keep", &c.keep)?,
+        };
         Ok(Settings {
             jobs: self.jobs,
             lock_timeout,
@@ -288,6 +541,11 @@ impl Config {
             batch_size: self.retention.batch_size,
             pause,
             rules,
+            bloat: self.bloat.clone(),
+            reindex: self.reindex.clone(),
+            analysis,
+            audit: self.audit.clone(),
+            capacity,
         })
     }
 }
@@ -331,6 +589,37 @@ mod tests {
         let mut c = Config::default();
         c.retention.rules[1].table = String::new();
         assert_eq!(field(c), "retention.rules[1].table");
+    }
+
+    #[test]
+    fn sizes_parse_and_new_sections_are_checked() {
+        assert_eq!(parse_size("100GB"), Ok(100 << 30));
+        assert_eq!(parse_size("512 MB"), Ok(512 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("lots").unwrap_err().contains("not a size"));
+        assert!(parse_size("5PB").unwrap_err().contains("unknown unit"));
+        let c: Config = toml::from_str(
+            "[capacity]\ndisk_budget = \"2TB\"\nschema = \"ops\"\n[reindex]\nmax_leaf_density = 60.0\n\
+             [analysis]\nidle_in_transaction = \"30s\"\n[audit]\nrequire_password_expiry = true\n",
+        )
+        .unwrap();
+        let s = c.validate().unwrap();
+        assert_eq!((s.capacity.disk_budget, s.capacity.schema.as_str()), (Some(2 << 40), "ops"));
+        assert_eq!(s.analysis.idle_in_transaction, Duration::from_secs(30));
+        assert!(s.audit.require_password_expiry && s.reindex.max_leaf_density == 60.0);
+        let field = |c: Config| match c.validate() {
+            Err(Error::Invalid { field, .. }) => field,
+            other => panic!("expected an Invalid error, got {other:?}"),
+        };
+        let mut c = Config::default();
+        c.capacity.disk_budget = Some("a lot".into());
+        assert_eq!(field(c), "capacity.disk_budget");
+        let mut c = Config::default();
+        c.reindex.max_leaf_density = 120.0;
+        assert_eq!(field(c), "reindex.max_leaf_density");
+        let mut c = Config::default();
+        c.analysis.long_running = "soon".into();
+        assert_eq!(field(c), "analysis.long_running");
     }
 
     #[test]

@@ -1,21 +1,41 @@
 #![doc = include_str!("../README.md")]
 
+mod analysis;
 mod backend;
+mod bloat;
+mod capacity;
 mod config;
 mod db;
 mod error;
+mod findings;
 mod ident;
 mod locks;
 mod planner;
 mod postgres;
 mod task;
 
+pub use analysis::{
+    INDEX_REBUILD_ID, IndexRebuild, PERFORMANCE_ANALYSIS_ID, PG_SECURITY_AUDIT_ID, PerformanceAnalysis,
+    PgSecurityAudit, pg_security_audit,
+};
 pub use backend::{
     DbBackend, InvalidIndex, Reason, ResolvedRule, RuleTarget, TableJob, TableOutcome, TableStats, TableWork,
 };
-pub use config::{Config, Order, RetentionConfig, RetentionRule, RetentionRuleConfig, Settings, Steps, parse_duration};
+pub use bloat::{
+    BloatEntry, BloatEstimate, BloatMeasurement, ReindexJob, RelKind, bloat_candidates, index_waste, needs_rebuild,
+    plan_reindex, reindex_sql,
+};
+pub use capacity::{CAPACITY_PLANNING_ID, CapacityPlanning, Forecast, SizeKind, SizeSample, forecast};
+pub use config::{
+    AnalysisConfig, AnalysisSettings, AuditConfig, BloatConfig, CapacityConfig, CapacitySettings, Config, Order,
+    ReindexConfig, RetentionConfig, RetentionRule, RetentionRuleConfig, Settings, Steps, parse_duration, parse_size,
+};
 pub use db::{Db, RUN_LOCK_KEY, RunLock, RunLockAttempt, retry_pause};
 pub use error::{Blocker, Error};
+pub use findings::{
+    Finding, HbaRule, HealthFigures, HealthSnapshot, IndexUsage, ReplicaInfo, RoleInfo, SecuritySnapshot, SessionInfo,
+    Severity, SlotInfo, TableScans, assess_health, audit_security,
+};
 pub use ident::{qualified, quote_ident};
 pub use locks::LockMode;
 pub use planner::{

@@ -2,9 +2,77 @@ use async_trait::async_trait;
 
 use crate::db::query_err;
 use crate::{
-    Db, DbBackend, Error, InvalidIndex, LockMode, ResolvedRule, RetentionRule, RuleTarget, RunLockAttempt, TableJob,
-    TableOutcome, TableStats, TableWork, count_expired_sql, delete_batch_sql, job_sql, qualified,
+    BloatEstimate, BloatMeasurement, Db, DbBackend, Error, HbaRule, HealthSnapshot, IndexUsage, InvalidIndex, LockMode,
+    RelKind, ReplicaInfo, ResolvedRule, RetentionRule, RoleInfo, RuleTarget, RunLockAttempt, SecuritySnapshot,
+    SessionInfo, SizeKind, SizeSample, SlotInfo, TableJob, TableOutcome, TableScans, TableStats, TableWork,
+    count_expired_sql, delete_batch_sql, index_waste, job_sql, qualified, reindex_sql,
 };
+
+/// SQLSTATE of "insufficient privilege".
+const INSUFFICIENT_PRIVILEGE: &str = "42501";
+
+/// User relations only (`n` is `pg_namespace`).
+const USER_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' \
+     AND n.nspname NOT LIKE 'pg\\_temp%'";
+
+/// The catalog estimate of table bloat: the pages the rows would need (tuple header 24
+/// bytes, data width from `pg_stats` aligned to 8, a 4-byte line pointer, the table's
+/// fillfactor) against `relpages`. Tables never analyzed (no statistics) estimate 0.
+fn table_bloat_sql() -> String {
+    format!(
+        "WITH t AS ( \
+           SELECT c.oid, n.nspname::text AS schema, c.relname::text AS name, c.reltuples::numeric AS tuples, \
+             c.relpages::numeric AS pages, current_setting('block_size')::numeric AS bs, \
+             coalesce((regexp_match(array_to_string(c.reloptions, ','), 'fillfactor=([0-9]+)'))[1]::numeric, 100) AS ff, \
+             sum((1 - coalesce(s.null_frac, 0)) * coalesce(s.avg_width, 0))::numeric AS width, \
+             bool_or(s.avg_width IS NULL) AS missing \
+           FROM pg_class c \
+           JOIN pg_namespace n ON n.oid = c.relnamespace \
+           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+           LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = a.attname \
+           WHERE c.relkind IN ('r', 'm') AND c.relpersistence <> 't' AND {USER_SCHEMAS} \
+           GROUP BY 1, 2, 3, 4, 5, 6, 7) \
+         SELECT oid, schema, name, name, oid, (pages * bs)::bigint, \
+           CASE WHEN tuples < 0 OR (missing AND tuples > 0) THEN 0 \
+                ELSE greatest(0, pages - ceil(tuples * (28 + ceil(width / 8) * 8) / ((bs - 24) * ff / 100))) * bs \
+           END::bigint \
+         FROM t"
+    )
+}
+
+/// The catalog estimate of btree index bloat: index tuples (8-byte header, key width from
+/// the table's `pg_stats`, or the index's own for expressions, aligned to 8, a 4-byte
+/// line pointer) at the index's fillfactor (90 by default) plus the metapage, against `relpages`.
+fn index_bloat_sql() -> String {
+    format!(
+        "WITH i AS ( \
+           SELECT ci.oid, n.nspname::text AS schema, ci.relname::text AS name, ct.relname::text AS tbl, ct.oid AS toid, \
+             ci.reltuples::numeric AS tuples, ci.relpages::numeric AS pages, current_setting('block_size')::numeric AS bs, \
+             coalesce((regexp_match(array_to_string(ci.reloptions, ','), 'fillfactor=([0-9]+)'))[1]::numeric, 90) AS ff, \
+             sum((1 - coalesce(s.null_frac, 0)) * coalesce(s.avg_width, 0))::numeric AS width, \
+             bool_or(s.avg_width IS NULL) AS missing, \
+             NOT EXISTS (SELECT 1 FROM pg_constraint x WHERE x.conindid = ci.oid AND x.contype = 'x') \
+               AND NOT EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.relid = ct.oid) AS reindexable \
+           FROM pg_index x \
+           JOIN pg_class ci ON ci.oid = x.indexrelid \
+           JOIN pg_class ct ON ct.oid = x.indrelid \
+           JOIN pg_namespace n ON n.oid = ci.relnamespace \
+           JOIN pg_am am ON am.oid = ci.relam AND am.amname = 'btree' \
+           JOIN pg_attribute a ON a.attrelid = ci.oid AND a.attnum > 0 \
+           LEFT JOIN pg_attribute ta ON ta.attrelid = ct.oid AND ta.attnum = x.indkey[a.attnum - 1] AND ta.attnum > 0 \
+           LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND ( \
+                (ta.attname IS NOT NULL AND s.tablename = ct.relname AND s.attname = ta.attname) \
+             OR (ta.attname IS NULL AND s.tablename = ci.relname AND s.attname = a.attname)) \
+           WHERE x.indisvalid AND x.indisready AND ct.relkind IN ('r', 'm') AND ct.relpersistence <> 't' \
+             AND {USER_SCHEMAS} \
+           GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 12) \
+         SELECT oid, schema, name, tbl, toid, (pages * bs)::bigint, \
+           CASE WHEN tuples < 0 OR (missing AND tuples > 0) THEN 0 \
+                ELSE greatest(0, pages - 1 - ceil(tuples * (12 + ceil(width / 8) * 8) / ((bs - 40) * ff / 100))) * bs \
+           END::bigint, reindexable \
+         FROM i"
+    )
+}
 
 /// SQLSTATE of "undefined table".
 const UNDEFINED_TABLE: &str = "42P01";
@@ -24,6 +92,40 @@ impl PgBackend {
     /// The handle.
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// The schema `pgstattuple` is installed in, if it is.
+    async fn pgstattuple_schema(&self) -> Result<Option<String>, Error> {
+        let client = self.db.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace \
+                 WHERE e.extname = 'pgstattuple'",
+                &[],
+            )
+            .await
+            .map_err(query_err("look up pgstattuple"))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Sessions of this database holding a snapshot (`backend_xmin`): what a concurrent
+    /// index build waits for in its last phase.
+    async fn snapshot_holders(&self) -> Result<Vec<crate::Blocker>, Error> {
+        let client = self.db.client().await?;
+        let rows = client
+            .query(
+                "SELECT pid, coalesce(state, ''), left(coalesce(query, ''), 200) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_xmin IS NOT NULL \
+                   AND backend_type = 'client backend' AND coalesce(application_name, '') <> 'maint-db' \
+                 ORDER BY xact_start NULLS LAST, pid",
+                &[],
+            )
+            .await
+            .map_err(query_err("list snapshot holders"))?;
+        Ok(rows
+            .iter()
+            .map(|r| crate::Blocker { pid: r.get(0), mode: "snapshot".into(), state: r.get(1), query: r.get(2) })
+            .collect())
     }
 
     async fn counters(&self, oid: u32) -> Result<Option<(i64, i64)>, Error> {
@@ -205,5 +307,397 @@ impl DbBackend for PgBackend {
                 client.execute(&sql, &[&rule.cutoff, &limit]).await.map_err(query_err(sql.clone()))
             })
             .await
+    }
+
+    async fn bloat_estimates(&self) -> Result<Vec<BloatEstimate>, Error> {
+        let client = self.db.client().await?;
+        let mut out = Vec::new();
+        for (kind, sql) in [(RelKind::Table, table_bloat_sql()), (RelKind::Index, index_bloat_sql())] {
+            let rows = client.query(&sql, &[]).await.map_err(query_err("estimate bloat"))?;
+            out.extend(rows.iter().map(|r| BloatEstimate {
+                kind,
+                oid: r.get(0),
+                schema: r.get(1),
+                name: r.get(2),
+                table: r.get(3),
+                table_oid: r.get(4),
+                bytes: r.get(5),
+                bloat_bytes: r.get(6),
+                reindexable: kind == RelKind::Index && r.get::<_, bool>(7),
+            }));
+        }
+        Ok(out)
+    }
+
+    async fn pgstattuple(&self, create: bool) -> Result<bool, Error> {
+        if self.pgstattuple_schema().await?.is_some() {
+            return Ok(true);
+        }
+        if !create {
+            return Ok(false);
+        }
+        let client = self.db.client().await?;
+        client
+            .batch_execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")
+            .await
+            .map_err(query_err("CREATE EXTENSION pgstattuple"))?;
+        Ok(true)
+    }
+
+    async fn measure(&self, rel: &BloatEstimate) -> Result<BloatMeasurement, Error> {
+        let schema = self
+            .pgstattuple_schema()
+            .await?
+            .ok_or_else(|| Error::invalid("bloat", "the pgstattuple extension is not installed"))?;
+        let ext = crate::quote_ident(&schema);
+        let name = rel.qualified();
+        let sql = match rel.kind {
+            RelKind::Table => format!(
+                "SELECT table_len, (approx_free_space + dead_tuple_len)::bigint FROM {ext}.pgstattuple_approx($1::oid::regclass)"
+            ),
+            RelKind::Index => format!(
+                "SELECT index_size, leaf_pages, deleted_pages, avg_leaf_density, current_setting('block_size')::bigint \
+                 FROM {ext}.pgstatindex($1::oid::regclass)"
+            ),
+        };
+        let operation = format!("measure {name}");
+        let row = self
+            .db
+            .retry_locked(&operation, Some((rel.table_oid, LockMode::AccessShare)), || async {
+                let client = self.db.client().await?;
+                client.query_one(&sql, &[&rel.oid]).await.map_err(query_err(operation.clone()))
+            })
+            .await?;
+        Ok(match rel.kind {
+            RelKind::Table => BloatMeasurement { bytes: row.get(0), bloat_bytes: row.get(1), leaf_density: None },
+            RelKind::Index => {
+                let (leaf, deleted, density, bs): (i64, i64, f64, i64) =
+                    (row.get(1), row.get(2), row.get(3), row.get(4));
+                BloatMeasurement {
+                    bytes: row.get(0),
+                    bloat_bytes: index_waste(bs, leaf, deleted, density),
+                    leaf_density: (leaf > 0 && density.is_finite()).then_some(density),
+                }
+            }
+        })
+    }
+
+    async fn reindex(&self, index: &BloatEstimate) -> Result<i64, Error> {
+        let sql = reindex_sql(index);
+        let run = self
+            .db
+            .retry_locked(&sql, Some((index.table_oid, LockMode::ShareUpdateExclusive)), || async {
+                let client = self.db.client().await?;
+                client.batch_execute(&sql).await.map_err(query_err(sql.clone()))
+            })
+            .await;
+        match run {
+            // Nobody holds a lock on the table: the rebuild waited for transactions with
+            // older snapshots (its last phase), so name those.
+            Err(Error::LockTimeout { operation, attempts, blockers }) if blockers.is_empty() => {
+                return Err(Error::LockTimeout { operation, attempts, blockers: self.snapshot_holders().await? });
+            }
+            other => other?,
+        }
+        // REINDEX CONCURRENTLY swaps in a new relation under the same name.
+        let client = self.db.client().await?;
+        let row = client
+            .query_one("SELECT coalesce(pg_relation_size(to_regclass($1)), 0)", &[&index.qualified()])
+            .await
+            .map_err(query_err("size of the rebuilt index"))?;
+        Ok(row.get(0))
+    }
+
+    async fn health(&self) -> Result<HealthSnapshot, Error> {
+        let client = self.db.client().await?;
+        let q = |what: &'static str| query_err(format!("read {what}"));
+        let settings = client
+            .query_one(
+                "SELECT current_setting('max_connections')::bigint, \
+                   current_setting('superuser_reserved_connections')::bigint, \
+                   (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'), \
+                   coalesce((SELECT blks_hit FROM pg_stat_database WHERE datname = current_database()), 0), \
+                   coalesce((SELECT blks_read FROM pg_stat_database WHERE datname = current_database()), 0), \
+                   current_setting('autovacuum_freeze_max_age')::bigint",
+                &[],
+            )
+            .await
+            .map_err(q("settings and pg_stat_database"))?;
+        let sessions = client
+            .query(
+                "SELECT pid, coalesce(usename::text, ''), coalesce(application_name, ''), coalesce(state, ''), \
+                   extract(epoch FROM now() - query_start)::float8, extract(epoch FROM now() - state_change)::float8, \
+                   pg_blocking_pids(pid), left(coalesce(query, ''), 200) \
+                 FROM pg_stat_activity \
+                 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND datname = current_database() \
+                 ORDER BY pid",
+                &[],
+            )
+            .await
+            .map_err(q("pg_stat_activity"))?;
+        let ages = client
+            .query(
+                "SELECT datname::text, age(datfrozenxid)::bigint FROM pg_database WHERE datallowconn ORDER BY 1",
+                &[],
+            )
+            .await
+            .map_err(q("pg_database"))?;
+        let indexes = client
+            .query(
+                "SELECT n.nspname::text, ci.relname::text, ct.relname::text, \
+                   ci.relpages::bigint * current_setting('block_size')::bigint, coalesce(s.idx_scan, 0), \
+                   x.indisunique OR x.indisprimary OR EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid), \
+                   x.indisvalid, \
+                   concat_ws('|', x.indrelid::text, ci.relam::text, x.indkey::text, x.indclass::text, \
+                     x.indcollation::text, coalesce(pg_get_expr(x.indexprs, x.indrelid), ''), \
+                     coalesce(pg_get_expr(x.indpred, x.indrelid), '')) \
+                 FROM pg_index x \
+                 JOIN pg_class ci ON ci.oid = x.indexrelid \
+                 JOIN pg_class ct ON ct.oid = x.indrelid \
+                 JOIN pg_namespace n ON n.oid = ci.relnamespace \
+                 LEFT JOIN pg_stat_all_indexes s ON s.indexrelid = x.indexrelid \
+                 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' \
+                 ORDER BY 1, 2",
+                &[],
+            )
+            .await
+            .map_err(q("pg_index"))?;
+        let tables = client
+            .query(
+                "SELECT schemaname::text, relname::text, coalesce(n_live_tup, 0), coalesce(seq_scan, 0), \
+                   coalesce(seq_tup_read, 0), coalesce(idx_scan, 0) \
+                 FROM pg_stat_user_tables ORDER BY 1, 2",
+                &[],
+            )
+            .await
+            .map_err(q("pg_stat_user_tables"))?;
+        let slots = client
+            .query(
+                "SELECT slot_name::text, slot_type, active, \
+                   CASE WHEN pg_is_in_recovery() OR restart_lsn IS NULL THEN NULL \
+                        ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint END \
+                 FROM pg_replication_slots ORDER BY 1",
+                &[],
+            )
+            .await
+            .map_err(q("pg_replication_slots"))?;
+        let replicas = client
+            .query(
+                "SELECT coalesce(application_name, ''), extract(epoch FROM replay_lag)::float8 FROM pg_stat_replication",
+                &[],
+            )
+            .await
+            .map_err(q("pg_stat_replication"))?;
+        Ok(HealthSnapshot {
+            max_connections: settings.get(0),
+            reserved_connections: settings.get(1),
+            connections: settings.get(2),
+            blocks_hit: settings.get(3),
+            blocks_read: settings.get(4),
+            freeze_max_age: settings.get(5),
+            sessions: sessions
+                .iter()
+                .map(|r| SessionInfo {
+                    pid: r.get(0),
+                    user: r.get(1),
+                    application: r.get(2),
+                    state: r.get(3),
+                    query_seconds: r.get(4),
+                    state_seconds: r.get(5),
+                    blocked_by: r.get(6),
+                    query: r.get(7),
+                })
+                .collect(),
+            database_xid_ages: ages.iter().map(|r| (r.get(0), r.get(1))).collect(),
+            indexes: indexes
+                .iter()
+                .map(|r| IndexUsage {
+                    schema: r.get(0),
+                    name: r.get(1),
+                    table: r.get(2),
+                    bytes: r.get(3),
+                    scans: r.get(4),
+                    enforces: r.get(5),
+                    valid: r.get(6),
+                    signature: r.get(7),
+                })
+                .collect(),
+            tables: tables
+                .iter()
+                .map(|r| TableScans {
+                    schema: r.get(0),
+                    name: r.get(1),
+                    live_rows: r.get(2),
+                    seq_scans: r.get(3),
+                    seq_rows_read: r.get(4),
+                    idx_scans: r.get(5),
+                })
+                .collect(),
+            slots: slots
+                .iter()
+                .map(|r| SlotInfo { name: r.get(0), slot_type: r.get(1), active: r.get(2), retained_bytes: r.get(3) })
+                .collect(),
+            replicas: replicas.iter().map(|r| ReplicaInfo { name: r.get(0), replay_lag_seconds: r.get(1) }).collect(),
+        })
+    }
+
+    async fn security(&self) -> Result<SecuritySnapshot, Error> {
+        let client = self.db.client().await?;
+        let roles = client
+            .query(
+                "SELECT rolname::text, rolsuper, rolcanlogin, \
+                   CASE WHEN rolvaliduntil IS NULL OR rolvaliduntil = 'infinity' THEN NULL ELSE rolvaliduntil::text END \
+                 FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY 1",
+                &[],
+            )
+            .await
+            .map_err(query_err("read pg_roles"))?;
+        let hba = match client
+            .query(
+                "SELECT line_number, coalesce(type, ''), coalesce(database, '{}'), coalesce(user_name, '{}'), address, \
+                   coalesce(auth_method, '') \
+                 FROM pg_hba_file_rules WHERE error IS NULL ORDER BY line_number",
+                &[],
+            )
+            .await
+        {
+            Ok(rows) => Some(
+                rows.iter()
+                    .map(|r| HbaRule {
+                        line: r.get(0),
+                        kind: r.get(1),
+                        databases: r.get(2),
+                        users: r.get(3),
+                        address: r.get(4),
+                        method: r.get(5),
+                    })
+                    .collect(),
+            ),
+            Err(e) if e.code().map(|c| c.code()) == Some(INSUFFICIENT_PRIVILEGE) => None,
+            Err(e) => return Err(query_err("read pg_hba_file_rules")(e)),
+        };
+        let row = client
+            .query_one(
+                "SELECT current_setting('password_encryption'), current_setting('ssl') = 'on', \
+                   CASE WHEN EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'public') \
+                        THEN has_schema_privilege('public', 'public', 'CREATE') ELSE false END",
+                &[],
+            )
+            .await
+            .map_err(query_err("read security settings"))?;
+        Ok(SecuritySnapshot {
+            roles: roles
+                .iter()
+                .map(|r| RoleInfo { name: r.get(0), superuser: r.get(1), login: r.get(2), valid_until: r.get(3) })
+                .collect(),
+            hba,
+            password_encryption: row.get(0),
+            ssl: row.get(1),
+            public_schema_create: row.get(2),
+        })
+    }
+
+    async fn current_sizes(&self, top: usize) -> Result<Vec<SizeSample>, Error> {
+        let client = self.db.client().await?;
+        let top = i64::try_from(top).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                &format!(
+                    "WITH now AS (SELECT extract(epoch FROM now())::float8 AS at), \
+                     rel AS ( \
+                       SELECT CASE WHEN c.relkind = 'i' THEN 'index' ELSE 'table' END AS kind, \
+                         n.nspname::text AS schema, c.relname::text AS name, \
+                         (c.relpages::bigint + coalesce(t.relpages, 0)::bigint) * current_setting('block_size')::bigint AS bytes \
+                       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                       LEFT JOIN pg_class t ON t.oid = c.reltoastrelid \
+                       WHERE c.relkind IN ('r', 'm', 'i') AND c.relpersistence <> 't' AND {USER_SCHEMAS}), \
+                     ranked AS (SELECT *, row_number() OVER (PARTITION BY kind ORDER BY bytes DESC, schema, name) AS r FROM rel) \
+                     SELECT 'database', '', current_database()::text, pg_database_size(current_database()), (SELECT at FROM now) \
+                     UNION ALL \
+                     SELECT kind, schema, name, bytes, (SELECT at FROM now) FROM ranked WHERE r <= $1"
+                ),
+                &[&top],
+            )
+            .await
+            .map_err(query_err("read sizes"))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let kind = SizeKind::parse(r.get(0))?;
+                let (schema, name): (String, String) = (r.get(1), r.get(2));
+                let name = if kind == SizeKind::Database { name } else { qualified(&schema, &name) };
+                Some(SizeSample { kind, name, bytes: r.get(3), at: r.get(4) })
+            })
+            .collect())
+    }
+
+    async fn record_sizes(&self, schema: &str, samples: &[SizeSample], keep: std::time::Duration) -> Result<(), Error> {
+        let table = qualified(schema, "size_snapshots");
+        let client = self.db.client().await?;
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema}; \
+                 CREATE TABLE IF NOT EXISTS {table} ( \
+                   taken_at timestamptz NOT NULL, \
+                   kind text NOT NULL CHECK (kind IN ('database', 'table', 'index')), \
+                   name text NOT NULL, \
+                   bytes bigint NOT NULL, \
+                   PRIMARY KEY (kind, name, taken_at))",
+                schema = crate::quote_ident(schema)
+            ))
+            .await
+            .map_err(query_err(format!("create {table}")))?;
+        let at = samples.first().map_or(0.0, |s| s.at);
+        let kinds: Vec<&str> = samples.iter().map(|s| s.kind.as_str()).collect();
+        let names: Vec<&str> = samples.iter().map(|s| s.name.as_str()).collect();
+        let bytes: Vec<i64> = samples.iter().map(|s| s.bytes).collect();
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO {table} (taken_at, kind, name, bytes) \
+                     SELECT to_timestamp($1), k, n, b FROM unnest($2::text[], $3::text[], $4::bigint[]) AS u(k, n, b) \
+                     ON CONFLICT DO NOTHING"
+                ),
+                &[&at, &kinds, &names, &bytes],
+            )
+            .await
+            .map_err(query_err(format!("record sizes in {table}")))?;
+        client
+            .execute(
+                &format!("DELETE FROM {table} WHERE taken_at < now() - make_interval(secs => $1)"),
+                &[&keep.as_secs_f64()],
+            )
+            .await
+            .map_err(query_err(format!("delete old snapshots from {table}")))?;
+        Ok(())
+    }
+
+    async fn size_history(&self, schema: &str, window: std::time::Duration) -> Result<Vec<SizeSample>, Error> {
+        let table = qualified(schema, "size_snapshots");
+        let client = self.db.client().await?;
+        let exists: bool = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+            .await
+            .map_err(query_err("look up the snapshots table"))?
+            .get(0);
+        if !exists {
+            return Ok(Vec::new());
+        }
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT kind, name, bytes, extract(epoch FROM taken_at)::float8 FROM {table} \
+                     WHERE taken_at >= now() - make_interval(secs => $1) ORDER BY taken_at"
+                ),
+                &[&window.as_secs_f64()],
+            )
+            .await
+            .map_err(query_err(format!("read {table}")))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                Some(SizeSample { kind: SizeKind::parse(r.get(0))?, name: r.get(1), bytes: r.get(2), at: r.get(3) })
+            })
+            .collect())
     }
 }

@@ -192,7 +192,24 @@ impl DatabaseOptimization {
         report: &mut TaskReport,
         tally: &mut Tally,
     ) -> Result<(), Error> {
-        let plan = plan_invalid_indexes(self.backend.invalid_indexes().await?);
+        let dropped = cleanup_invalid_indexes(self.backend.as_ref(), ctx, report, &mut tally.failures, true).await?;
+        report.metric("invalid_indexes_dropped", f64::from(dropped));
+        Ok(())
+    }
+}
+
+/// Drops the `_ccnew`/`_ccold` leftovers of a failed `REINDEX CONCURRENTLY`, reports the
+/// other invalid indexes (never touched) and returns how many were dropped. With
+/// `report_others` false the other invalid indexes are not reported again.
+pub(crate) async fn cleanup_invalid_indexes(
+    backend: &dyn DbBackend,
+    ctx: &TaskContext,
+    report: &mut TaskReport,
+    failures: &mut Vec<String>,
+    report_others: bool,
+) -> Result<u32, Error> {
+    let plan = plan_invalid_indexes(backend.invalid_indexes().await?);
+    if report_others {
         report.metric("invalid_indexes_other", plan.report.len() as f64);
         for ix in &plan.report {
             let name = qualified(&ix.schema, &ix.name);
@@ -202,42 +219,41 @@ impl DatabaseOptimization {
             ));
             report.item(json!({"step": "invalid_index", "index": name, "table": ix.table, "action": "report"}));
         }
-        for ix in &plan.busy {
-            let name = qualified(&ix.schema, &ix.name);
-            report.warn(format!("index {name}: an index build is running on its table; not dropped this time"));
-            report.item(json!({"step": "invalid_index", "index": name, "table": ix.table, "action": "wait"}));
-        }
-        let mut dropped = 0u32;
-        for ix in &plan.drop {
-            let name = qualified(&ix.schema, &ix.name);
-            if ctx.dry_run {
-                report.item(json!({"step": "invalid_index", "index": name, "table": ix.table,
-                    "bytes_estimate": ix.bytes, "action": "would_drop"}));
-                continue;
-            }
-            check(ctx)?;
-            match self.backend.drop_index(ix).await {
-                Ok(()) => {
-                    dropped += 1;
-                    report.item(json!({"step": "invalid_index", "index": name, "table": ix.table,
-                        "bytes_estimate": ix.bytes, "action": "dropped"}));
-                }
-                Err(e @ Error::LockTimeout { .. }) => {
-                    report.warn(format!("invalid index {name} not dropped: {}", one_line(&e)));
-                }
-                Err(e) => {
-                    let msg = one_line(&e);
-                    tally.failures.push(msg.clone());
-                    report.warn(msg);
-                }
-            }
-        }
-        report.metric("invalid_indexes_dropped", f64::from(dropped));
-        Ok(())
     }
+    for ix in &plan.busy {
+        let name = qualified(&ix.schema, &ix.name);
+        report.warn(format!("index {name}: an index build is running on its table; not dropped this time"));
+        report.item(json!({"step": "invalid_index", "index": name, "table": ix.table, "action": "wait"}));
+    }
+    let mut dropped = 0u32;
+    for ix in &plan.drop {
+        let name = qualified(&ix.schema, &ix.name);
+        if ctx.dry_run {
+            report.item(json!({"step": "invalid_index", "index": name, "table": ix.table,
+                "bytes_estimate": ix.bytes, "action": "would_drop"}));
+            continue;
+        }
+        check(ctx)?;
+        match backend.drop_index(ix).await {
+            Ok(()) => {
+                dropped += 1;
+                report.item(json!({"step": "invalid_index", "index": name, "table": ix.table,
+                    "bytes_estimate": ix.bytes, "action": "dropped"}));
+            }
+            Err(e @ Error::LockTimeout { .. }) => {
+                report.warn(format!("invalid index {name} not dropped: {}", one_line(&e)));
+            }
+            Err(e) => {
+                let msg = one_line(&e);
+                failures.push(msg.clone());
+                report.warn(msg);
+            }
+        }
+    }
+    Ok(dropped)
 }
 
-fn check(ctx: &TaskContext) -> Result<(), Error> {
+pub(crate) fn check(ctx: &TaskContext) -> Result<(), Error> {
     if ctx.cancel.is_cancelled() { Err(Error::Cancelled) } else { Ok(()) }
 }
 

@@ -2,7 +2,10 @@
 
 use maint_core::{Secret, Status, Task, TaskContext, TaskReport};
 use maint_db::deadpool_postgres::tokio_postgres::{self, NoTls};
-use maint_db::{Config, DatabaseOptimization, Db, Error, RunLockAttempt, Steps};
+use maint_db::{
+    CapacityPlanning, Config, DatabaseOptimization, Db, Error, IndexRebuild, PerformanceAnalysis, PgSecurityAudit,
+    RunLockAttempt, Severity, Steps,
+};
 use maint_testkit::{Postgres, TestDb};
 
 async fn fresh() -> TestDb {
@@ -346,4 +349,337 @@ async fn lock_retries_wait_with_backoff_and_give_up_with_the_blocker() {
         }
         other => panic!("expected a lock timeout, got {other:?}"),
     }
+}
+
+fn items<'a>(report: &'a TaskReport, step: &str) -> Vec<&'a serde_json::Value> {
+    report.items.iter().filter(|i| i["step"] == step).collect()
+}
+
+/// A table whose indexes are left with sparse leaves: 20,000 rows, 90% deleted, vacuumed.
+async fn churned(c: &tokio_postgres::Client) {
+    c.batch_execute(
+        "CREATE TABLE churn (id int PRIMARY KEY, v text NOT NULL); \
+         INSERT INTO churn SELECT i, md5(i::text) FROM generate_series(1, 20000) i; \
+         CREATE INDEX churn_v_idx ON churn (v); \
+         CREATE INDEX \"ix; DROP TABLE churn\" ON churn (id, v); \
+         DELETE FROM churn WHERE id % 10 <> 0",
+    )
+    .await
+    .unwrap();
+    c.batch_execute("VACUUM ANALYZE churn").await.unwrap();
+}
+
+async fn index_state(c: &tokio_postgres::Client, name: &str) -> Option<(bool, i64)> {
+    c.query_opt(
+        "SELECT i.indisvalid, pg_relation_size(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+         WHERE c.relname = $1",
+        &[&name],
+    )
+    .await
+    .unwrap()
+    .map(|r| (r.get(0), r.get(1)))
+}
+
+#[tokio::test]
+async fn bloated_indexes_are_estimated_measured_and_rebuilt_concurrently() {
+    let db = fresh().await;
+    let c = session(&db).await;
+    churned(&c).await;
+    c.batch_execute(
+        "CREATE TABLE small (v int); INSERT INTO small VALUES (1), (1); CREATE INDEX small_v_idx ON small (v)",
+    )
+    .await
+    .unwrap();
+    for name in ["churn_v_idx_ccnew", "half built"] {
+        let sql = format!("CREATE UNIQUE INDEX CONCURRENTLY {} ON small (v)", maint_db::quote_ident(name));
+        c.batch_execute(&sql).await.expect_err("duplicates make the build fail");
+    }
+    let (_, churn_before) = index_state(&c, "churn_v_idx").await.unwrap();
+    let mut cfg = config(&db, Steps::default());
+    cfg.bloat.create_extension = true;
+    cfg.reindex.min_bloat_bytes = 64 << 10;
+
+    // A dry run creates nothing, measures nothing and plans from the estimates.
+    let dry = IndexRebuild::new(&cfg).unwrap().run(&TaskContext::new(true)).await;
+    assert_eq!(dry.status, Status::Warning, "{dry:#?}"); // "half built" is reported
+    assert!(dry.items.iter().any(|i| i["pgstattuple"] == false), "{dry:#?}");
+    let ext: i64 =
+        c.query_one("SELECT count(*) FROM pg_extension WHERE extname = 'pgstattuple'", &[]).await.unwrap().get(0);
+    assert_eq!(ext, 0, "a dry run does not create the extension");
+    let planned = item(&dry, "index", "\"public\".\"churn_v_idx\"");
+    assert_eq!((planned["outcome"].as_str(), planned["basis"].as_str()), (Some("would_rebuild"), Some("estimated")));
+    assert!(planned["bloat_bytes"].as_i64().unwrap() > 64 << 10, "{planned}");
+
+    let report = IndexRebuild::new(&cfg).unwrap().run(&TaskContext::new(false)).await;
+    assert_eq!(report.status, Status::Warning, "{report:#?}");
+    // Estimated and measured, side by side.
+    let bloat = items(&report, "bloat");
+    let v = bloat.iter().find(|i| i["relation"] == "\"public\".\"churn_v_idx\"").expect("churn_v_idx is a candidate");
+    assert!(v["bloat_bytes_estimate"].as_i64().unwrap() > 0, "{v}");
+    assert!(v["bloat_bytes_measured"].as_i64().unwrap() > 64 << 10, "{v}");
+    assert!(v["leaf_density"].as_f64().unwrap() < 70.0, "{v}");
+    let table = bloat.iter().find(|i| i["relation"] == "\"public\".\"churn\"").expect("the table is a candidate");
+    assert_eq!(table["kind"], "table");
+    assert!(table["bloat_bytes_measured"].as_i64().unwrap() > 0, "{table}");
+    // Rebuilt, hostile name included; the leftover dropped, the other invalid index reported.
+    for name in ["\"public\".\"churn_v_idx\"", "\"public\".\"ix; DROP TABLE churn\"", "\"public\".\"churn_pkey\""] {
+        let done = report.items.iter().find(|i| i["step"] == "reindex" && i["index"] == name).expect(name);
+        assert_eq!((done["outcome"].as_str(), done["basis"].as_str()), (Some("done"), Some("measured")), "{done}");
+        assert!(done["bytes_after"].as_i64().unwrap() < done["bytes_before"].as_i64().unwrap(), "{done}");
+    }
+    assert_eq!(report.metrics["indexes_rebuilt"], 3.0);
+    assert_eq!(report.metrics["invalid_indexes_dropped"], 1.0);
+    assert!(report.items.iter().all(|i| i["index"] != "\"public\".\"small_v_idx\""), "clean indexes stay");
+    assert!(
+        report.warnings.iter().any(|w| w.contains("half built") && w.contains("left alone")),
+        "{:?}",
+        report.warnings
+    );
+    let (valid, after) = index_state(&c, "churn_v_idx").await.unwrap();
+    assert!(valid && after < churn_before, "{after} vs {churn_before}");
+    assert_eq!(index_state(&c, "ix; DROP TABLE churn").await.map(|s| s.0), Some(true));
+    assert_eq!(index_state(&c, "churn_v_idx_ccnew").await, None);
+    assert_eq!(index_state(&c, "half built").await.map(|s| s.0), Some(false), "never touched");
+    let n: i64 = c.query_one("SELECT count(*) FROM churn", &[]).await.unwrap().get(0);
+    assert_eq!(n, 2000);
+
+    // Dense now: nothing left to rebuild.
+    let again = IndexRebuild::new(&cfg).unwrap().run(&TaskContext::new(false)).await;
+    assert_eq!(again.metrics["indexes_rebuilt"], 0.0, "{again:#?}");
+}
+
+#[tokio::test]
+async fn a_rebuild_blocked_by_a_lock_is_skipped_with_its_blocker_and_leaves_no_leftover() {
+    let db = fresh().await;
+    let c = session(&db).await;
+    churned(&c).await;
+    let holder = session(&db).await;
+    let pid: i32 = holder.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    holder.batch_execute("BEGIN; LOCK TABLE churn IN SHARE MODE").await.unwrap();
+    let mut cfg = config(&db, Steps::default());
+    cfg.reindex.min_bloat_bytes = 64 << 10;
+    let report = IndexRebuild::new(&cfg).unwrap().run(&TaskContext::new(false)).await;
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(report.status, Status::Warning, "{report:#?}");
+    assert_eq!(report.metrics["indexes_rebuilt"], 0.0);
+    let skipped = items(&report, "reindex");
+    assert!(!skipped.is_empty());
+    for s in skipped {
+        assert_eq!(s["outcome"], "skipped", "{s}");
+        assert_eq!(s["blockers"][0]["pid"], pid, "{s}");
+    }
+    let invalid: i64 = c.query_one("SELECT count(*) FROM pg_index WHERE NOT indisvalid", &[]).await.unwrap().get(0);
+    assert_eq!(invalid, 0, "no _ccnew index is left behind");
+}
+
+#[tokio::test]
+async fn the_performance_analysis_finds_sessions_locks_and_index_problems() {
+    let db = fresh().await;
+    let c = session(&db).await;
+    c.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t SELECT i, i FROM generate_series(1, 1000) i; \
+         CREATE INDEX t_v_idx ON t (v); CREATE INDEX t_v_copy ON t (v); \
+         CREATE TABLE big (id int); INSERT INTO big SELECT generate_series(1, 5000); ANALYZE",
+    )
+    .await
+    .unwrap();
+    c.batch_execute("CREATE UNIQUE INDEX CONCURRENTLY broken ON big ((id % 2))").await.expect_err("duplicates");
+    for _ in 0..3 {
+        c.query_one("SELECT count(*) FROM big", &[]).await.unwrap();
+    }
+    c.batch_execute("SELECT pg_stat_force_next_flush()").await.unwrap();
+    c.batch_execute("SELECT 1").await.unwrap();
+
+    // A session idle in a transaction that holds a lock, and one waiting for it.
+    let holder = session(&db).await;
+    let holder_pid: i32 = holder.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    holder.batch_execute("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let waiter = session(&db).await;
+    let waiter_pid: i32 = waiter.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let waiting = tokio::spawn(async move { waiter.query_one("SELECT count(*) FROM t", &[]).await.map(|_| ()) });
+    loop {
+        let row = c
+            .query_one(
+                "SELECT wait_event_type IS NOT DISTINCT FROM 'Lock' FROM pg_stat_activity WHERE pid = $1",
+                &[&waiter_pid],
+            )
+            .await
+            .unwrap();
+        if row.get::<_, bool>(0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await; // past idle_in_transaction = 1ms
+
+    let mut cfg = config(&db, Steps::default());
+    cfg.analysis.idle_in_transaction = "1ms".into();
+    cfg.analysis.seq_scan_min_rows = 1000;
+    let task = PerformanceAnalysis::new(&cfg).unwrap();
+    let findings = task.findings().await.unwrap();
+    let report = task.run(&TaskContext::new(false)).await;
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    waiting.await.unwrap().unwrap();
+
+    let has = |check: &str, subject: &str| findings.iter().find(|f| f.check == check && f.subject.contains(subject));
+    let idle = has("idle_in_transaction", &format!("pid {holder_pid} ")).expect("the holder is idle in transaction");
+    assert!(idle.severity >= Severity::Warning && idle.message.contains("LOCK TABLE t"), "{idle:?}");
+    let blocked = has("blocked_lock", &format!("pid {waiter_pid} ")).expect("the waiter is blocked");
+    assert!(blocked.message.contains(&format!("held by pid {holder_pid}")), "{blocked:?}");
+    let dup = has("duplicate_index", "t_v_").expect("a duplicate index");
+    assert!(dup.message.contains("same definition as"), "{dup:?}");
+    assert!(
+        has("unused_index", "\"t_v_idx\"").is_some() && has("unused_index", "\"t_pkey\"").is_none(),
+        "{findings:#?}"
+    );
+    assert!(has("invalid_index", "\"broken\"").is_some(), "{findings:#?}");
+    assert!(has("seq_scan_heavy", "\"big\"").is_some(), "{findings:#?}");
+    assert!(findings.iter().all(|f| !f.action.is_empty()));
+
+    assert_eq!(report.status, Status::Warning, "{report:#?}");
+    assert!(report.metrics["findings_warning"] + report.metrics["findings_critical"] >= 4.0, "{:?}", report.metrics);
+    let ratio = report.metrics["cache_hit_ratio"];
+    assert!((0.0..=1.0).contains(&ratio) && report.metrics["max_xid_age"] > 0.0, "{:?}", report.metrics);
+    assert!(items(&report, "finding").iter().any(|i| i["check"] == "duplicate_index"));
+}
+
+#[tokio::test]
+async fn the_security_audit_names_roles_public_create_and_server_settings() {
+    let db = fresh().await;
+    let c = session(&db).await;
+    let (plain, super_) =
+        (format!("audit plain {}", std::process::id()), format!("audit super {}", std::process::id()));
+    for (role, extra) in [(&plain, ""), (&super_, " SUPERUSER")] {
+        c.batch_execute(&format!("DROP ROLE IF EXISTS {0}; CREATE ROLE {0} LOGIN{extra}", maint_db::quote_ident(role)))
+            .await
+            .unwrap();
+    }
+    c.batch_execute("GRANT CREATE ON SCHEMA public TO PUBLIC").await.unwrap();
+    let mut cfg = config(&db, Steps::default());
+    cfg.audit.require_password_expiry = true;
+    let settings = cfg.validate().unwrap();
+    let handle = Db::connect(&Secret::new(db.url()), &settings).unwrap();
+    let findings = maint_db::pg_security_audit(&handle, &settings.audit).await.unwrap();
+    let report = PgSecurityAudit::new(&cfg).unwrap().run(&TaskContext::new(false)).await;
+    for role in [&plain, &super_] {
+        c.batch_execute(&format!("DROP ROLE {}", maint_db::quote_ident(role))).await.unwrap();
+    }
+
+    let has = |check: &str, subject: &str| findings.iter().find(|f| f.check == check && f.subject == subject);
+    let q = |r: &str| format!("role {}", maint_db::quote_ident(r));
+    assert_eq!(has("superuser_login", &q(&super_)).map(|f| f.severity), Some(Severity::Warning), "{findings:#?}");
+    assert_eq!(has("superuser_login", &q("postgres")).map(|f| f.severity), Some(Severity::Info), "{findings:#?}");
+    assert!(has("superuser_login", &q(&plain)).is_none());
+    assert!(has("password_expiry", &q(&plain)).is_some(), "{findings:#?}");
+    assert!(has("public_schema_create", "schema \"public\"").is_some(), "{findings:#?}");
+    // The server's own settings, as the server reports them.
+    let row = c
+        .query_one(
+            "SELECT current_setting('ssl') = 'on', current_setting('password_encryption'), \
+               (SELECT count(*) FROM pg_hba_file_rules WHERE auth_method = 'trust' AND error IS NULL)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (ssl, enc, trust): (bool, String, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(has("ssl_off", "ssl").is_some(), !ssl);
+    assert_eq!(has("password_encryption", "password_encryption").is_some(), enc != "scram-sha-256");
+    assert_eq!(findings.iter().filter(|f| f.check == "hba_trust").count() as i64, trust, "{findings:#?}");
+    assert_eq!(report.status, Status::Warning, "{report:#?}");
+    assert!(items(&report, "finding").iter().any(|i| i["check"] == "public_schema_create"));
+}
+
+#[tokio::test]
+async fn capacity_snapshots_are_recorded_in_the_tools_schema_and_projected_to_the_budget() {
+    let db = fresh().await;
+    let c = session(&db).await;
+    c.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT i, md5(i::text) FROM generate_series(1, 5000) i; \
+         ANALYZE t",
+    )
+    .await
+    .unwrap();
+    let mut cfg = config(&db, Steps::default());
+    cfg.capacity.schema = "maint \"ops\"".into();
+    let report = CapacityPlanning::new(&cfg).unwrap().run(&TaskContext::new(false)).await;
+    assert_eq!(report.status, Status::Ok, "{report:#?}");
+    let snapshots = "\"maint \"\"ops\"\"\".size_snapshots";
+    let rows = c.query(&format!("SELECT kind, name, bytes FROM {snapshots} ORDER BY kind, name"), &[]).await.unwrap();
+    let kinds: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert!(kinds.contains(&("database".into(), db.name.clone())), "{kinds:?}");
+    assert!(kinds.contains(&("table".into(), "\"public\".\"t\"".into())), "{kinds:?}");
+    assert!(kinds.contains(&("index".into(), "\"public\".\"t_pkey\"".into())), "{kinds:?}");
+    let t = item(&report, "name", "\"public\".\"t\"");
+    assert!(t["bytes"].as_i64().unwrap() > 100_000 && t["growth_bytes_per_day"].is_null(), "{t}");
+
+    // Two older snapshots: the database grew 1 MiB a day.
+    let now: i64 =
+        c.query_one(&format!("SELECT bytes FROM {snapshots} WHERE kind = 'database'"), &[]).await.unwrap().get(0);
+    c.execute(
+        &format!(
+            "INSERT INTO {snapshots} (taken_at, kind, name, bytes) VALUES \
+             (now() - interval '20 days', 'database', $1, $2::bigint - 20 * 1048576), \
+             (now() - interval '10 days', 'database', $1, $2::bigint - 10 * 1048576)"
+        ),
+        &[&db.name, &now],
+    )
+    .await
+    .unwrap();
+    cfg.capacity.disk_budget = Some((now + 100 * 1_048_576).to_string());
+    let report = CapacityPlanning::new(&cfg).unwrap().run(&TaskContext::new(false)).await;
+    assert_eq!(report.status, Status::Ok, "{report:#?}");
+    let growth = report.metrics["db_growth_bytes_per_day"];
+    assert!((0.8 * 1_048_576.0..1.2 * 1_048_576.0).contains(&growth), "{growth}");
+    let days = report.metrics["days_until_budget"];
+    assert!((80.0..120.0).contains(&days), "{days}");
+    let db_item = item(&report, "kind", "database");
+    assert_eq!(db_item["samples"], 4);
+
+    // Close to the budget: a warning. A dry run records nothing.
+    let count_sql = format!("SELECT count(*) FROM {snapshots}");
+    let before: i64 = c.query_one(&count_sql, &[]).await.unwrap().get(0);
+    cfg.capacity.disk_budget = Some((now + 10 * 1_048_576).to_string());
+    let dry = CapacityPlanning::new(&cfg).unwrap().run(&TaskContext::new(true)).await;
+    assert_eq!(dry.status, Status::Warning, "{dry:#?}");
+    assert!(dry.warnings[0].contains("reaches its disk budget"), "{:?}", dry.warnings);
+    let after: i64 = c.query_one(&count_sql, &[]).await.unwrap().get(0);
+    assert_eq!(after, before);
+}
+
+#[tokio::test]
+async fn a_rebuild_that_times_out_waiting_for_an_old_snapshot_leaves_no_ccnew_behind() {
+    let db = fresh().await;
+    let c = session(&db).await;
+    churned(&c).await;
+    c.batch_execute("CREATE TABLE other (id int); INSERT INTO other VALUES (1)").await.unwrap();
+    // A repeatable-read transaction holds a snapshot (and no lock on "churn"): the last
+    // phase of REINDEX CONCURRENTLY waits for it, times out, and leaves an invalid _ccnew.
+    let holder = session(&db).await;
+    let pid: i32 = holder.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    holder.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM other").await.unwrap();
+    let mut cfg = config(&db, Steps::default());
+    cfg.reindex.min_bloat_bytes = 64 << 10;
+    let report = IndexRebuild::new(&cfg).unwrap().run(&TaskContext::new(false)).await;
+    let during: i64 = c.query_one("SELECT count(*) FROM pg_index WHERE NOT indisvalid", &[]).await.unwrap().get(0);
+    holder.batch_execute("ROLLBACK").await.unwrap();
+
+    assert_eq!(report.status, Status::Warning, "{report:#?}");
+    assert_eq!(report.metrics["indexes_rebuilt"], 0.0);
+    let v = item(&report, "index", "\"public\".\"churn_v_idx\"");
+    assert_eq!(v["outcome"], "skipped", "{v}");
+    assert_eq!(
+        (v["blockers"][0]["pid"].as_i64(), v["blockers"][0]["mode"].as_str()),
+        (Some(pid.into()), Some("snapshot"))
+    );
+    // Each attempt left a _ccnew index; the cleanup after the rebuilds dropped them all.
+    let dropped: Vec<&str> = report
+        .items
+        .iter()
+        .filter(|i| i["step"] == "invalid_index" && i["action"] == "dropped")
+        .map(|i| i["index"].as_str().unwrap())
+        .collect();
+    assert!(dropped.contains(&"\"public\".\"churn_v_idx_ccnew\""), "{dropped:?}");
+    assert_eq!(report.metrics["invalid_indexes_dropped"], dropped.len() as f64);
+    assert_eq!(during, 0, "no invalid index is left behind");
+    assert_eq!(index_state(&c, "churn_v_idx").await.map(|s| s.0), Some(true));
 }

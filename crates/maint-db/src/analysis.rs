@@ -1,0 +1,558 @@
+//! The index rebuild, performance analysis and PostgreSQL security audit tasks.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use maint_core::{Impact, Task, TaskContext, TaskReport, one_line};
+use serde_json::json;
+
+use crate::error::describe_blockers;
+use crate::task::{check, cleanup_invalid_indexes};
+use crate::{
+    BloatEntry, Config, Db, DbBackend, Error, Finding, PgBackend, RUN_LOCK_KEY, RelKind, RunLockAttempt, Settings,
+    Severity, assess_health, audit_security, bloat_candidates, plan_reindex, qualified, reindex_sql,
+};
+
+/// The calendar id of the monthly index rebuild.
+pub const INDEX_REBUILD_ID: &str = "index-rebuild";
+/// The calendar id of the weekly performance analysis.
+pub const PERFORMANCE_ANALYSIS_ID: &str = "performance-analysis";
+/// The task name of the PostgreSQL half of the security audit.
+pub const PG_SECURITY_AUDIT_ID: &str = "pg-security-audit";
+
+/// Validates the configuration and prepares a pool (no I/O yet). The URL is required.
+fn connect(config: &Config) -> Result<(Settings, Arc<dyn DbBackend>), Error> {
+    let settings = config.validate()?;
+    let url = config
+        .url
+        .as_ref()
+        .ok_or_else(|| Error::invalid("database_url", "required (--database-url or MAINT_DATABASE_URL)"))?;
+    let db = Db::connect(url, &settings)?;
+    Ok((settings, Arc::new(PgBackend::new(db))))
+}
+
+/// Estimates bloat from the catalog, measures the top `bloat.measure_top` candidates
+/// exactly when `pgstattuple` is there (creating it only when `bloat.create_extension`),
+/// and reports both. Returns every estimate, with the measurements taken.
+pub(crate) async fn bloat_scan(
+    backend: &dyn DbBackend,
+    settings: &Settings,
+    ctx: &TaskContext,
+    report: &mut TaskReport,
+) -> Result<Vec<BloatEntry>, Error> {
+    let estimates = backend.bloat_estimates().await?;
+    let total: i64 = estimates.iter().map(|e| e.bloat_bytes).sum();
+    report.metric("bloat_bytes_estimated", total as f64);
+    let create = settings.bloat.create_extension && !ctx.dry_run;
+    let available = match backend.pgstattuple(create).await {
+        Ok(a) => a,
+        Err(e) => {
+            report.warn(format!("pgstattuple could not be created, estimates only: {}", one_line(&e)));
+            false
+        }
+    };
+    if !available {
+        report.item(json!({"step": "bloat", "pgstattuple": false,
+            "note": "pgstattuple is not installed: catalog estimates only (install it, or set bloat.create_extension = true)"}));
+    }
+    let candidates = bloat_candidates(&estimates, settings.bloat.measure_top);
+    let mut entries: Vec<BloatEntry> =
+        estimates.into_iter().map(|estimate| BloatEntry { estimate, measured: None }).collect();
+    let mut measured = 0u32;
+    for c in &candidates {
+        check(ctx)?;
+        let name = c.qualified();
+        let m = if available {
+            match backend.measure(c).await {
+                Ok(m) => Some(m),
+                Err(e @ Error::LockTimeout { .. }) => {
+                    report.warn(format!("bloat of {name} not measured: {}", one_line(&e)));
+                    None
+                }
+                Err(e) => {
+                    report.warn(format!("bloat of {name} not measured: {}", one_line(&e)));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut item = json!({"step": "bloat", "kind": c.kind, "relation": name,
+            "table": qualified(&c.schema, &c.table), "bytes_estimate": c.bytes,
+            "bloat_bytes_estimate": c.bloat_bytes});
+        if let Some(m) = &m {
+            measured += 1;
+            item["bytes_measured"] = m.bytes.into();
+            item["bloat_bytes_measured"] = m.bloat_bytes.into();
+            if let Some(d) = m.leaf_density {
+                item["leaf_density"] = d.into();
+            }
+        }
+        report.item(item);
+        if let Some(entry) = entries.iter_mut().find(|e| e.estimate.oid == c.oid && e.estimate.kind == c.kind) {
+            entry.measured = m;
+        }
+    }
+    report.metric("relations_measured", f64::from(measured));
+    Ok(entries)
+}
+
+/// The monthly "Index Rebuild": cleans `_ccnew`/`_ccold` leftovers, estimates and measures
+/// index bloat, rebuilds the indexes over the `[reindex]` thresholds with
+/// `REINDEX INDEX CONCURRENTLY`, one at a time, then cleans leftovers again. Invalid
+/// indexes that are not leftovers are reported and never touched. One run per database
+/// at a time (the same advisory lock as `database-optimization`).
+#[derive(Debug, Clone)]
+pub struct IndexRebuild {
+    settings: Settings,
+    backend: Arc<dyn DbBackend>,
+}
+
+impl IndexRebuild {
+    /// Validates the configuration and prepares a pool (no I/O yet). The URL is required.
+    pub fn new(config: &Config) -> Result<Self, Error> {
+        let (settings, backend) = connect(config)?;
+        Ok(Self::with_backend(settings, backend))
+    }
+
+    /// A task over any backend (tests use a mock).
+    pub fn with_backend(settings: Settings, backend: Arc<dyn DbBackend>) -> Self {
+        IndexRebuild { settings, backend }
+    }
+
+    async fn steps(&self, ctx: &TaskContext, report: &mut TaskReport, failures: &mut Vec<String>) -> Result<(), Error> {
+        let backend = self.backend.as_ref();
+        let mut dropped = cleanup_invalid_indexes(backend, ctx, report, failures, true).await?;
+        report.metric("invalid_indexes_dropped", f64::from(dropped));
+        let entries = bloat_scan(backend, &self.settings, ctx, report).await?;
+        let jobs = plan_reindex(&entries, &self.settings.reindex);
+        report.metric("indexes_planned", jobs.len() as f64);
+        let mut rebuilt = 0u32;
+        let mut attempted = false;
+        for job in &jobs {
+            let ix = &job.index;
+            let mut item = json!({"step": "reindex", "index": ix.qualified(), "table": qualified(&ix.schema, &ix.table),
+                "sql": reindex_sql(ix), "basis": job.basis, "bloat_bytes": job.bloat_bytes,
+                "leaf_density": job.leaf_density, "bytes_before": ix.bytes});
+            if ctx.dry_run {
+                item["outcome"] = "would_rebuild".into();
+                report.item(item);
+                continue;
+            }
+            if ctx.cancel.is_cancelled() {
+                item["outcome"] = "not_started".into();
+                report.item(item);
+                continue;
+            }
+            attempted = true;
+            match self.backend.reindex(ix).await {
+                Ok(after) => {
+                    rebuilt += 1;
+                    item["outcome"] = "done".into();
+                    item["bytes_after"] = after.into();
+                }
+                Err(Error::LockTimeout { blockers, .. }) => {
+                    report.warn(format!("{}: skipped, locked by {}", reindex_sql(ix), describe_blockers(&blockers)));
+                    item["outcome"] = "skipped".into();
+                    item["blockers"] = json!(blockers);
+                }
+                Err(e) => {
+                    let msg = one_line(&e);
+                    failures.push(msg.clone());
+                    report.warn(msg.clone());
+                    item["outcome"] = "failed".into();
+                    item["error"] = msg.into();
+                }
+            }
+            report.item(item);
+        }
+        report.metric("indexes_rebuilt", f64::from(rebuilt));
+        // A rebuild that failed or timed out leaves an invalid _ccnew index behind.
+        if attempted {
+            dropped += cleanup_invalid_indexes(backend, ctx, report, failures, false).await?;
+            report.metric("invalid_indexes_dropped", f64::from(dropped));
+        }
+        check(ctx)
+    }
+}
+
+#[async_trait]
+impl Task for IndexRebuild {
+    fn name(&self) -> &str {
+        INDEX_REBUILD_ID
+    }
+
+    fn impact(&self) -> Impact {
+        Impact::ReadOnly
+    }
+
+    async fn run(&self, ctx: &TaskContext) -> TaskReport {
+        let mut report = TaskReport::begin(INDEX_REBUILD_ID, ctx.dry_run);
+        let lock = match self.backend.lock_run().await {
+            Ok(RunLockAttempt::Acquired(lock)) => lock,
+            Ok(RunLockAttempt::Busy { holder }) => {
+                let by = holder.map(|p| format!(" held by pid {p}")).unwrap_or_default();
+                report.skip(format!("a run is in progress on this database (advisory lock {RUN_LOCK_KEY}{by})"));
+                return report.finish();
+            }
+            Err(e) => {
+                report.fail(one_line(&e));
+                return report.finish();
+            }
+        };
+        for name in ["indexes_rebuilt", "invalid_indexes_dropped"] {
+            report.metric(name, 0.0);
+        }
+        let mut failures = Vec::new();
+        let outcome = self.steps(ctx, &mut report, &mut failures).await;
+        lock.release().await;
+        match outcome {
+            Err(e) => {
+                report.fail(one_line(&e));
+            }
+            Ok(()) if !failures.is_empty() => {
+                report.fail(format!("{} statement(s) failed; first: {}", failures.len(), failures[0]));
+            }
+            Ok(()) => {}
+        }
+        report.finish()
+    }
+}
+
+/// Adds findings to a report: one item each (`{"step": "finding", "check", "severity",
+/// "subject", "message", "action"}`), a warning for each warning or critical one, and
+/// the counts as `findings_critical`, `findings_warning`, `findings_info`.
+fn report_findings(report: &mut TaskReport, findings: &[Finding]) {
+    for f in findings {
+        let mut item = json!(f);
+        item["step"] = "finding".into();
+        report.item(item);
+        if f.severity >= Severity::Warning {
+            let sev = if f.severity == Severity::Critical { "critical" } else { "warning" };
+            report.warn(format!("{sev}: {} {}: {} ({})", f.check, f.subject, f.message, f.action));
+        }
+    }
+    for (name, sev) in [
+        ("findings_critical", Severity::Critical),
+        ("findings_warning", Severity::Warning),
+        ("findings_info", Severity::Info),
+    ] {
+        report.metric(name, findings.iter().filter(|f| f.severity == sev).count() as f64);
+    }
+}
+
+/// The weekly "Performance Analysis" (read-only): connection saturation, long-running
+/// and idle-in-transaction sessions, blocked locks, cache hit ratio, XID wraparound age,
+/// unused/duplicate/invalid indexes, sequential-scan-heavy tables, replication slots and
+/// lag, and the catalog's bloat estimates; each finding with a severity and an action.
+#[derive(Debug, Clone)]
+pub struct PerformanceAnalysis {
+    settings: Settings,
+    backend: Arc<dyn DbBackend>,
+}
+
+impl PerformanceAnalysis {
+    /// Validates the configuration and prepares a pool (no I/O yet). The URL is required.
+    pub fn new(config: &Config) -> Result<Self, Error> {
+        let (settings, backend) = connect(config)?;
+        Ok(Self::with_backend(settings, backend))
+    }
+
+    /// A task over any backend (tests use a mock).
+    pub fn with_backend(settings: Settings, backend: Arc<dyn DbBackend>) -> Self {
+        PerformanceAnalysis { settings, backend }
+    }
+
+    /// The findings, most severe first.
+    pub async fn findings(&self) -> Result<Vec<Finding>, Error> {
+        let snapshot = self.backend.health().await?;
+        Ok(assess_health(&snapshot, &self.settings.analysis))
+    }
+}
+
+#[async_trait]
+impl Task for PerformanceAnalysis {
+    fn name(&self) -> &str {
+        PERFORMANCE_ANALYSIS_ID
+    }
+
+    fn impact(&self) -> Impact {
+        Impact::None
+    }
+
+    async fn run(&self, ctx: &TaskContext) -> TaskReport {
+        let mut report = TaskReport::begin(PERFORMANCE_ANALYSIS_ID, ctx.dry_run);
+        let snapshot = match self.backend.health().await {
+            Ok(s) => s,
+            Err(e) => {
+                report.fail(one_line(&e));
+                return report.finish();
+            }
+        };
+        let figures = snapshot.figures();
+        report.metric("connections_used_ratio", figures.connection_ratio);
+        report.metric("cache_hit_ratio", figures.cache_hit_ratio);
+        report.metric("max_xid_age", figures.max_xid_age as f64);
+        let findings = assess_health(&snapshot, &self.settings.analysis);
+        report_findings(&mut report, &findings);
+        // Bloat from the catalog only: measuring is the index rebuild's job.
+        match self.backend.bloat_estimates().await {
+            Ok(estimates) => {
+                let total: i64 = estimates.iter().map(|e| e.bloat_bytes).sum();
+                report.metric("bloat_bytes_estimated", total as f64);
+                for e in bloat_candidates(&estimates, self.settings.bloat.measure_top) {
+                    let kind = if e.kind == RelKind::Index { "index" } else { "table" };
+                    report.item(json!({"step": "bloat", "kind": kind, "relation": e.qualified(),
+                        "bytes_estimate": e.bytes, "bloat_bytes_estimate": e.bloat_bytes}));
+                }
+            }
+            Err(e) => {
+                report.warn(format!("bloat estimate: {}", one_line(&e)));
+            }
+        }
+        report.finish()
+    }
+}
+
+/// The PostgreSQL findings of the security audit for one database: superuser and login
+/// roles, passwords that never expire (when required), `trust` lines in `pg_hba.conf`,
+/// `password_encryption`, `ssl`, CREATE on schema public for PUBLIC. Most severe first.
+pub async fn pg_security_audit(db: &Db, audit: &crate::AuditConfig) -> Result<Vec<Finding>, Error> {
+    use crate::DbBackend as _;
+    let snapshot = PgBackend::new(db.clone()).security().await?;
+    Ok(audit_security(&snapshot, audit))
+}
+
+/// The PostgreSQL half of the security audit as a task (`pg-security-audit`, impact none).
+#[derive(Debug, Clone)]
+pub struct PgSecurityAudit {
+    settings: Settings,
+    backend: Arc<dyn DbBackend>,
+}
+
+impl PgSecurityAudit {
+    /// Validates the configuration and prepares a pool (no I/O yet). The URL is required.
+    pub fn new(config: &Config) -> Result<Self, Error> {
+        let (settings, backend) = connect(config)?;
+        Ok(Self::with_backend(settings, backend))
+    }
+
+    /// A task over any backend (tests use a mock).
+    pub fn with_backend(settings: Settings, backend: Arc<dyn DbBackend>) -> Self {
+        PgSecurityAudit { settings, backend }
+    }
+
+    /// The findings, most severe first.
+    pub async fn findings(&self) -> Result<Vec<Finding>, Error> {
+        let snapshot = self.backend.security().await?;
+        Ok(audit_security(&snapshot, &self.settings.audit))
+    }
+}
+
+#[async_trait]
+impl Task for PgSecurityAudit {
+    fn name(&self) -> &str {
+        PG_SECURITY_AUDIT_ID
+    }
+
+    fn impact(&self) -> Impact {
+        Impact::None
+    }
+
+    async fn run(&self, ctx: &TaskContext) -> TaskReport {
+        let mut report = TaskReport::begin(PG_SECURITY_AUDIT_ID, ctx.dry_run);
+        match self.findings().await {
+            Ok(findings) => report_findings(&mut report, &findings),
+            Err(e) => {
+                report.fail(one_line(&e));
+            }
+        }
+        report.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use maint_core::Status;
+
+    use super::*;
+    use crate::backend::MockDbBackend;
+    use crate::{BloatEstimate, BloatMeasurement, InvalidIndex, RunLock};
+
+    fn estimate(name: &str, kind: RelKind, bytes: i64, bloat: i64) -> BloatEstimate {
+        BloatEstimate {
+            kind,
+            oid: name.len() as u32,
+            schema: "public".into(),
+            name: name.into(),
+            table: "t".into(),
+            table_oid: 7,
+            bytes,
+            bloat_bytes: bloat,
+            reindexable: kind == RelKind::Index,
+        }
+    }
+
+    fn invalid(name: &str) -> InvalidIndex {
+        InvalidIndex {
+            schema: "public".into(),
+            name: name.into(),
+            table: "t".into(),
+            table_oid: 7,
+            bytes: 8192,
+            build_in_progress: false,
+        }
+    }
+
+    const MB: i64 = 1 << 20;
+
+    #[tokio::test]
+    async fn rebuilds_the_measured_bloated_index_and_cleans_leftovers_before_and_after() {
+        let mut mock = MockDbBackend::new();
+        mock.expect_lock_run().times(1).returning(|| Ok(RunLockAttempt::Acquired(RunLock::detached())));
+        let mut seq = mockall::Sequence::new();
+        mock.expect_invalid_indexes()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|| Ok(vec![invalid("t_a_ccnew"), invalid("half built")]));
+        mock.expect_invalid_indexes().times(1).in_sequence(&mut seq).returning(|| Ok(vec![invalid("t_b_ccnew")]));
+        mock.expect_drop_index().times(2).returning(|_| Ok(()));
+        mock.expect_bloat_estimates().times(1).returning(|| {
+            Ok(vec![
+                estimate("t", RelKind::Table, 100 * MB, 50 * MB),
+                estimate("bloated", RelKind::Index, 100 * MB, 60 * MB),
+                estimate("dense_really", RelKind::Index, 100 * MB, 55 * MB),
+                estimate("clean", RelKind::Index, 10 * MB, 0),
+            ])
+        });
+        mock.expect_pgstattuple().withf(|create| !*create).times(1).returning(|_| Ok(true));
+        mock.expect_measure().times(3).returning(|e| {
+            Ok(match e.name.as_str() {
+                "bloated" => BloatMeasurement { bytes: 100 * MB, bloat_bytes: 50 * MB, leaf_density: Some(40.0) },
+                "dense_really" => BloatMeasurement { bytes: 100 * MB, bloat_bytes: MB, leaf_density: Some(89.0) },
+                _ => BloatMeasurement { bytes: 100 * MB, bloat_bytes: 40 * MB, leaf_density: None },
+            })
+        });
+        mock.expect_reindex().withf(|i| i.name == "bloated").times(1).returning(|_| Ok(50 * MB));
+        let task = IndexRebuild::with_backend(Settings::default(), Arc::new(mock));
+        let report = task.run(&TaskContext::new(false)).await;
+        assert_eq!(report.status, Status::Warning, "{report:#?}"); // the invalid "half built" index
+        assert_eq!(report.metrics["indexes_rebuilt"], 1.0);
+        assert_eq!(report.metrics["invalid_indexes_dropped"], 2.0);
+        assert_eq!(report.metrics["relations_measured"], 3.0);
+        let done: Vec<_> = report.items.iter().filter(|i| i["step"] == "reindex").collect();
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0]["index"], "\"public\".\"bloated\"");
+        assert_eq!((done[0]["outcome"].as_str(), done[0]["basis"].as_str()), (Some("done"), Some("measured")));
+        assert!(report.warnings.iter().any(|w| w.contains("half built") && w.contains("left alone")));
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_rebuilds_nothing_and_never_creates_the_extension() {
+        let mut settings = Settings::default();
+        settings.bloat.create_extension = true;
+        let mut mock = MockDbBackend::new();
+        mock.expect_lock_run().times(1).returning(|| Ok(RunLockAttempt::Acquired(RunLock::detached())));
+        mock.expect_invalid_indexes().times(1).returning(|| Ok(vec![invalid("t_a_ccnew")]));
+        mock.expect_bloat_estimates()
+            .times(1)
+            .returning(|| Ok(vec![estimate("bloated", RelKind::Index, 100 * MB, 60 * MB)]));
+        mock.expect_pgstattuple().withf(|create| !*create).times(1).returning(|_| Ok(false));
+        let task = IndexRebuild::with_backend(settings, Arc::new(mock));
+        let report = task.run(&TaskContext::new(true)).await;
+        assert_eq!(report.status, Status::Ok, "{report:#?}");
+        let planned = report.items.iter().find(|i| i["step"] == "reindex").expect("planned");
+        assert_eq!(
+            (planned["outcome"].as_str(), planned["basis"].as_str()),
+            (Some("would_rebuild"), Some("estimated"))
+        );
+        assert!(report.items.iter().any(|i| i["action"] == "would_drop"));
+        assert!(report.items.iter().any(|i| i["pgstattuple"] == false));
+        assert_eq!(report.metrics["indexes_rebuilt"], 0.0);
+    }
+
+    #[tokio::test]
+    async fn a_locked_rebuild_is_skipped_with_its_blocker_and_a_failed_one_fails_the_run() {
+        let settings = Settings {
+            reindex: crate::ReindexConfig { min_bloat_bytes: MB, ..Default::default() },
+            ..Settings::default()
+        };
+        let mut mock = MockDbBackend::new();
+        mock.expect_lock_run().times(1).returning(|| Ok(RunLockAttempt::Acquired(RunLock::detached())));
+        mock.expect_invalid_indexes().times(2).returning(|| Ok(vec![]));
+        mock.expect_bloat_estimates().times(1).returning(|| {
+            Ok(vec![
+                estimate("locked", RelKind::Index, 10 * MB, 6 * MB),
+                estimate("broken", RelKind::Index, 10 * MB, 5 * MB),
+            ])
+        });
+        mock.expect_pgstattuple().times(1).returning(|_| Ok(false));
+        mock.expect_reindex().times(2).returning(|i| {
+            if i.name == "locked" {
+                Err(Error::LockTimeout {
+                    operation: "REINDEX".into(),
+                    attempts: 3,
+                    blockers: vec![crate::Blocker {
+                        pid: 42,
+                        mode: "ShareLock".into(),
+                        state: "idle in transaction".into(),
+                        query: "LOCK t".into(),
+                    }],
+                })
+            } else {
+                Err(Error::invalid("x", "boom"))
+            }
+        });
+        let report = IndexRebuild::with_backend(settings, Arc::new(mock)).run(&TaskContext::new(false)).await;
+        assert_eq!(report.status, Status::Failed, "{report:#?}");
+        assert!(report.error.as_deref().unwrap().contains("boom"));
+        let locked = report.items.iter().find(|i| i["index"] == "\"public\".\"locked\"").unwrap();
+        assert_eq!((locked["outcome"].as_str(), locked["blockers"][0]["pid"].as_i64()), (Some("skipped"), Some(42)));
+        assert!(report.warnings.iter().any(|w| w.contains("locked by pid 42")));
+    }
+
+    #[tokio::test]
+    async fn a_busy_run_lock_skips_the_rebuild() {
+        let mut mock = MockDbBackend::new();
+        mock.expect_lock_run().times(1).returning(|| Ok(RunLockAttempt::Busy { holder: Some(9) }));
+        let report =
+            IndexRebuild::with_backend(Settings::default(), Arc::new(mock)).run(&TaskContext::new(false)).await;
+        assert_eq!(report.status, Status::Skipped);
+        assert!(report.warnings[0].contains("held by pid 9"));
+    }
+
+    #[tokio::test]
+    async fn the_analysis_reports_findings_and_figures() {
+        let mut mock = MockDbBackend::new();
+        mock.expect_health().times(1).returning(|| {
+            Ok(crate::HealthSnapshot {
+                max_connections: 100,
+                reserved_connections: 0,
+                connections: 85,
+                blocks_hit: 90,
+                blocks_read: 10,
+                ..Default::default()
+            })
+        });
+        mock.expect_bloat_estimates().times(1).returning(|| Ok(vec![estimate("t", RelKind::Table, 10 * MB, MB)]));
+        let task = PerformanceAnalysis::with_backend(Settings::default(), Arc::new(mock));
+        assert_eq!((task.name(), task.impact()), (PERFORMANCE_ANALYSIS_ID, Impact::None));
+        let report = task.run(&TaskContext::new(false)).await;
+        assert_eq!(report.status, Status::Warning);
+        assert_eq!(report.metrics["findings_warning"], 1.0);
+        assert_eq!(report.metrics["connections_used_ratio"], 0.85);
+        assert_eq!(report.metrics["bloat_bytes_estimated"], MB as f64);
+        assert!(report.warnings[0].starts_with("warning: connection_saturation max_connections: 85 of 100"));
+        assert!(report.items.iter().any(|i| i["step"] == "finding" && i["action"].as_str().is_some()));
+    }
+
+    #[tokio::test]
+    async fn the_security_audit_fails_clearly_when_the_server_does_not_answer() {
+        let mut mock = MockDbBackend::new();
+        mock.expect_security().times(1).returning(|| Err(Error::invalid("database_url", "no host")));
+        let task = PgSecurityAudit::with_backend(Settings::default(), Arc::new(mock));
+        assert_eq!(task.name(), "pg-security-audit");
+        let report = task.run(&TaskContext::new(false)).await;
+        assert_eq!((report.status, report.error.as_deref()), (Status::Failed, Some("database_url: no host")));
+    }
+}

@@ -51,9 +51,29 @@ pub(crate) fn build(id: &str, cfg: &MaintConfig) -> Result<Slot, Error> {
                 ))
             }
         }
-        "security-scan" => {
-            Slot::Ready(Arc::new(crate::security::ConfigAudit { findings: crate::security::audit(cfg) }))
+        "security-scan" | "full-security-audit" => {
+            let pg = match &cfg.database.url {
+                None => None,
+                Some(_) => Some(
+                    maint_db::PgSecurityAudit::new(&cfg.database)
+                        .map_err(|e| Error::invalid("database", one_line(&e)))?,
+                ),
+            };
+            let id = if id == "security-scan" { "security-scan" } else { "full-security-audit" };
+            Slot::Ready(Arc::new(crate::security::SecurityScan { id, findings: crate::security::audit(cfg), pg }))
         }
+        "index-rebuild" | "performance-analysis" | "capacity-planning" => match &cfg.database.url {
+            None => Slot::Unavailable("no database configured ([database] url or MAINT_DATABASE_URL)".into()),
+            Some(_) => {
+                let bad = |e: maint_db::Error| Error::invalid("database", one_line(&e));
+                let task: Arc<dyn Task> = match id {
+                    "index-rebuild" => Arc::new(maint_db::IndexRebuild::new(&cfg.database).map_err(bad)?),
+                    "performance-analysis" => Arc::new(maint_db::PerformanceAnalysis::new(&cfg.database).map_err(bad)?),
+                    _ => Arc::new(maint_db::CapacityPlanning::new(&cfg.database).map_err(bad)?),
+                };
+                Slot::Ready(task)
+            }
+        },
         "cache-cleanup" => {
             let mut cache = cfg.cache.clone();
             if cache.redis_url.is_none() {

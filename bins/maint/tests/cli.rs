@@ -164,6 +164,8 @@ mod run {
         assert_eq!(task(&report, "database-optimization")["metrics"]["tables_vacuumed"], 1.0);
         assert_eq!(task(&report, "backup-verification")["status"], "ok", "{report}");
         assert_eq!(task(&report, "backup-verification")["metrics"]["backups_verified"], 1.0);
+        let perf = task(&report, "performance-analysis");
+        assert!(perf["status"] == "ok" || perf["status"] == "warning", "{perf}");
         let scan = task(&report, "security-scan");
         assert_eq!(scan["status"], "warning", "{scan}");
         assert_eq!(scan["metrics"]["findings_high"], 0.0, "{scan}");
@@ -171,6 +173,16 @@ mod run {
         assert!(prom.contains("maint_task_status{task=\"backup-verification\",window=\"weekly\"} 0"), "{prom}");
         assert!(prom.contains("maint_task_last_success_timestamp_seconds{task=\"database-optimization\"}"));
         assert!(!prom.contains(&e.db.password), "no secret in the metrics");
+
+        let (code, report, err) =
+            maint(&e, &["run", "monthly", "--force", "--json", "--config", cfg.to_str().unwrap()]).await;
+        assert_eq!(code, 0, "{report} {err}");
+        assert_eq!(task(&report, "system-updates")["status"], "skipped", "not driven by maint run yet");
+        for id in ["index-rebuild", "full-security-audit", "capacity-planning"] {
+            let t = task(&report, id);
+            assert!(t["status"] == "ok" || t["status"] == "warning", "{id}: {t}");
+        }
+        assert!(task(&report, "capacity-planning")["metrics"].as_object().unwrap().len() > 0);
 
         std::fs::write(e.dir.join("app.log"), "line 1\nline 2\n").unwrap();
         let (code, report, err) = maint(&e, &["run", "daily", "--json", "--config", cfg.to_str().unwrap()]).await;

@@ -182,7 +182,7 @@ mod run {
             let t = task(&report, id);
             assert!(t["status"] == "ok" || t["status"] == "warning", "{id}: {t}");
         }
-        assert!(task(&report, "capacity-planning")["metrics"].as_object().unwrap().len() > 0);
+        assert!(!task(&report, "capacity-planning")["metrics"].as_object().unwrap().is_empty());
 
         std::fs::write(e.dir.join("app.log"), "line 1\nline 2\n").unwrap();
         let (code, report, err) = maint(&e, &["run", "daily", "--json", "--config", cfg.to_str().unwrap()]).await;

@@ -120,7 +120,10 @@ fn parse_day(s: &str) -> Result<NaiveDate, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match maint_core::cli::parse_args::<Cli>("maint-backup") {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
     if !cli.json {
         tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init();
     }

@@ -49,18 +49,9 @@ struct FileConfig {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let text = e.to_string();
-            let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("bad usage");
-            eprintln!("{NAME}: {} (see --help)", first.trim_start_matches("error: "));
-            return maint_core::ExitCode::BadInput.into();
-        }
+    let cli = match maint_core::cli::parse_args::<Cli>(NAME) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
     match run(cli) {
         Ok(code) => code,

@@ -154,7 +154,10 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match maint_core::cli::parse_args::<Cli>("maint-change") {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
     let json = cli.json;
     let task = format!("change-{}", command_name(&cli.command));
     match run(cli) {

@@ -72,7 +72,10 @@ struct File {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match maint_core::cli::parse_args::<Cli>("maint-notify") {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
     if !cli.json {
         tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init();
     }

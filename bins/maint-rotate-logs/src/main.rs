@@ -82,18 +82,9 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match maint_core::cli::parse_args::<Cli>("maint-rotate-logs") {
         Ok(c) => c,
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let msg = e.to_string();
-            let first = msg.lines().next().unwrap_or("bad arguments").trim_start_matches("error: ");
-            eprintln!("maint-rotate-logs: {first}");
-            return maint_core::ExitCode::BadInput.into();
-        }
+        Err(code) => return code,
     };
     match run(&cli) {
         Ok(code) => code,

@@ -154,6 +154,12 @@ fn standin_images() {
         ("1.1.0", "exec python3 -m http.server 8080"),
         ("1.2.0-broken", "exec sleep 3600"),
     ] {
+        // Built once: re-tagging an image that a concurrent run's containers use would show
+        // them under a bare image id.
+        let image = format!("{STANDIN}:{tag}");
+        if Command::new("docker").args(["image", "inspect", &image]).output().is_ok_and(|o| o.status.success()) {
+            continue;
+        }
         let created =
             Command::new("docker").args(["create", &base]).output().expect("docker (run through scripts/test-env)");
         assert!(created.status.success(), "docker create {base}: {}", stderr(&created));

@@ -128,7 +128,10 @@ fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match maint_core::cli::parse_args::<Cli>("maint") {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
     let quiet = matches!(
         cli.command,
         Command::Run { json: true, .. } | Command::Task { json: true, .. } | Command::Checklist { json: true, .. }

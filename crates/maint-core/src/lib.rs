@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
 mod calendar;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod error;
 mod impact;
 mod report;

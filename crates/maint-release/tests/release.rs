@@ -496,6 +496,11 @@ async fn standin_images(docker: &Docker) {
         ("1.1.0", "exec python3 -m http.server 8080"),
         ("1.2.0-broken", "exec sleep 3600"),
     ] {
+        // Built once: re-tagging an image that a concurrent run's containers use would show
+        // them under a bare image id.
+        if docker.inspect_image(&format!("{STANDIN}:{tag}")).await.is_ok() {
+            continue;
+        }
         let body = ContainerCreateBody { image: Some(base.clone()), ..ContainerCreateBody::default() };
         let created = docker.create_container(None, body).await.unwrap_or_else(|e| {
             panic!("cannot create a container from {base}: {e}; run the tests through scripts/test-env")

@@ -258,7 +258,7 @@ async fn run(cli: Cli) -> Result<TaskReport, Error> {
 
 async fn prune(store: &Arc<dyn ObjectStore>, policy: &Retention, dry: bool) -> Result<TaskReport, Error> {
     let mut report = TaskReport::begin("backup-prune", dry);
-    let (ledger, warning) = Ledger::load(store).await?;
+    let (ledger, warning) = Ledger::load(store, !dry).await?;
     if let Some(w) = warning {
         report.warn(w);
     }
@@ -270,7 +270,9 @@ async fn prune(store: &Arc<dyn ObjectStore>, policy: &Retention, dry: bool) -> R
             continue;
         };
         let verified_ok = ledger.entries.get(&e.key).and_then(|l| l.verified_ok).unwrap_or(false);
-        candidates.push(Candidate { key: e.key.clone(), created_at, complete: e.manifest.is_some(), verified_ok });
+        // A manifest whose dump is gone is no backup: it must not take a retention slot.
+        let complete = e.manifest.is_some() && e.object.is_some();
+        candidates.push(Candidate { key: e.key.clone(), created_at, complete, verified_ok });
     }
     let plan = plan_retention(&candidates, policy, Utc::now());
     let mut deleted = 0;

@@ -175,10 +175,15 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
         }
         reports
     });
-    for report in &reports {
-        if cli.json {
-            println!("{}", serde_json::to_string(report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")));
-        } else {
+    if cli.json {
+        // Exactly one JSON object: the task's report, or a RunReport when several ran.
+        let json = match reports.as_slice() {
+            [one] => serde_json::to_string(one),
+            _ => serde_json::to_string(&maint_core::RunReport::new("maint-db-optimize", cli.dry_run, reports.clone())),
+        };
+        println!("{}", json.unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")));
+    } else {
+        for report in &reports {
             print!("{}", text(report));
         }
     }

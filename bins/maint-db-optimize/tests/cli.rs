@@ -163,7 +163,7 @@ async fn a_locked_table_is_reported_with_its_blocker_and_the_rest_is_done() {
 }
 
 #[tokio::test]
-async fn reindex_and_report_print_one_json_report_per_task() {
+async fn several_steps_print_one_run_report_with_a_report_per_task() {
     let db = seeded().await;
     let (c, conn) = tokio_postgres::connect(&db.url(), NoTls).await.unwrap();
     tokio::spawn(conn);
@@ -175,8 +175,9 @@ async fn reindex_and_report_print_one_json_report_per_task() {
     let out = bin(&["--json", "--reindex", "--report", "--dry-run"], Some(&db.url())).await;
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let reports: Vec<serde_json::Value> =
-        stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    assert_eq!(stdout.lines().count(), 1, "one JSON object: {stdout}");
+    let run: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let reports = run["tasks"].as_array().unwrap();
     let tasks: Vec<&str> = reports.iter().map(|r| r["task"].as_str().unwrap()).collect();
     assert_eq!(tasks, ["index-rebuild", "performance-analysis"], "only the named steps run");
     assert_eq!(reports[0]["metrics"]["indexes_rebuilt"], 0.0);
@@ -191,9 +192,8 @@ async fn reindex_and_report_print_one_json_report_per_task() {
 
     let out = bin(&["--capacity", "--audit", "--json"], Some(&db.url())).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let tasks: Vec<String> = stdout
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["task"].as_str().unwrap().to_owned())
-        .collect();
+    let run: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let tasks: Vec<String> =
+        run["tasks"].as_array().unwrap().iter().map(|t| t["task"].as_str().unwrap().to_owned()).collect();
     assert_eq!(tasks, ["pg-security-audit", "capacity-planning"], "{stdout}");
 }

@@ -38,7 +38,7 @@ async fn fresh_verified_backup(cfg: &MaintConfig, max_age_hours: i64) -> Item {
     let Some(url) = &cfg.backup.store else { return not_configured(NAME, "[backup] store") };
     let check = async {
         let store = maint_backup::open_store(url).map_err(|e| one_line(&e))?;
-        let (ledger, _) = maint_backup::Ledger::load(&store).await.map_err(|e| one_line(&e))?;
+        let (ledger, _) = maint_backup::Ledger::load(&store, false).await.map_err(|e| one_line(&e))?;
         let entries = maint_backup::catalog(&store, "backups").await.map_err(|e| one_line(&e))?;
         let newest = entries
             .iter()

@@ -47,13 +47,26 @@ pub(crate) async fn acquire(database: Option<&Secret>, lock_file: &Path) -> Resu
     match connected {
         Some((client, conn)) => {
             tokio::spawn(conn);
-            let pg_err = |e: tokio_postgres::Error| Error::invalid("database.url", one_line(&e));
-            client.batch_execute("SET application_name = 'maint run'").await.map_err(pg_err)?;
-            let got: bool =
-                client.query_one("SELECT pg_try_advisory_lock($1)", &[&RUN_LOCK_KEY]).await.map_err(pg_err)?.get(0);
+            let got = async {
+                client.batch_execute("SET application_name = 'maint run'").await?;
+                client.query_one("SELECT pg_try_advisory_lock($1)", &[&RUN_LOCK_KEY]).await.map(|r| r.get::<_, bool>(0))
+            }
+            .await;
+            let got = match got {
+                Ok(got) => got,
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot take the database run lock ({}); using {}",
+                        one_line(&e),
+                        lock_file.display()
+                    );
+                    return Box::pin(acquire(None, lock_file)).await;
+                }
+            };
             if got {
                 return Ok(Ok(RunLock::Postgres { _session: client }));
             }
+            let pg_err = |e: tokio_postgres::Error| Error::invalid("database.url", one_line(&e));
             let holder = client
                 .query(
                     "SELECT l.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local') \

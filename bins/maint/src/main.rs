@@ -329,7 +329,23 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                     registry::build(t.id, &cfg)?;
                 }
             }
-            println!("{cfg:#?}");
+            // A summary, not a dump: URLs, commands and paths can carry credentials.
+            for w in cal.windows() {
+                let tasks: Vec<String> = w
+                    .tasks
+                    .iter()
+                    .map(|t| match registry::build(t.id, &cfg) {
+                        Ok(Slot::Ready(_)) => format!("{} ready", t.id),
+                        Ok(Slot::Unavailable(why)) => format!("{} skipped ({why})", t.id),
+                        Err(e) => format!("{} error ({})", t.id, one_line(&e)),
+                    })
+                    .collect();
+                println!("{}: {}", w.name, tasks.join("; "));
+            }
+            let set = |b: bool| if b { "set (***)" } else { "not set" };
+            println!("database.url: {}", set(cfg.database.url.is_some()));
+            println!("backup.store: {}", set(cfg.backup.store.is_some()));
+            println!("notify.targets: {} target(s)", cfg.notify.targets.len());
             println!("config: ok ({} windows in {})", cal.windows().len(), cfg.calendar.display());
             Ok(ExitCode::SUCCESS)
         }

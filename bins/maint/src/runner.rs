@@ -8,6 +8,9 @@ use maint_core::{Impact, PlannedTask, RunReport, Status, TaskContext, TaskReport
 
 use crate::registry::Slot;
 
+/// How long a timed-out task gets to stop cleanly after it was cancelled.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
 /// How to run.
 #[derive(Debug, Clone)]
 pub(crate) struct RunOptions {
@@ -63,18 +66,24 @@ pub(crate) async fn run_window(
             Slot::Unavailable(reason) => skipped(planned.id, opts.dry_run, reason),
             Slot::Ready(task) => {
                 let ctx = TaskContext { dry_run: opts.dry_run, cancel: cancel.child_token() };
-                match tokio::time::timeout(opts.task_timeout, task.run(&ctx)).await {
-                    Ok(mut r) => {
-                        r.task = planned.id.to_owned();
-                        r
-                    }
+                let run = task.run(&ctx);
+                tokio::pin!(run);
+                let mut r = match tokio::time::timeout(opts.task_timeout, &mut run).await {
+                    Ok(r) => r,
                     Err(_) => {
+                        // Ask the task to stop and give it time to clean up (abort uploads,
+                        // drop scratch databases) instead of dropping it mid-step.
                         ctx.cancel.cancel();
-                        let mut r = TaskReport::begin(planned.id, opts.dry_run);
+                        let mut r = match tokio::time::timeout(STOP_GRACE, &mut run).await {
+                            Ok(r) => r,
+                            Err(_) => TaskReport::begin(planned.id, opts.dry_run),
+                        };
                         r.fail(format!("timed out after {:?}", opts.task_timeout));
                         r.finish()
                     }
-                }
+                };
+                r.task = planned.id.to_owned();
+                r
             }
         };
         if planned.critical && report.status == Status::Failed {
@@ -113,7 +122,10 @@ mod tests {
         }
         async fn run(&self, ctx: &TaskContext) -> TaskReport {
             self.runs.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(self.sleep).await;
+            tokio::select! {
+                () = tokio::time::sleep(self.sleep) => {}
+                () = ctx.cancel.cancelled() => {}
+            }
             let mut r = TaskReport::begin(self.id, ctx.dry_run);
             if self.outcome == Status::Failed {
                 r.fail("boom");

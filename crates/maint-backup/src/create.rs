@@ -40,31 +40,39 @@ impl CreateOptions {
 
 const PART_SIZE: usize = 8 << 20;
 
-/// Splits the password out of a connection URL (for `PGPASSWORD`).
-pub(crate) fn without_password(url: &str) -> (String, Option<String>) {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let pw = u.password().map(|p| {
-                url::form_urlencoded::parse(format!("p={p}").as_bytes())
-                    .next()
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap_or_default()
-            });
-            let _ = u.set_password(None);
-            (u.to_string(), pw)
-        }
-        _ => (url.to_owned(), None),
-    }
-}
-
-pub(crate) fn tool_command(program: &std::path::Path, url: &str) -> (Command, String) {
-    let (url, password) = without_password(url);
+/// A `pg_dump`/`pg_restore` command connected through `PG*` environment variables parsed
+/// from the connection string (URL or `key=value`), so no password ever reaches the tool's
+/// command line (where `ps` shows it), however the caller wrote it.
+pub(crate) fn tool_command(program: &std::path::Path, url: &str) -> Result<Command, Error> {
+    let cfg: tokio_postgres::Config =
+        url.parse().map_err(|e: tokio_postgres::Error| Error::invalid("database_url", maint_core::one_line(&e)))?;
     let mut cmd = Command::new(program);
-    if let Some(pw) = password {
-        cmd.env("PGPASSWORD", pw);
+    for var in ["PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PGSERVICE", "PGPASSFILE"] {
+        cmd.env_remove(var);
+    }
+    match cfg.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => {
+            cmd.env("PGHOST", h);
+        }
+        Some(tokio_postgres::config::Host::Unix(p)) => {
+            cmd.env("PGHOST", p);
+        }
+        None => {}
+    }
+    if let Some(port) = cfg.get_ports().first() {
+        cmd.env("PGPORT", port.to_string());
+    }
+    if let Some(user) = cfg.get_user() {
+        cmd.env("PGUSER", user);
+    }
+    if let Some(db) = cfg.get_dbname() {
+        cmd.env("PGDATABASE", db);
+    }
+    if let Some(pw) = cfg.get_password() {
+        cmd.env("PGPASSWORD", String::from_utf8_lossy(pw).into_owned());
     }
     cmd.kill_on_drop(true).stderr(Stdio::piped());
-    (cmd, url)
+    Ok(cmd)
 }
 
 /// Collects a child's stderr (first 4 KiB) in the background.
@@ -117,9 +125,8 @@ pub async fn create(
         }
     }
 
-    let (mut cmd, url) = tool_command(&opts.pg_dump, opts.database_url.expose());
-    cmd.args(["--format=custom", "--no-password", &format!("--snapshot={snapshot}"), "--dbname", &url])
-        .stdout(Stdio::piped());
+    let mut cmd = tool_command(&opts.pg_dump, opts.database_url.expose())?;
+    cmd.args(["--format=custom", "--no-password", &format!("--snapshot={snapshot}")]).stdout(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| spawn_error("pg_dump", &e))?;
     let stderr = stderr_of(&mut child);
     let stdout = child.stdout.take().ok_or_else(|| Error::Tool { tool: "pg_dump", message: "no stdout".into() })?;
@@ -128,6 +135,11 @@ pub async fn create(
         let mut writer = WriteMultipart::new_with_chunk_size(store.put_multipart(&path).await?, PART_SIZE);
         let mut raw = HashingReader::new(stdout);
         let pumped = pump(&mut raw, opts, &mut writer, cancel).await;
+        if pumped.is_err() {
+            // pg_dump may be blocked on a full pipe nobody reads any more: stop it, or
+            // `wait` never returns and the upload is never aborted.
+            let _ = child.start_kill();
+        }
         let status = child.wait().await;
         let ok = match (&pumped, status) {
             (Ok(_), Ok(s)) if s.success() => Ok(()),

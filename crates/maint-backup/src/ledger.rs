@@ -35,9 +35,10 @@ pub struct LedgerEntry {
 }
 
 impl Ledger {
-    /// Loads the ledger; a missing one is empty, a corrupt one is set aside (returned as a
-    /// warning) and replaced by an empty one, never a halt.
-    pub async fn load(store: &Arc<dyn ObjectStore>) -> Result<(Ledger, Option<String>), Error> {
+    /// Loads the ledger; a missing one is empty, a corrupt one is replaced by an empty one
+    /// (returned as a warning), never a halt. With `set_aside` the corrupt object is copied
+    /// to `ledger.json.corrupt-<time>` first; dry runs and read-only checks pass `false`.
+    pub async fn load(store: &Arc<dyn ObjectStore>, set_aside: bool) -> Result<(Ledger, Option<String>), Error> {
         let path = Path::from(LEDGER_KEY);
         let bytes = match store.get(&path).await {
             Ok(g) => g.bytes().await?,
@@ -46,6 +47,7 @@ impl Ledger {
         };
         match serde_json::from_slice(&bytes) {
             Ok(l) => Ok((l, None)),
+            Err(e) if !set_aside => Ok((Ledger::default(), Some(format!("the ledger is corrupt ({e})")))),
             Err(e) => {
                 let aside = format!("{LEDGER_KEY}.corrupt-{}", Utc::now().format("%Y%m%dT%H%M%SZ"));
                 store.put(&Path::from(aside.as_str()), PutPayload::from(bytes)).await?;

@@ -125,8 +125,9 @@ pub async fn restore_test(
             ))
             .await?;
         let scratch_url = with_database(opts.admin_url.expose(), &name)?;
-        let (mut cmd, url) = tool_command(&opts.pg_restore, &scratch_url);
-        cmd.args(["--no-owner", "--no-privileges", "--exit-on-error", "--no-password", "--dbname", &url])
+        let mut cmd = tool_command(&opts.pg_restore, &scratch_url)?;
+        // pg_restore wants -d; the scratch name (ours, plain) carries no credentials.
+        cmd.args(["--no-owner", "--no-privileges", "--exit-on-error", "--no-password", "--dbname", &name])
             .stdin(Stdio::piped())
             .stdout(Stdio::null());
         let mut child = cmd.spawn().map_err(|e| spawn_error("pg_restore", &e))?;

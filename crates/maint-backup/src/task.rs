@@ -19,7 +19,7 @@ pub async fn verify_report(
     dry: bool,
 ) -> Result<TaskReport, Error> {
     let mut report = TaskReport::begin("backup-verification", dry);
-    let (mut ledger, warning) = Ledger::load(store).await?;
+    let (mut ledger, warning) = Ledger::load(store, !dry).await?;
     if let Some(w) = warning {
         report.warn(w);
     }
@@ -90,7 +90,7 @@ pub async fn restore_report(
         report.item(format!("would restore {key} into a scratch database and compare fingerprints"));
         return Ok(report.finish());
     }
-    let (mut ledger, warning) = Ledger::load(store).await?;
+    let (mut ledger, warning) = Ledger::load(store, !dry).await?;
     if let Some(w) = warning {
         report.warn(w);
     }

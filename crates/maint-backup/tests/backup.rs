@@ -64,6 +64,12 @@ async fn make(store: &Arc<dyn ObjectStore>, db: &TestDb, compression: Compressio
     create(store, &opts, &CancellationToken::new()).await.unwrap()
 }
 
+async fn catalog_all(store: &Arc<dyn ObjectStore>) -> usize {
+    use futures::TryStreamExt;
+    let all: Vec<_> = store.list(Some(&Path::from("backups"))).try_collect().await.unwrap();
+    all.iter().filter(|o| o.location.as_ref().contains("ledger")).count()
+}
+
 async fn entry(store: &Arc<dyn ObjectStore>, key: &str) -> maint_backup::BackupEntry {
     let day = key.rsplit_once('/').unwrap().0.to_owned();
     catalog(store, &day).await.unwrap().into_iter().find(|e| e.key == key).unwrap()
@@ -261,7 +267,7 @@ async fn ledger_tracks_verifications_and_survives_corruption() {
     let (db, store) = (seeded().await, store().await);
     let m = make(&store, &db, Compression::Gzip).await;
     let entries = vec![entry(&store, &m.key).await];
-    let (mut ledger, warning) = Ledger::load(&store).await.unwrap();
+    let (mut ledger, warning) = Ledger::load(&store, true).await.unwrap();
     assert!(warning.is_none());
     assert_eq!(ledger.due(&entries, Utc::now(), 7).len(), 1, "never verified: due");
     let v = verify_one(&store, &entries[0]).await;
@@ -269,13 +275,16 @@ async fn ledger_tracks_verifications_and_survives_corruption() {
     e.verified_at = Some(Utc::now());
     e.verified_ok = Some(v.ok);
     ledger.save(&store).await.unwrap();
-    let (loaded, _) = Ledger::load(&store).await.unwrap();
+    let (loaded, _) = Ledger::load(&store, true).await.unwrap();
     assert_eq!(loaded, ledger);
     assert!(loaded.due(&entries, Utc::now(), 7).is_empty());
     assert_eq!(loaded.due(&entries, Utc::now() + chrono::TimeDelta::days(8), 7).len(), 1);
 
     store.put(&Path::from(maint_backup::LEDGER_KEY), PutPayload::from_static(b"{not json")).await.unwrap();
-    let (empty, warning) = Ledger::load(&store).await.unwrap();
+    let (dry, warning) = Ledger::load(&store, false).await.unwrap();
+    assert!(dry.entries.is_empty() && warning.unwrap().contains("is corrupt"));
+    assert_eq!(catalog_all(&store).await, 1, "a dry load writes nothing");
+    let (empty, warning) = Ledger::load(&store, true).await.unwrap();
     assert!(empty.entries.is_empty());
     assert!(warning.unwrap().contains("set aside as backups/ledger.json.corrupt-"));
 }

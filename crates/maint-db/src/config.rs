@@ -425,6 +425,26 @@ fn duration(field: &str, text: &str) -> Result<Duration, Error> {
     parse_duration(text).map_err(|m| Error::invalid(field, m))
 }
 
+/// A retention age deletes data: it needs an explicit unit (a bare `30` is not "30 days")
+/// and at least an hour, so a typo cannot empty a table; exactly `0s` is the documented
+/// "expiry column in the past" form.
+fn retention_age(field: &str, text: &str) -> Result<Duration, Error> {
+    if text.trim().chars().last().is_none_or(|c| c.is_ascii_digit()) {
+        return Err(Error::invalid(field, format!("{text:?} needs a unit (e.g. 30d or 12h)")));
+    }
+    let d = duration(field, text)?;
+    if text.trim() == "0s" {
+        return Ok(d); // documented: the column is an expiry time, "in the past"
+    }
+    if d < Duration::from_secs(3600) {
+        return Err(Error::invalid(
+            field,
+            format!("{text:?} is less than an hour; retention refuses to delete that young"),
+        ));
+    }
+    Ok(d)
+}
+
 fn name(field: &str, value: &str) -> Result<String, Error> {
     if value.is_empty() {
         return Err(Error::invalid(field, "empty name"));
@@ -478,7 +498,7 @@ impl Config {
                 schema: name(&format!("{at}.schema"), &r.schema)?,
                 table: name(&format!("{at}.table"), &r.table)?,
                 column: name(&format!("{at}.column"), &r.column)?,
-                older_than: duration(&format!("{at}.older_than"), &r.older_than)?,
+                older_than: retention_age(&format!("{at}.older_than"), &r.older_than)?,
             });
         }
         if self.bloat.measure_top > 10_000 {
@@ -571,6 +591,10 @@ mod tests {
         assert_eq!(s.rules[0].table, "logs");
         assert_eq!(s.rules[0].older_than, Duration::from_secs(30 * 86_400));
         assert_eq!((s.rules[1].table.as_str(), s.rules[1].older_than), ("user_sessions", Duration::ZERO));
+        for (bad, why) in [("30", "needs a unit"), ("0d", "less than an hour"), ("10m", "less than an hour")] {
+            let e = retention_age("retention.rules[0].older_than", bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -211,8 +211,8 @@ impl Config {
         if self.concurrency == 0 {
             return Err(Error::invalid("concurrency", "must be at least 1"));
         }
-        if !(self.reopen_timeout_secs.is_finite() && self.reopen_timeout_secs >= 0.0) {
-            return Err(Error::invalid("reopen_timeout_secs", "must be a non-negative number"));
+        if !(self.reopen_timeout_secs.is_finite() && (0.0..=3600.0).contains(&self.reopen_timeout_secs)) {
+            return Err(Error::invalid("reopen_timeout_secs", "must be a number of seconds from 0 to 3600"));
         }
         parse_signal(&self.signal)?;
         if let Some(dir) = &self.archive_dir

@@ -69,6 +69,11 @@ impl State {
     /// `<name>.corrupt-<time>` and an empty state returned with a warning: rotation never
     /// halts on a bad state file.
     pub fn load(path: &Path) -> Result<(State, Option<String>)> {
+        Self::load_with(path, true)
+    }
+
+    /// Loads the state; with `set_aside` false (a dry run) a corrupt file is only reported.
+    pub fn load_with(path: &Path, set_aside: bool) -> Result<(State, Option<String>)> {
         let bytes = match fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((State::default(), None)),
@@ -76,6 +81,10 @@ impl State {
         };
         match serde_json::from_slice::<State>(&bytes) {
             Ok(s) => Ok((s, None)),
+            Err(e) if !set_aside => Ok((
+                State::default(),
+                Some(format!("state file {} is corrupt ({e}); dry run: left as it is", path.display())),
+            )),
             Err(e) => {
                 let aside = path.with_file_name(format!(
                     "{}.corrupt-{}",
@@ -152,6 +161,10 @@ mod tests {
         assert!(!dir.join(".state.json.tmp").exists());
         assert_eq!(State::load(&path).unwrap().0, s);
         fs::write(&path, b"{\"files\": tru").unwrap();
+        let (dry, dry_warning) = State::load_with(&path, false).unwrap();
+        assert_eq!(dry, State::default());
+        assert!(dry_warning.unwrap().contains("dry run"));
+        assert_eq!(fs::read(&path).unwrap(), b"{\"files\": tru", "a dry run leaves the file as it is");
         let (loaded, warning) = State::load(&path).unwrap();
         assert_eq!(loaded, State::default());
         let warning = warning.unwrap();

@@ -129,7 +129,7 @@ impl LogRotation {
             {
                 crate::fsops::probe_dir(dir)?;
             }
-            State::load(&state_path)?
+            State::load_with(&state_path, !ctx.dry_run)?
         };
         if let Some(w) = warning {
             report.warn(w);

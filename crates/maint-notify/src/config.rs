@@ -115,7 +115,9 @@ pub fn parse_target(index: usize, url: &Secret, timeout: Duration) -> Result<Tar
                 rate =
                     Some(v.parse().map_err(|_| bad(format!("rate {v:?} is not a positive whole number per second")))?);
             }
-            "secret" | "from" | "to" | "tls" => params.push((k.into_owned(), v.into_owned())),
+            "from" | "to" | "tls" => params.push((k.into_owned(), v.into_owned())),
+            // base64 has '+': take the raw value and only percent-decode it
+            "secret" => params.push(("secret".into(), raw_query_value(&parsed, "secret").unwrap_or_default())),
             _ => passthrough.push((k.into_owned(), v.into_owned())),
         }
     }
@@ -218,6 +220,30 @@ pub fn parse_target(index: usize, url: &Secret, timeout: Duration) -> Result<Tar
     Ok(Target { name: notifier.name(), min_severity, notifier })
 }
 
+/// Percent-decoding only (form decoding would turn '+' into a space).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn raw_query_value(url: &Url, name: &str) -> Option<String> {
+    url.query()?.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('=').map(percent_decode))
+}
+
 fn wrap<N: Notifier>(n: N, rate: Option<NonZeroU32>) -> Arc<dyn Notifier> {
     match rate {
         Some(r) => Arc::new(RateLimited::new(n, r)),
@@ -249,6 +275,10 @@ mod tests {
         assert_eq!(parse("pagerduty://R0UT1NGKEYabc").unwrap().name, "pagerduty://events.pagerduty.com");
         assert_eq!(parse("pagerduty+http://KEY123@127.0.0.1:9/v2/enqueue").unwrap().name, "pagerduty://127.0.0.1");
         let whsec = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        // '+' in base64 secrets and passwords survives (form decoding would make it a space)
+        assert!(parse("webhook+https://example.com/hook?secret=whsec_C2+FB+0Df4XO9c2ZHiVwVbwQlQpt0GCA").is_ok());
+        assert_eq!(percent_decode("p%40ss+word%2B"), "p@ss+word+");
+        assert_eq!(percent_decode("%é%"), "%é%", "no panic on odd input");
         assert_eq!(
             parse(&format!("webhook+https://example.com/hook?secret={whsec}")).unwrap().name,
             "webhook://example.com"

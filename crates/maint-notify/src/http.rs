@@ -48,7 +48,7 @@ pub(crate) async fn post_json(
 pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
     let v = v.trim();
     if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)));
     }
     let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
     let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
@@ -69,5 +69,7 @@ mod tests {
         assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
         assert_eq!(parse_retry_after("soon"), None);
         assert_eq!(parse_retry_after("-1"), None);
+        assert_eq!(parse_retry_after("1e20"), Some(Duration::from_secs(86_400)), "a hostile value cannot panic");
+        assert_eq!(parse_retry_after("NaN"), None);
     }
 }

@@ -7,10 +7,10 @@ use maint_core::{Impact, Task, TaskContext, TaskReport, one_line};
 use serde_json::json;
 
 use crate::error::describe_blockers;
-use crate::task::{check, cleanup_invalid_indexes};
+use crate::task::{check, cleanup_invalid_indexes, connect, take_run_lock};
 use crate::{
-    BloatEntry, Config, Db, DbBackend, Error, Finding, PgBackend, RUN_LOCK_KEY, RelKind, RunLockAttempt, Settings,
-    Severity, assess_health, audit_security, bloat_candidates, plan_reindex, qualified, reindex_sql,
+    BloatEntry, Config, Db, DbBackend, Error, Finding, PgBackend, RelKind, Settings, Severity, assess_health,
+    audit_security, bloat_candidates, plan_reindex, qualified, reindex_sql,
 };
 
 /// The calendar id of the monthly index rebuild.
@@ -19,17 +19,6 @@ pub const INDEX_REBUILD_ID: &str = "index-rebuild";
 pub const PERFORMANCE_ANALYSIS_ID: &str = "performance-analysis";
 /// The task name of the PostgreSQL half of the security audit.
 pub const PG_SECURITY_AUDIT_ID: &str = "pg-security-audit";
-
-/// Validates the configuration and prepares a pool (no I/O yet). The URL is required.
-fn connect(config: &Config) -> Result<(Settings, Arc<dyn DbBackend>), Error> {
-    let settings = config.validate()?;
-    let url = config
-        .url
-        .as_ref()
-        .ok_or_else(|| Error::invalid("database_url", "required (--database-url or MAINT_DATABASE_URL)"))?;
-    let db = Db::connect(url, &settings)?;
-    Ok((settings, Arc::new(PgBackend::new(db))))
-}
 
 /// Estimates bloat from the catalog, measures the top `bloat.measure_top` candidates
 /// exactly when `pgstattuple` is there (creating it only when `bloat.create_extension`),
@@ -188,18 +177,7 @@ impl Task for IndexRebuild {
 
     async fn run(&self, ctx: &TaskContext) -> TaskReport {
         let mut report = TaskReport::begin(INDEX_REBUILD_ID, ctx.dry_run);
-        let lock = match self.backend.lock_run().await {
-            Ok(RunLockAttempt::Acquired(lock)) => lock,
-            Ok(RunLockAttempt::Busy { holder }) => {
-                let by = holder.map(|p| format!(" held by pid {p}")).unwrap_or_default();
-                report.skip(format!("a run is in progress on this database (advisory lock {RUN_LOCK_KEY}{by})"));
-                return report.finish();
-            }
-            Err(e) => {
-                report.fail(one_line(&e));
-                return report.finish();
-            }
-        };
+        let Some(lock) = take_run_lock(self.backend.as_ref(), &mut report).await else { return report.finish() };
         for name in ["indexes_rebuilt", "invalid_indexes_dropped"] {
             report.metric(name, 0.0);
         }
@@ -377,7 +355,7 @@ mod tests {
 
     use super::*;
     use crate::backend::MockDbBackend;
-    use crate::{BloatEstimate, BloatMeasurement, InvalidIndex, RunLock};
+    use crate::{BloatEstimate, BloatMeasurement, InvalidIndex, RunLock, RunLockAttempt};
 
     fn estimate(name: &str, kind: RelKind, bytes: i64, bloat: i64) -> BloatEstimate {
         BloatEstimate {

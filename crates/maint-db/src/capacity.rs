@@ -9,7 +9,8 @@ use maint_core::{Impact, Task, TaskContext, TaskReport, one_line};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::{Config, Db, DbBackend, Error, PgBackend, Settings};
+use crate::task::connect;
+use crate::{Config, DbBackend, Error, Settings};
 
 /// The calendar id of the monthly capacity planning.
 pub const CAPACITY_PLANNING_ID: &str = "capacity-planning";
@@ -100,13 +101,8 @@ pub struct CapacityPlanning {
 impl CapacityPlanning {
     /// Validates the configuration and prepares a pool (no I/O yet). The URL is required.
     pub fn new(config: &Config) -> Result<Self, Error> {
-        let settings = config.validate()?;
-        let url = config
-            .url
-            .as_ref()
-            .ok_or_else(|| Error::invalid("database_url", "required (--database-url or MAINT_DATABASE_URL)"))?;
-        let db = Db::connect(url, &settings)?;
-        Ok(Self::with_backend(settings, Arc::new(PgBackend::new(db))))
+        let (settings, backend) = connect(config)?;
+        Ok(Self::with_backend(settings, backend))
     }
 
     /// A task over any backend (tests use a mock).

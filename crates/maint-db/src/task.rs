@@ -9,9 +9,37 @@ use tokio::task::JoinSet;
 
 use crate::error::describe_blockers;
 use crate::{
-    Config, Db, DbBackend, Error, PgBackend, RUN_LOCK_KEY, RunLockAttempt, Settings, TableJob, TableOutcome,
+    Config, Db, DbBackend, Error, PgBackend, RUN_LOCK_KEY, RunLock, RunLockAttempt, Settings, TableJob, TableOutcome,
     TablePlanOptions, TableWork, job_sql, plan_invalid_indexes, plan_tables, qualified, resolve_rule,
 };
+
+/// Validates the configuration and prepares a pool (no I/O yet). The URL is required.
+pub(crate) fn connect(config: &Config) -> Result<(Settings, Arc<dyn DbBackend>), Error> {
+    let settings = config.validate()?;
+    let url = config
+        .url
+        .as_ref()
+        .ok_or_else(|| Error::invalid("database_url", "required (--database-url or MAINT_DATABASE_URL)"))?;
+    let db = Db::connect(url, &settings)?;
+    Ok((settings, Arc::new(PgBackend::new(db))))
+}
+
+/// Takes the per-database run lock; when a run is in progress the report is skipped
+/// (naming the holder), when the lock cannot be asked for it is failed, and `None` returned.
+pub(crate) async fn take_run_lock(backend: &dyn DbBackend, report: &mut TaskReport) -> Option<RunLock> {
+    match backend.lock_run().await {
+        Ok(RunLockAttempt::Acquired(lock)) => Some(lock),
+        Ok(RunLockAttempt::Busy { holder }) => {
+            let by = holder.map(|p| format!(" held by pid {p}")).unwrap_or_default();
+            report.skip(format!("a run is in progress on this database (advisory lock {RUN_LOCK_KEY}{by})"));
+            None
+        }
+        Err(e) => {
+            report.fail(one_line(&e));
+            None
+        }
+    }
+}
 
 /// The calendar id of the task.
 pub const TASK_ID: &str = "database-optimization";
@@ -34,13 +62,8 @@ struct Tally {
 impl DatabaseOptimization {
     /// Validates the configuration and prepares a pool (no I/O yet). The URL is required.
     pub fn new(config: &Config) -> Result<Self, Error> {
-        let settings = config.validate()?;
-        let url = config
-            .url
-            .as_ref()
-            .ok_or_else(|| Error::invalid("database_url", "required (--database-url or MAINT_DATABASE_URL)"))?;
-        let db = Db::connect(url, &settings)?;
-        Ok(Self::with_backend(settings, Arc::new(PgBackend::new(db))))
+        let (settings, backend) = connect(config)?;
+        Ok(Self::with_backend(settings, backend))
     }
 
     /// A task over any backend (tests use a mock).
@@ -307,18 +330,7 @@ impl Task for DatabaseOptimization {
 
     async fn run(&self, ctx: &TaskContext) -> TaskReport {
         let mut report = TaskReport::begin(TASK_ID, ctx.dry_run);
-        let lock = match self.backend.lock_run().await {
-            Ok(RunLockAttempt::Acquired(lock)) => lock,
-            Ok(RunLockAttempt::Busy { holder }) => {
-                let by = holder.map(|p| format!(" held by pid {p}")).unwrap_or_default();
-                report.skip(format!("a run is in progress on this database (advisory lock {RUN_LOCK_KEY}{by})"));
-                return report.finish();
-            }
-            Err(e) => {
-                report.fail(one_line(&e));
-                return report.finish();
-            }
-        };
+        let Some(lock) = take_run_lock(self.backend.as_ref(), &mut report).await else { return report.finish() };
         for name in ["tables_vacuumed", "tables_analyzed", "rows_deleted", "invalid_indexes_dropped"] {
             report.metric(name, 0.0);
         }

@@ -378,30 +378,9 @@ async fn rotate_copy(shared: &Shared, log: &Path, out: &mut FileOutcome) -> Resu
         prefix = prefix.saturating_sub(blk);
     }
     let archive = next_archive(shared, log)?;
-    let tmp = tmp_of(&archive);
     if collapse_ok && prefix > 0 {
         out.method = Some("collapse-range");
-        let packed =
-            compress_verified(log, 0, Some(prefix), &tmp, cfg.compress, cfg.effective_level(), &shared.cancel).await?;
-        shared.step("compressed")?;
-        shared
-            .update(log, |f| {
-                f.pending = Some(Pending::Copy {
-                    archive: archive.clone(),
-                    dev,
-                    ino,
-                    len: prefix,
-                    hash_len: prefix,
-                    hash: packed.hash,
-                    collapse: true,
-                });
-            })
-            .await?;
-        shared.step("state-written")?;
-        out.bytes_in += packed.bytes_in;
-        out.bytes_out += packed.bytes_out;
-        finish_archive(shared, out, &archive).await?;
-        shared.step("archived")?;
+        archive_prefix(shared, log, &archive, (dev, ino), prefix, true, out).await?;
         if let Err(e) = fsops::collapse(log, prefix) {
             // The bytes are still in the log: drop the archive rather than keep them twice.
             let _ = fs::remove_file(&archive);
@@ -414,28 +393,7 @@ async fn rotate_copy(shared: &Shared, log: &Path, out: &mut FileOutcome) -> Resu
         out.method = Some("truncate");
         // Up to the size seen now: a writer faster than the compressor must not keep this
         // pass from ending; what it adds meanwhile is the tail, handled below.
-        let packed =
-            compress_verified(log, 0, Some(size), &tmp, cfg.compress, cfg.effective_level(), &shared.cancel).await?;
-        shared.step("compressed")?;
-        let len = packed.bytes_in;
-        shared
-            .update(log, |f| {
-                f.pending = Some(Pending::Copy {
-                    archive: archive.clone(),
-                    dev,
-                    ino,
-                    len,
-                    hash_len: len,
-                    hash: packed.hash,
-                    collapse: false,
-                });
-            })
-            .await?;
-        shared.step("state-written")?;
-        out.bytes_in += packed.bytes_in;
-        out.bytes_out += packed.bytes_out;
-        finish_archive(shared, out, &archive).await?;
-        shared.step("archived")?;
+        let len = archive_prefix(shared, log, &archive, (dev, ino), size, false, out).await?;
         if !finish_truncate(shared, log, len, out).await? {
             return Ok(());
         }
@@ -450,6 +408,46 @@ async fn rotate_copy(shared: &Shared, log: &Path, out: &mut FileOutcome) -> Resu
         .await?;
     out.action = "rotated".to_owned();
     Ok(())
+}
+
+/// Copy mode's first half: compresses the log's first `limit` bytes into `archive`, records
+/// the pending copy (so a crash at any later step resumes it), and puts the archive in
+/// place. Returns the length archived: exactly `limit` when collapsing (a block-aligned
+/// prefix), else what the compressor read.
+async fn archive_prefix(
+    shared: &Shared,
+    log: &Path,
+    archive: &Path,
+    (dev, ino): (u64, u64),
+    limit: u64,
+    collapse: bool,
+    out: &mut FileOutcome,
+) -> Result<u64> {
+    let cfg = &shared.cfg;
+    let packed =
+        compress_verified(log, 0, Some(limit), &tmp_of(archive), cfg.compress, cfg.effective_level(), &shared.cancel)
+            .await?;
+    shared.step("compressed")?;
+    let len = if collapse { limit } else { packed.bytes_in };
+    shared
+        .update(log, |f| {
+            f.pending = Some(Pending::Copy {
+                archive: archive.to_path_buf(),
+                dev,
+                ino,
+                len,
+                hash_len: len,
+                hash: packed.hash,
+                collapse,
+            });
+        })
+        .await?;
+    shared.step("state-written")?;
+    out.bytes_in += packed.bytes_in;
+    out.bytes_out += packed.bytes_out;
+    finish_archive(shared, out, archive).await?;
+    shared.step("archived")?;
+    Ok(len)
 }
 
 /// Copytruncate without collapse-range, after bytes `0..archived` are safely archived:

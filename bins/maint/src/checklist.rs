@@ -61,11 +61,7 @@ async fn fresh_verified_backup(cfg: &MaintConfig, max_age_hours: i64) -> Item {
 
 async fn health(cfg: &MaintConfig) -> Item {
     const NAME: &str = "health checks pass";
-    let mut h = cfg.health.clone();
-    if h.database_url.is_none() {
-        h.database_url.clone_from(&cfg.database.url);
-    }
-    let task = maint_health::HealthChecks::new(h);
+    let task = maint_health::HealthChecks::new(cfg.health_config());
     let r = task.run(&TaskContext::new(false)).await;
     match r.status {
         Status::Skipped => not_configured(NAME, "[health] or [database]"),
@@ -79,11 +75,7 @@ async fn baseline(cfg: &MaintConfig) -> Item {
     if cfg.collect.snapshots.is_none() {
         return not_configured(NAME, "[collect] snapshots");
     }
-    let mut c = cfg.collect.clone();
-    if c.database_url.is_none() {
-        c.database_url.clone_from(&cfg.database.url);
-    }
-    let r = maint_health::MetricsCollection::new(c).run(&TaskContext::new(false)).await;
+    let r = maint_health::MetricsCollection::new(cfg.collect_config()).run(&TaskContext::new(false)).await;
     match r.status {
         Status::Failed => item(NAME, Err(r.error.unwrap_or_default())),
         Status::Skipped => not_configured(NAME, "[database] or [health] redis_url"),

@@ -70,6 +70,24 @@ impl Default for MaintConfig {
 }
 
 impl MaintConfig {
+    /// `[health]`, checking the `[database]` database when it names none.
+    pub(crate) fn health_config(&self) -> maint_health::HealthConfig {
+        let mut h = self.health.clone();
+        if h.database_url.is_none() {
+            h.database_url.clone_from(&self.database.url);
+        }
+        h
+    }
+
+    /// `[collect]`, reading the `[database]` database when it names none.
+    pub(crate) fn collect_config(&self) -> maint_health::CollectConfig {
+        let mut c = self.collect.clone();
+        if c.database_url.is_none() {
+            c.database_url.clone_from(&self.database.url);
+        }
+        c
+    }
+
     /// Reads the file (if any), then applies `MAINT_*` environment overrides.
     pub(crate) fn load(path: Option<&Path>) -> Result<Self, Error> {
         let mut cfg = match path {

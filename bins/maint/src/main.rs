@@ -324,23 +324,22 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::ConfigCheck { config } => {
             let cfg = MaintConfig::load(config.as_deref())?;
             let cal = Calendar::from_path(&cfg.calendar)?;
+            // Every task is built once: a configuration error exits 2 before anything is
+            // printed. The output is a summary, not a dump: URLs, commands and paths can
+            // carry credentials.
+            let mut lines = Vec::new();
             for w in cal.windows() {
+                let mut tasks = Vec::new();
                 for t in &w.tasks {
-                    registry::build(t.id, &cfg)?;
+                    tasks.push(match registry::build(t.id, &cfg)? {
+                        Slot::Ready(_) => format!("{} ready", t.id),
+                        Slot::Unavailable(why) => format!("{} skipped ({why})", t.id),
+                    });
                 }
+                lines.push(format!("{}: {}", w.name, tasks.join("; ")));
             }
-            // A summary, not a dump: URLs, commands and paths can carry credentials.
-            for w in cal.windows() {
-                let tasks: Vec<String> = w
-                    .tasks
-                    .iter()
-                    .map(|t| match registry::build(t.id, &cfg) {
-                        Ok(Slot::Ready(_)) => format!("{} ready", t.id),
-                        Ok(Slot::Unavailable(why)) => format!("{} skipped ({why})", t.id),
-                        Err(e) => format!("{} error ({})", t.id, one_line(&e)),
-                    })
-                    .collect();
-                println!("{}: {}", w.name, tasks.join("; "));
+            for line in lines {
+                println!("{line}");
             }
             let set = |b: bool| if b { "set (***)" } else { "not set" };
             println!("database.url: {}", set(cfg.database.url.is_some()));

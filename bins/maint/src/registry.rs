@@ -15,6 +15,15 @@ pub(crate) enum Slot {
     Unavailable(String),
 }
 
+/// The `[backup]` store, when one is configured.
+fn backup_store(cfg: &MaintConfig) -> Result<Option<Arc<dyn maint_backup::object_store::ObjectStore>>, Error> {
+    cfg.backup
+        .store
+        .as_deref()
+        .map(|url| maint_backup::open_store(url).map_err(|e| Error::invalid("backup.store", one_line(&e))))
+        .transpose()
+}
+
 /// Builds the implementation of a task id. A configuration that is present but wrong is
 /// an error (exit 2); a missing section only makes that task unavailable.
 pub(crate) fn build(id: &str, cfg: &MaintConfig) -> Result<Slot, Error> {
@@ -26,21 +35,18 @@ pub(crate) fn build(id: &str, cfg: &MaintConfig) -> Result<Slot, Error> {
                     .map_err(|e| Error::invalid("database", one_line(&e)))?,
             )),
         },
-        "backup-verification" => match &cfg.backup.store {
+        "backup-verification" => match backup_store(cfg)? {
             None => Slot::Unavailable("no backup store configured ([backup] store or MAINT_BACKUP_STORE)".into()),
-            Some(url) => {
-                let store = maint_backup::open_store(url).map_err(|e| Error::invalid("backup.store", one_line(&e)))?;
-                Slot::Ready(Arc::new(maint_backup::BackupVerification {
-                    store,
-                    jobs: cfg.backup.jobs.unwrap_or(4),
-                    rolling_days: cfg.backup.rolling_days,
-                    restore: cfg
-                        .backup
-                        .admin_url
-                        .clone()
-                        .map(|admin_url| maint_backup::RestoreOptions { admin_url, pg_restore: "pg_restore".into() }),
-                }))
-            }
+            Some(store) => Slot::Ready(Arc::new(maint_backup::BackupVerification {
+                store,
+                jobs: cfg.backup.jobs.unwrap_or(4),
+                rolling_days: cfg.backup.rolling_days,
+                restore: cfg
+                    .backup
+                    .admin_url
+                    .clone()
+                    .map(|admin_url| maint_backup::RestoreOptions { admin_url, pg_restore: "pg_restore".into() }),
+            })),
         },
         "log-rotation" => {
             if cfg.logs.paths.is_empty() {
@@ -87,28 +93,16 @@ pub(crate) fn build(id: &str, cfg: &MaintConfig) -> Result<Slot, Error> {
             }
         }
         "health-checks" => {
-            let mut health = cfg.health.clone();
-            if health.database_url.is_none() {
-                health.database_url.clone_from(&cfg.database.url);
-            }
-            if let Some(url) = &cfg.backup.store {
-                health.store =
-                    Some(maint_backup::open_store(url).map_err(|e| Error::invalid("backup.store", one_line(&e)))?);
-            }
+            let mut health = cfg.health_config();
+            health.store = backup_store(cfg)?;
             Slot::Ready(Arc::new(maint_health::HealthChecks::new(health)))
         }
         "metrics-collection" => {
-            let mut collect = cfg.collect.clone();
-            if collect.database_url.is_none() {
-                collect.database_url.clone_from(&cfg.database.url);
-            }
+            let mut collect = cfg.collect_config();
             if collect.redis_url.is_none() {
                 collect.redis_url.clone_from(&cfg.health.redis_url);
             }
-            if let Some(url) = &cfg.backup.store {
-                collect.store =
-                    Some(maint_backup::open_store(url).map_err(|e| Error::invalid("backup.store", one_line(&e)))?);
-            }
+            collect.store = backup_store(cfg)?;
             Slot::Ready(Arc::new(maint_health::MetricsCollection::new(collect)))
         }
         other => Slot::Unavailable(format!("{other} has no implementation in this version yet")),

@@ -32,10 +32,8 @@ impl DaemonState {
     }
 
     pub(crate) fn save(&self, path: &Path) -> Result<(), Error> {
-        let tmp = path.with_extension("tmp");
-        let io = |source| Error::Read { path: path.to_owned(), source };
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self).unwrap_or_default()).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        maint_core::write_atomic(path, &serde_json::to_vec_pretty(self).unwrap_or_default())
+            .map_err(|source| Error::Read { path: path.to_owned(), source })
     }
 }
 

@@ -80,10 +80,7 @@ pub(crate) fn render(report: &RunReport, previous: &str) -> String {
 pub(crate) fn write(path: &Path, report: &RunReport) -> std::io::Result<()> {
     let previous = std::fs::read_to_string(path).unwrap_or_default();
     let text = render(report, &previous);
-    let tmp = path.with_extension(format!("prom.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, text)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, path)
+    maint_core::write_atomic(path, text.as_bytes())
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ mod calendar;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod error;
+mod file;
 mod impact;
 mod report;
 mod secret;
@@ -11,6 +12,7 @@ mod task;
 
 pub use calendar::{BUILTIN_TASKS, Calendar, PlannedTask, Schedule, Window, builtin_task_id};
 pub use error::{Error, ExitCode, one_line};
+pub use file::write_atomic;
 pub use impact::Impact;
 pub use report::{RunReport, Status, TaskReport};
 pub use secret::Secret;

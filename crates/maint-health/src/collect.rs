@@ -139,13 +139,6 @@ pub fn render_textfile(metrics: &BTreeMap<String, f64>) -> String {
     out
 }
 
-fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    std::fs::write(&tmp, text)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
-
 #[async_trait]
 impl Task for MetricsCollection {
     fn name(&self) -> &str {
@@ -168,7 +161,7 @@ impl Task for MetricsCollection {
         }
         if !ctx.dry_run {
             if let Some(path) = &self.config.textfile
-                && let Err(e) = write_atomically(path, &render_textfile(&metrics))
+                && let Err(e) = maint_core::write_atomic(path, render_textfile(&metrics).as_bytes())
             {
                 report.warn(format!("cannot write {}: {e}", path.display()));
             }

@@ -195,6 +195,7 @@ async fn run_window_command(
     force: bool,
     only_in_window: bool,
     dry_run: bool,
+    cancel: &CancellationToken,
 ) -> Result<RunReport, Error> {
     let cal = Calendar::from_path(&cfg.calendar)?;
     let w = cal.window(window).ok_or_else(|| {
@@ -219,7 +220,7 @@ async fn run_window_command(
         }
     };
     let opts = RunOptions { now, force, dry_run, task_timeout: Duration::from_secs(cfg.task_timeout_secs) };
-    let mut report = run_window(w, slots, &opts, &cancel_on_signals()).await;
+    let mut report = run_window(w, slots, &opts, cancel).await;
     if !dry_run {
         let severity = match report.status {
             Status::Failed => Severity::Error,
@@ -258,8 +259,8 @@ async fn run_daemon(
     let stop = cancel_on_signals();
     let state_path = daemon::DaemonState::path(&cfg.lock_file);
     let grace = maint_core::chrono::TimeDelta::minutes(grace_minutes.max(0));
+    let mut state = daemon::DaemonState::load(&state_path);
     loop {
-        let mut state = daemon::DaemonState::load(&state_path);
         let now = Utc::now();
         let (due, skipped) = daemon::due(cal, &state, now, missed, grace);
         for s in skipped {
@@ -269,7 +270,8 @@ async fn run_daemon(
             if stop.is_cancelled() {
                 return Ok(());
             }
-            let report = run_window_command(&window, cfg, false, false, false).await?;
+            // The daemon's own signal token: one listener for its whole life, not one per run.
+            let report = run_window_command(&window, cfg, false, false, false, &stop).await?;
             tracing::info!("{}", report.render_table().trim_end());
             state.last_run.insert(window, now);
             state.save(&state_path)?;
@@ -289,7 +291,9 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Run { window, config, force, only_in_window, dry_run, json } => {
             let cfg = MaintConfig::load(config.as_deref())?;
-            let report = runtime()?.block_on(run_window_command(&window, &cfg, force, only_in_window, dry_run))?;
+            let report = runtime()?.block_on(async {
+                run_window_command(&window, &cfg, force, only_in_window, dry_run, &cancel_on_signals()).await
+            })?;
             if json {
                 println!("{}", serde_json::to_string(&report).unwrap_or_default());
             } else {

@@ -17,6 +17,9 @@ pub struct Revision {
     pub image: String,
     /// Whether this is the revision running now.
     pub current: bool,
+    /// Why it was made (Kubernetes: the `kubernetes.io/change-cause` annotation), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_cause: Option<String>,
 }
 
 /// The tag of an image reference (`repo:1.4.2` -> `1.4.2`), ignoring a registry port

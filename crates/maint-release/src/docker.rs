@@ -315,6 +315,7 @@ impl Deployer for DockerDeployer {
                 number: number.saturating_sub(1),
                 image: prev.to_owned(),
                 current: false,
+                change_cause: None,
             });
         }
         out.push(Revision {
@@ -322,6 +323,7 @@ impl Deployer for DockerDeployer {
             number,
             image: label(c, LABEL_IMAGE).unwrap_or_default().to_owned(),
             current: true,
+            change_cause: None,
         });
         Ok(out)
     }

@@ -586,7 +586,13 @@ mod tests {
         d.expect_name().return_const("mock".to_owned());
         let image = format!("registry.example/aindusdb:{version}");
         d.expect_history().with(eq("api")).returning(move |w| {
-            Ok(vec![Revision { workload: w.to_owned(), number: 7, image: image.clone(), current: true }])
+            Ok(vec![Revision {
+                workload: w.to_owned(),
+                number: 7,
+                image: image.clone(),
+                current: true,
+                change_cause: None,
+            }])
         });
         d
     }

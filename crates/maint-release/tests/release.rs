@@ -366,6 +366,7 @@ impl Deployer for StandIn {
                 number: i as u64 + 1,
                 image: image.clone(),
                 current: i + 1 == images.len(),
+                change_cause: None,
             })
             .collect())
     }

@@ -4,7 +4,7 @@
 //! Each measurement is a full rotation by the `log-rotation` task (rename hand-off,
 //! streaming compression, fsync, verification by decompression, rename), against
 //! `gzip -6 -c log > log.gz` which neither fsyncs nor verifies. Prints ratios and the
-//! peak RSS of each run.
+//! peak RSS of each run (each rotation runs in a process of its own).
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -20,6 +20,9 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         println!("skipped: run with `cargo bench`");
         return;
+    }
+    if let Ok(spec) = std::env::var(CHILD) {
+        return child(&spec);
     }
     let mb: u64 = std::env::var("MAINT_LOGS_BENCH_MB").ok().and_then(|s| s.parse().ok()).unwrap_or(500);
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("maint-logs-bench");
@@ -64,13 +67,14 @@ fn main() {
         zstd_size as f64 / size as f64
     );
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = runtime();
     // how the time of one compression splits: compress + fsync vs verification
     for (c, level) in [(Compression::Gzip, 6), (Compression::Zstd, 3)] {
         let tmp = dir.join(".split.tmp");
         let cancel = maint_core::tokio_util::sync::CancellationToken::new();
+        let codec = maint_logs::Codec::new(c, level).spread_over(1);
         let t = Instant::now();
-        let p = rt.block_on(maint_logs::compress_verified(&master, 0, None, &tmp, c, level, &cancel)).unwrap();
+        let p = rt.block_on(maint_logs::compress_verified(&master, 0, None, &tmp, codec, &cancel)).unwrap();
         let total = t.elapsed().as_secs_f64();
         let t = Instant::now();
         rt.block_on(maint_logs::verify(&tmp, c, p.bytes_in, p.hash, &cancel)).unwrap();
@@ -78,8 +82,12 @@ fn main() {
         fs::remove_file(&tmp).unwrap();
         println!("  {c:?} level {level}: {total:.2} s of which verification {verify:.2} s");
     }
-    for (label, c, level) in [("gzip level 6", Compression::Gzip, 6), ("zstd level 3", Compression::Zstd, 3)] {
-        let (secs, out_size, rss) = rotate(&rt, &dir, &master, 1, c, level);
+    for (label, c, level) in [
+        ("gzip level 6", Compression::Gzip, 6),
+        ("zstd level 3", Compression::Zstd, 3),
+        ("zstd level 1", Compression::Zstd, 1),
+    ] {
+        let (secs, out_size, rss) = measure(&dir, &master, 1, c, level);
         println!(
             "maint-logs {label}:   {secs:7.2} s  {:7.1} MB/s  out {out_size:>11} B  ratio {:.3}  | {:.2}x faster than gzip -6, size {:+.1}%, peak RSS {rss} MiB",
             mb_s(size, secs),
@@ -90,14 +98,42 @@ fn main() {
     }
     for c in [Compression::Gzip, Compression::Zstd] {
         let level = if c == Compression::Gzip { 6 } else { 3 };
-        let (one, _, _) = rotate(&rt, &dir, &master, 1, c, level);
-        let (two, _, rss) = rotate(&rt, &dir, &master, 2, c, level);
+        let (one, _, _) = measure(&dir, &master, 1, c, level);
+        let (two, _, rss) = measure(&dir, &master, 2, c, level);
         println!(
             "two files at once ({c:?}): {two:7.2} s vs one file {one:7.2} s: ratio {:.2} (1.0 = perfect), peak RSS {rss} MiB",
             two / one
         );
     }
     fs::remove_dir_all(&dir).unwrap();
+}
+
+const CHILD: &str = "MAINT_LOGS_BENCH_CHILD";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// Runs one rotation in a fresh process of this bench, so that its peak RSS is its own
+/// (an allocator keeps what earlier runs freed); returns wall time, bytes out, peak RSS.
+fn measure(dir: &Path, master: &Path, n: usize, c: Compression, level: i32) -> (f64, u64, u64) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .arg("--bench")
+        .env(CHILD, format!("{n}|{c:?}|{level}|{}|{}", dir.display(), master.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v: Vec<&str> = text.split_whitespace().collect();
+    (v[0].parse().unwrap(), v[1].parse().unwrap(), v[2].parse().unwrap())
+}
+
+fn child(spec: &str) {
+    let v: Vec<&str> = spec.split('|').collect();
+    let c = v[1].to_lowercase().parse().unwrap();
+    let (secs, out, rss) =
+        rotate(&runtime(), Path::new(v[3]), Path::new(v[4]), v[0].parse().unwrap(), c, v[2].parse().unwrap());
+    println!("{secs} {out} {rss}");
 }
 
 fn mb_s(bytes: u64, secs: f64) -> f64 {
@@ -129,7 +165,6 @@ fn rotate(
         ..Config::default()
     })
     .unwrap();
-    reset_peak_rss();
     let t = Instant::now();
     let r = rt.block_on(task.run(&TaskContext::new(false)));
     let secs = t.elapsed().as_secs_f64();
@@ -138,11 +173,6 @@ fn rotate(
     let out = r.metrics["bytes_out"] as u64 / n as u64;
     fs::remove_dir_all(&work).unwrap();
     (secs, out, rss)
-}
-
-fn reset_peak_rss() {
-    // "5" resets VmHWM (Linux >= 4.0)
-    let _ = fs::write("/proc/self/clear_refs", "5");
 }
 
 fn peak_rss_mib() -> u64 {

@@ -7,6 +7,7 @@ use std::path::Path;
 use async_compression::Level;
 use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use async_compression::tokio::write::{GzipEncoder, ZstdEncoder};
+use async_compression::zstd::CParameter;
 use maint_core::tokio_util::sync::CancellationToken;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use xxhash_rust::xxh3::Xxh3;
@@ -26,10 +27,45 @@ pub struct Packed {
     pub hash: u64,
 }
 
-fn encoder(c: Compression, level: i32, out: BufWriter<tokio::fs::File>) -> Box<dyn AsyncWrite + Unpin + Send> {
-    match c {
-        Compression::Gzip => Box::new(GzipEncoder::with_quality(out, Level::Precise(level))),
-        Compression::Zstd => Box::new(ZstdEncoder::with_quality(out, Level::Precise(level))),
+/// How an archive is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Codec {
+    /// The format.
+    pub compression: Compression,
+    /// Its level (see [`Compression::levels`]).
+    pub level: i32,
+    /// zstd only: worker threads besides the caller (0: compress on the calling thread).
+    /// gzip has no multi-threaded encoder; it ignores this.
+    pub workers: u32,
+}
+
+impl Codec {
+    /// A single-threaded codec.
+    pub fn new(compression: Compression, level: i32) -> Self {
+        Codec { compression, level, workers: 0 }
+    }
+
+    /// zstd workers so that `files` compressions at once use the machine's cores and no more:
+    /// one file alone on two cores gets two workers, two files get none each.
+    pub fn spread_over(self, files: usize) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per_file = cores / files.max(1);
+        Codec { workers: if per_file > 1 { per_file as u32 } else { 0 }, ..self }
+    }
+}
+
+fn encoder(codec: Codec, out: BufWriter<tokio::fs::File>) -> Box<dyn AsyncWrite + Unpin + Send> {
+    let level = Level::Precise(codec.level);
+    match codec.compression {
+        Compression::Gzip => Box::new(GzipEncoder::with_quality(out, level)),
+        // Jobs of 4 MiB (zstd's default is 4 windows, 8 MiB or more) keep the buffered input of
+        // the workers, and so the peak memory, small whatever the level.
+        Compression::Zstd if codec.workers > 0 => Box::new(ZstdEncoder::with_quality_and_params(
+            out,
+            level,
+            &[CParameter::nb_workers(codec.workers), CParameter::job_size(4 << 20)],
+        )),
+        Compression::Zstd => Box::new(ZstdEncoder::with_quality(out, level)),
         Compression::None => Box::new(out),
     }
 }
@@ -58,11 +94,10 @@ pub async fn compress_verified(
     offset: u64,
     limit: Option<u64>,
     tmp: &Path,
-    c: Compression,
-    level: i32,
+    codec: Codec,
     cancel: &CancellationToken,
 ) -> Result<Packed> {
-    let r = compress_inner(src, offset, limit, tmp, c, level, cancel).await;
+    let r = compress_inner(src, offset, limit, tmp, codec, cancel).await;
     if r.is_err() {
         let _ = tokio::fs::remove_file(tmp).await;
     }
@@ -74,8 +109,7 @@ async fn compress_inner(
     offset: u64,
     limit: Option<u64>,
     tmp: &Path,
-    c: Compression,
-    level: i32,
+    codec: Codec,
     cancel: &CancellationToken,
 ) -> Result<Packed> {
     let mut input = tokio::fs::File::open(src).await.map_err(Error::io("open", src))?;
@@ -87,7 +121,7 @@ async fn compress_inner(
         .open(tmp)
         .await
         .map_err(Error::io("create", tmp))?;
-    let mut w = encoder(c, level, BufWriter::with_capacity(BUF, out));
+    let mut w = encoder(codec, BufWriter::with_capacity(BUF, out));
     let mut buf = vec![0u8; BUF];
     let mut hasher = Xxh3::new();
     let mut total = 0u64;
@@ -123,7 +157,7 @@ async fn compress_inner(
     let bytes_out = f.metadata().await.map_err(Error::io("stat", tmp))?.len();
     drop(f);
     let hash = hasher.digest();
-    verify(tmp, c, total, hash, cancel).await?;
+    verify(tmp, codec.compression, total, hash, cancel).await?;
     Ok(Packed { bytes_in: total, bytes_out, hash })
 }
 

@@ -11,7 +11,7 @@ mod task;
 mod upload;
 mod writer;
 
-pub use compress::{Packed, compress_verified, verify};
+pub use compress::{Codec, Packed, compress_verified, verify};
 pub use config::{Compression, Config, Mode, Naming, Truncate, parse_signal};
 pub use error::{Error, Result};
 pub use plan::{

@@ -11,7 +11,7 @@ use maint_core::tokio_util::sync::CancellationToken;
 use serde::Serialize;
 use tokio::sync::Mutex;
 
-use crate::compress::{compress_verified, hash_prefix};
+use crate::compress::{Codec, compress_verified, hash_prefix};
 use crate::fsops;
 use crate::plan::{
     ArchiveInfo, ArchiveKey, Retention, dated_name, numbered_name, parse_archive, plan_retention, plan_shift,
@@ -59,6 +59,8 @@ pub struct FileOutcome {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) cfg: Config,
+    /// The configured codec, with zstd workers spread over the files rotated at once.
+    pub(crate) codec: Codec,
     pub(crate) state: Mutex<State>,
     pub(crate) state_path: PathBuf,
     pub(crate) cancel: CancellationToken,
@@ -347,10 +349,7 @@ async fn finish_rename(
         return Ok(false);
     }
     shared.step("writer-closed")?;
-    let cfg = &shared.cfg;
-    let packed =
-        compress_verified(staging, 0, None, &tmp_of(archive), cfg.compress, cfg.effective_level(), &shared.cancel)
-            .await?;
+    let packed = compress_verified(staging, 0, None, &tmp_of(archive), shared.codec, &shared.cancel).await?;
     shared.step("compressed")?;
     out.bytes_in += packed.bytes_in;
     out.bytes_out += packed.bytes_out;
@@ -423,10 +422,7 @@ async fn archive_prefix(
     collapse: bool,
     out: &mut FileOutcome,
 ) -> Result<u64> {
-    let cfg = &shared.cfg;
-    let packed =
-        compress_verified(log, 0, Some(limit), &tmp_of(archive), cfg.compress, cfg.effective_level(), &shared.cancel)
-            .await?;
+    let packed = compress_verified(log, 0, Some(limit), &tmp_of(archive), shared.codec, &shared.cancel).await?;
     shared.step("compressed")?;
     let len = if collapse { limit } else { packed.bytes_in };
     shared
@@ -458,7 +454,6 @@ async fn archive_prefix(
 /// Returns false when the writer outpaces the archiving: the log is then not truncated,
 /// and the state keeps how much of it is archived, so the next run goes on from there.
 async fn finish_truncate(shared: &Shared, log: &Path, mut archived: u64, out: &mut FileOutcome) -> Result<bool> {
-    let cfg = &shared.cfg;
     let mut f = OpenOptions::new().read(true).write(true).open(log).map_err(Error::io("open", log))?;
     for _ in 0..8 {
         let size = f.metadata().map_err(Error::io("stat", log))?.len();
@@ -478,16 +473,8 @@ async fn finish_truncate(shared: &Shared, log: &Path, mut archived: u64, out: &m
             }
         }
         let tail = size - archived;
-        let packed = compress_verified(
-            log,
-            archived,
-            Some(tail),
-            &tmp_of(&archive),
-            cfg.compress,
-            cfg.effective_level(),
-            &shared.cancel,
-        )
-        .await?;
+        let packed =
+            compress_verified(log, archived, Some(tail), &tmp_of(&archive), shared.codec, &shared.cancel).await?;
         out.bytes_in += packed.bytes_in;
         out.bytes_out += packed.bytes_out;
         finish_archive(shared, out, &archive).await?;

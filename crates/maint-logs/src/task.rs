@@ -10,7 +10,7 @@ use tokio::sync::{Mutex, Semaphore};
 use crate::plan::{Decision, Observed, looks_like_archive, plan_rotation};
 use crate::rotate::{FileOutcome, Shared, parent, process, retention};
 use crate::state::State;
-use crate::{Config, Result};
+use crate::{Codec, Config, Result};
 
 /// The `log-rotation` task: rotates, compresses and prunes the configured logs.
 #[derive(Debug, Clone)]
@@ -146,8 +146,13 @@ impl LogRotation {
             let pending = fs.is_some_and(|f| f.pending.is_some());
             jobs.push((path.clone(), decision, pending));
         }
+        // Files that will compress now, at most `concurrency` at once, share the cores.
+        let busy = jobs.iter().filter(|(_, d, pending)| *pending || matches!(d, Decision::Rotate(_))).count();
+        let codec =
+            Codec::new(self.cfg.compress, self.cfg.effective_level()).spread_over(busy.min(self.cfg.concurrency));
         let shared = Arc::new(Shared {
             cfg: self.cfg.clone(),
+            codec,
             state: Mutex::new(state),
             state_path,
             cancel: ctx.cancel.clone(),

@@ -266,7 +266,7 @@ impl Job {
             ".{}.tmp",
             archive.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
         ));
-        crate::compress_verified(staging, 0, None, &tmp, self.compress, self.level, cancel).await?;
+        crate::compress_verified(staging, 0, None, &tmp, crate::Codec::new(self.compress, self.level), cancel).await?;
         fs::rename(&tmp, &archive).map_err(Error::io("rename", &tmp))?;
         crate::state::sync_dir(&archive)?;
         fs::remove_file(staging).map_err(Error::io("remove", staging))?;

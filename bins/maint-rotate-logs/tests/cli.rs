@@ -121,3 +121,43 @@ fn rotates_with_json_report_dry_run_and_exit_codes() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(json(&out)["status"], "warning");
 }
+
+/// `--archive-url s3://…` against the test env's S3 server, configured by the usual AWS
+/// variables: the uploaded object is the archive, and real `gzip -t` / `gzip -dc` accept it.
+#[tokio::test]
+async fn uploads_each_archive_to_s3() {
+    use maint_testkit::object_store::{ObjectStore, ObjectStoreExt};
+    use maint_testkit::{ACCESS_KEY, REGION, S3, SECRET_KEY};
+    let s3 = S3::shared().await;
+    let bucket = s3.fresh_bucket().await;
+    let dir = tdir("s3");
+    let log = dir.join("api.log");
+    let lines: String = (0..20_000).map(|i| format!("line {i} request_id={i:016x}\n")).collect();
+    fs::write(&log, &lines).unwrap();
+    let url = format!("s3://{}/aindusdb/logs", bucket.bucket);
+    let out = bin()
+        .env("AWS_ENDPOINT", &bucket.endpoint)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_REGION", REGION)
+        .env("AWS_ALLOW_HTTP", "true")
+        .args(["--path", log.to_str().unwrap(), "--archive-url", &url, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json(&out)["metrics"]["files_rotated"], 1.0);
+
+    let store = bucket.store();
+    let listed: Vec<_> = futures::TryStreamExt::try_collect(store.list(Some(&"aindusdb/logs".into()))).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let name = listed[0].location.filename().unwrap().to_owned();
+    assert!(name.starts_with("api-") && name.ends_with(".log.gz"), "{name}");
+    let local = fs::read(dir.join(&name)).unwrap();
+    let remote = store.get(&listed[0].location).await.unwrap().bytes().await.unwrap();
+    assert_eq!(remote.as_ref(), local.as_slice(), "the uploaded object is the archive");
+    let fetched = dir.join("fetched.gz");
+    fs::write(&fetched, &remote).unwrap();
+    assert!(Command::new("gzip").arg("-t").arg(&fetched).status().unwrap().success());
+    let plain = Command::new("gzip").arg("-dc").arg(&fetched).output().unwrap();
+    assert_eq!(plain.stdout, lines.as_bytes());
+}

@@ -8,9 +8,11 @@ mod config;
 mod deploy;
 mod docker;
 mod error;
+mod jsonpath;
 mod migration;
 mod migrator;
 mod smoke;
+mod suite;
 mod update;
 mod version;
 
@@ -30,6 +32,7 @@ pub(crate) use deploy::MockDeployer;
 pub use deploy::{Deployer, Revision, image_tag};
 pub use docker::{DockerDeployer, DockerService};
 pub use error::Error;
+pub use jsonpath::JsonPath;
 pub use migration::{
     AppliedMigration, Migration, MigrationPlan, MigrationVersion, Phase, load_dir, plan_migrations, sha256_hex,
     split_statements,
@@ -40,6 +43,9 @@ pub use migrator::{AppliedStep, MIGRATION_LOCK_KEY, MigrationOutcome, Migrator, 
 #[cfg(test)]
 pub(crate) use smoke::MockHealthChecks;
 pub use smoke::{CheckResult, HealthChecks, HttpCheck, HttpChecks, describe_failures};
+pub use suite::{
+    Assertion, SmokeChecks, SmokePhase, SmokeReport, SmokeRunner, SmokeStatus, SmokeStep, SmokeStepResult, SmokeSuite,
+};
 pub use update::{Step, StepRecord, StepStatus, SystemUpdate, UPDATE_TASK_ID, UpdateRequest, UpdateSettings, Updater};
 pub use version::{UpdateKind, VersionDecision, VersionPolicy, check_update, classify, parse_version};
 

@@ -21,6 +21,12 @@ use maint_release::{
 };
 use maint_testkit::{Postgres, TestDb};
 
+#[path = "release/smoke.rs"]
+mod smoke;
+
+#[path = "release/changes.rs"]
+mod changes;
+
 async fn fresh() -> TestDb {
     Postgres::shared().await.fresh_database().await
 }

@@ -1,0 +1,262 @@
+//! The declarative smoke suite against the real AindusDB stand-in, served in-process.
+
+use std::collections::BTreeMap;
+
+use aindusdb_standin::{DEFAULT_TOKEN, Options};
+use maint_core::Secret;
+use maint_release::{Error, HealthChecks, SmokeChecks, SmokePhase, SmokeReport, SmokeRunner, SmokeStatus, SmokeSuite};
+use quick_xml::events::Event;
+
+/// Serves a stand-in on a random port; its base URL.
+async fn standin(opts: Options) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, aindusdb_standin::app(opts)).await.unwrap() });
+    format!("http://{addr}")
+}
+
+fn runner(base: &str) -> SmokeRunner {
+    SmokeRunner::new(base).unwrap().secret("token", Secret::new(DEFAULT_TOKEN))
+}
+
+fn suite_file(name: &str, text: &str) -> std::path::PathBuf {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let path = std::env::temp_dir().join(format!("maint-smoke-{}-{nanos}-{name}", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Every element of a JUnit document with its attributes, parsed back with quick-xml.
+fn junit_elements(xml: &str) -> Vec<(String, BTreeMap<String, String>)> {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut out = Vec::new();
+    loop {
+        match reader.read_event().expect("well-formed XML") {
+            Event::Start(e) | Event::Empty(e) => {
+                let attrs = e
+                    .attributes()
+                    .map(|a| {
+                        let a = a.unwrap();
+                        let value = a.normalized_value(quick_xml::XmlVersion::Implicit1_0).unwrap().into_owned();
+                        (String::from_utf8(a.key.as_ref().to_vec()).unwrap(), value)
+                    })
+                    .collect();
+                out.push((String::from_utf8(e.name().as_ref().to_vec()).unwrap(), attrs));
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    out
+}
+
+fn statuses(r: &SmokeReport) -> Vec<(&str, SmokeStatus)> {
+    r.steps.iter().map(|s| (s.name.as_str(), s.status)).collect()
+}
+
+async fn index_count(base: &str) -> usize {
+    let body: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/v1/vector/indexes"))
+        .bearer_auth(DEFAULT_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["indexes"].as_array().unwrap().len()
+}
+
+#[tokio::test]
+async fn the_builtin_suite_passes_on_a_healthy_standin_and_cleans_up() {
+    let base = standin(Options { version: "1.1.0".into(), ..Options::default() }).await;
+    let r = runner(&base).run(&SmokeSuite::aindusdb()).await.unwrap();
+    assert!(r.ok(), "{}", r.summary());
+    assert_eq!((r.passed, r.failed, r.skipped), (12, 0, 0));
+    // The index id the create step captured was used by the next steps and the teardown.
+    let create = r.steps.iter().find(|s| s.name == "create-index").unwrap();
+    assert_eq!(create.http_status, Some(201));
+    let upsert = r.steps.iter().find(|s| s.name == "upsert-vector").unwrap();
+    assert_eq!(upsert.path, "/v1/vector/indexes/idx-1/vectors");
+    let delete = r.steps.last().unwrap();
+    assert_eq!(
+        (delete.phase, delete.path.as_str(), delete.http_status),
+        (SmokePhase::Teardown, "/v1/vector/indexes/idx-1", Some(204))
+    );
+    assert_eq!(index_count(&base).await, 0, "the teardown deleted the index");
+
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!((json["passed"].as_u64(), json["failed"].as_u64()), (Some(12), Some(0)));
+    let xml = r.to_junit();
+    let elements = junit_elements(&xml);
+    let suite = &elements.iter().find(|(n, _)| n == "testsuite").unwrap().1;
+    assert_eq!((suite["name"].as_str(), suite["tests"].as_str(), suite["failures"].as_str()), ("aindusdb", "12", "0"));
+    let cases: Vec<&str> = elements.iter().filter(|(n, _)| n == "testcase").map(|(_, a)| a["name"].as_str()).collect();
+    assert_eq!(cases.len(), 12);
+    assert_eq!(cases[0], "health");
+    assert!(!elements.iter().any(|(n, _)| n == "failure"));
+
+    // A run again creates a second index (unique name per run) and deletes it too.
+    let again = runner(&base).run(&SmokeSuite::aindusdb()).await.unwrap();
+    assert!(again.ok(), "{}", again.summary());
+    assert_eq!(index_count(&base).await, 0);
+}
+
+#[tokio::test]
+async fn a_wrong_veritas_answer_is_caught_and_the_teardown_still_runs() {
+    // The service answers 5.5 for 2 + 3: the built-in suite's numeric assertions fail.
+    let base = standin(Options { veritas_offset: 0.5, ..Options::default() }).await;
+    let r = runner(&base).run(&SmokeSuite::aindusdb()).await.unwrap();
+    assert_eq!((r.passed, r.failed, r.skipped), (9, 3, 0), "{}", r.summary());
+    let sum = r.steps.iter().find(|s| s.name == "veritas-sum").unwrap();
+    assert_eq!(sum.error.as_deref(), Some("$.result: expected 5 (±0.000000001), got 5.5"));
+    assert_eq!(r.steps.last().unwrap().status, SmokeStatus::Passed, "teardown ran after the failures");
+    assert_eq!(index_count(&base).await, 0);
+    let elements = junit_elements(&r.to_junit());
+    let failures: Vec<&str> =
+        elements.iter().filter(|(n, _)| n == "failure").map(|(_, a)| a["message"].as_str()).collect();
+    assert_eq!(failures.len(), 3);
+    assert!(failures.contains(&"$.result: expected 4 (±0.000000001), got 4.5"), "{failures:?}");
+
+    // A suite that expects 5.1 without tolerance fails on a correct service.
+    let good = standin(Options::default()).await;
+    let path = suite_file(
+        "strict.toml",
+        r#"
+        name = "strict"
+        [[steps]]
+        name = "veritas-sum"
+        method = "post"
+        path = "/v1/veritas/verify"
+        body = { expression = "2 + 3" }
+        assert = [{ path = "$.result", number = 5.1 }, { path = "$.verified", equals = true }]
+        "#,
+    );
+    let strict = SmokeSuite::from_path(&path).unwrap();
+    let r = SmokeRunner::new(&good).unwrap().run(&strict).await.unwrap();
+    assert_eq!((r.passed, r.failed), (0, 1));
+    assert_eq!(r.steps[0].error.as_deref(), Some("$.result: expected 5.1 (±0), got 5.0"));
+    std::fs::remove_file(path).unwrap();
+}
+
+#[tokio::test]
+async fn a_failing_teardown_is_reported_and_a_missing_capture_skips_what_needs_it() {
+    let base = standin(Options::default()).await;
+    // YAML, with captures used in a path, a header-less body and the teardown; the last
+    // step already deleted the index, so the teardown's delete answers 404.
+    let path = suite_file(
+        "teardown.yaml",
+        r#"
+name: teardown
+headers: { Authorization: "Bearer ${token}" }
+steps:
+  - name: create
+    method: POST
+    path: /v1/vector/indexes
+    body: { name: "t-${run_id}", dimension: 3 }
+    expect_status: 201
+    capture: { index_id: $.id, dim: $.dimension }
+  - name: upsert
+    method: POST
+    path: /v1/vector/indexes/${index_id}/vectors
+    body: { vectors: [{ id: "v", values: [1, 0, 0], metadata: { dim: "${dim}" } }] }
+    assert: [{ path: $.count, number: 1 }]
+  - name: query
+    method: POST
+    path: /v1/vector/indexes/${index_id}/query
+    body: { vector: [2, 0, 0] }
+    assert: [{ path: "$.matches[0].metadata.dim", equals: 3 }, { path: "$.matches[0].score", number: 1, tolerance: 1e-9 }]
+  - name: delete-early
+    method: DELETE
+    path: /v1/vector/indexes/${index_id}
+    expect_status: 204
+teardown:
+  - name: delete
+    method: DELETE
+    path: /v1/vector/indexes/${index_id}
+    expect_status: 204
+"#,
+    );
+    let suite = SmokeSuite::from_path(&path).unwrap();
+    let r = runner(&base).run(&suite).await.unwrap();
+    assert_eq!(
+        statuses(&r),
+        [
+            ("create", SmokeStatus::Passed),
+            ("upsert", SmokeStatus::Passed),
+            ("query", SmokeStatus::Passed),
+            ("delete-early", SmokeStatus::Passed),
+            ("delete", SmokeStatus::Failed),
+        ],
+        "{}",
+        r.summary()
+    );
+    assert!(!r.ok());
+    let teardown = r.steps.last().unwrap();
+    assert_eq!(teardown.phase, SmokePhase::Teardown);
+    assert_eq!(teardown.error.as_deref(), Some("HTTP 404 (expected 204): {\"error\":\"no index idx-1\"}"));
+    let elements = junit_elements(&r.to_junit());
+    let failed_case = elements.iter().position(|(n, _)| n == "failure").map(|i| &elements[i - 1].1).unwrap();
+    assert_eq!((failed_case["name"].as_str(), failed_case["classname"].as_str()), ("delete", "teardown.teardown"));
+
+    // A wrong token: the create fails, what needs its capture is skipped, not failed.
+    let r = SmokeRunner::new(&base).unwrap().secret("token", Secret::new("wrong")).run(&suite).await.unwrap();
+    assert_eq!(
+        statuses(&r),
+        [
+            ("create", SmokeStatus::Failed),
+            ("upsert", SmokeStatus::Skipped),
+            ("query", SmokeStatus::Skipped),
+            ("delete-early", SmokeStatus::Skipped),
+            ("delete", SmokeStatus::Skipped),
+        ]
+    );
+    assert_eq!(r.steps[0].error.as_deref(), Some("HTTP 401 (expected 201): {\"error\":\"invalid token\"}"));
+    assert_eq!(r.steps[1].error.as_deref(), Some("needs ${index_id}, which no earlier step captured"));
+    assert!(!serde_json::to_string(&r).unwrap().contains("wrong"), "the secret token is never in the report");
+    std::fs::remove_file(path).unwrap();
+}
+
+#[tokio::test]
+async fn a_broken_standin_fails_readiness_and_health_and_a_step_times_out() {
+    let base = standin(Options { broken: true, ..Options::default() }).await;
+    let checks = SmokeChecks::new(runner(&base), SmokeSuite::aindusdb()).unwrap();
+    let results = checks.check().await;
+    let failed: Vec<(&str, Option<&str>, u32)> =
+        results.iter().filter(|c| !c.ok).map(|c| (c.name.as_str(), c.error.as_deref(), c.attempts)).collect();
+    assert_eq!(
+        failed,
+        [
+            ("health", Some("$.status: expected \"healthy\", got \"degraded\""), 3),
+            ("health-ready", Some("HTTP 503 (expected 200): {\"error\":\"broken build: not ready\"}"), 3),
+        ]
+    );
+    assert_eq!(results.len(), 12, "skipped steps are not check results; every step ran here");
+
+    // Without the token variable, the built-in suite is refused before anything runs.
+    let err = SmokeChecks::new(SmokeRunner::new(&base).unwrap(), SmokeSuite::aindusdb()).unwrap_err();
+    assert!(
+        matches!(&err, Error::Invalid { field, .. } if field == "smoke suite aindusdb: headers.Authorization"),
+        "{err}"
+    );
+
+    // A server that accepts and never answers: the step's own timeout fails it.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (sock, _) = silent.accept().await.unwrap();
+            held.push(sock);
+        }
+    });
+    let suite: SmokeSuite = toml::from_str(
+        "name = \"slow\"\ntimeout_secs = 3600\n[[steps]]\nname = \"hang\"\npath = \"/health\"\ntimeout_secs = 0.3",
+    )
+    .unwrap();
+    let r = SmokeRunner::new(&format!("http://{addr}")).unwrap().run(&suite).await.unwrap();
+    assert_eq!(r.failed, 1);
+    assert_eq!(r.steps[0].http_status, None);
+    assert!(r.steps[0].error.as_deref().unwrap().contains("timed out"), "{:?}", r.steps[0].error);
+    holder.abort();
+}

@@ -1,5 +1,5 @@
 //! `maint-db-optimize`: VACUUM/ANALYZE with SKIP_LOCKED, batched retention, cleanup of
-//! invalid `_ccnew`/`_ccold` indexes, `REINDEX INDEX CONCURRENTLY` of bloated indexes, and
+//! invalid `_ccnew`/`_ccold` indexes, `REINDEX INDEX CONCURRENTLY` of bloated indexes, amcheck, and
 //! read-only health/performance and security reports, without blocking production.
 
 use std::path::PathBuf;
@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use maint_core::{Secret, Task, TaskContext, TaskReport, one_line};
 use maint_db::{
-    CapacityPlanning, Config, DatabaseOptimization, Error, IndexRebuild, PerformanceAnalysis, PgSecurityAudit, Steps,
+    CapacityPlanning, Config, DatabaseOptimization, Error, IndexIntegrity, IndexRebuild, PerformanceAnalysis,
+    PgSecurityAudit, Steps,
 };
 
 /// Flags override the `--config` file, which overrides the defaults. The database URL is
@@ -56,6 +57,9 @@ struct Cli {
     /// Step: the read-only PostgreSQL security audit (task pg-security-audit).
     #[arg(long)]
     audit: bool,
+    /// Step: verify btree indexes with amcheck's bt_index_check (task index-integrity).
+    #[arg(long)]
+    amcheck: bool,
     /// Step: record size snapshots and project growth to the disk budget (task capacity-planning).
     #[arg(long)]
     capacity: bool,
@@ -114,6 +118,7 @@ fn build_config(cli: &Cli) -> Result<Config, Error> {
         || cli.report
         || cli.audit
         || cli.capacity
+        || cli.amcheck
     {
         cfg.steps = Steps {
             analyze: cli.analyze,
@@ -126,7 +131,7 @@ fn build_config(cli: &Cli) -> Result<Config, Error> {
 }
 
 /// The tasks the switches ask for, in order: optimization (when any of its steps is on),
-/// index rebuild, performance report, security audit, capacity planning. Without a switch: optimization.
+/// index rebuild, index integrity, performance report, security audit, capacity planning. Without a switch: optimization.
 fn tasks(cli: &Cli, cfg: &Config) -> Result<Vec<Box<dyn Task>>, Error> {
     let mut tasks: Vec<Box<dyn Task>> = Vec::new();
     let s = cfg.steps;
@@ -134,12 +139,15 @@ fn tasks(cli: &Cli, cfg: &Config) -> Result<Vec<Box<dyn Task>>, Error> {
         || s.vacuum
         || s.retention
         || s.invalid_indexes
-        || !(cli.reindex || cli.report || cli.audit || cli.capacity)
+        || !(cli.reindex || cli.report || cli.audit || cli.capacity || cli.amcheck)
     {
         tasks.push(Box::new(DatabaseOptimization::new(cfg)?));
     }
     if cli.reindex {
         tasks.push(Box::new(IndexRebuild::new(cfg)?));
+    }
+    if cli.amcheck {
+        tasks.push(Box::new(IndexIntegrity::new(cfg)?));
     }
     if cli.report {
         tasks.push(Box::new(PerformanceAnalysis::new(cfg)?));
@@ -225,6 +233,12 @@ fn text(r: &TaskReport) -> String {
                 format!("{}: {} ({} bytes wasted, {})", s("sql"), s("outcome"), item["bloat_bytes"], s("basis"))
             }
             "bloat" if item["pgstattuple"] == false => s("note"),
+            "amcheck" if item["amcheck"] == false => s("note"),
+            "amcheck" => {
+                let why = [s("message"), s("error")].concat();
+                let why = if why.is_empty() { String::new() } else { format!(": {why}") };
+                format!("bt_index_check {}: {}{why}", s("index"), s("outcome"))
+            }
             "bloat" => {
                 let measured = match item["bloat_bytes_measured"].as_i64() {
                     Some(m) => format!(", measured {m}"),

@@ -197,3 +197,22 @@ async fn several_steps_print_one_run_report_with_a_report_per_task() {
         run["tasks"].as_array().unwrap().iter().map(|t| t["task"].as_str().unwrap().to_owned()).collect();
     assert_eq!(tasks, ["pg-security-audit", "capacity-planning"], "{stdout}");
 }
+
+#[tokio::test]
+async fn amcheck_runs_its_own_task_and_says_when_the_extension_is_missing() {
+    let db = seeded().await;
+    let (c, conn) = tokio_postgres::connect(&db.url(), NoTls).await.unwrap();
+    tokio::spawn(conn);
+    c.batch_execute("CREATE TABLE t (id int PRIMARY KEY)").await.unwrap();
+    let out = bin(&["--amcheck", "--json"], Some(&db.url())).await;
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = json(&out);
+    assert_eq!((report["task"].as_str(), report["status"].as_str()), (Some("index-integrity"), Some("warning")));
+    assert!(report["warnings"][0].as_str().unwrap().contains("amcheck is not installed"), "{report}");
+    c.batch_execute("CREATE EXTENSION amcheck").await.unwrap();
+    let out = bin(&["--amcheck"], Some(&db.url())).await;
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("index-integrity: ok") && stdout.contains("indexes_corrupt=0"), "{stdout}");
+    assert!(!stdout.contains("database-optimization"), "{stdout}");
+}

@@ -200,7 +200,7 @@ impl Task for IndexRebuild {
 /// Adds findings to a report: one item each (`{"step": "finding", "check", "severity",
 /// "subject", "message", "action"}`), a warning for each warning or critical one, and
 /// the counts as `findings_critical`, `findings_warning`, `findings_info`.
-fn report_findings(report: &mut TaskReport, findings: &[Finding]) {
+pub(crate) fn report_findings(report: &mut TaskReport, findings: &[Finding]) {
     for f in findings {
         let mut item = json!(f);
         item["step"] = "finding".into();

@@ -129,6 +129,40 @@ pub struct ResolvedRule {
     pub cutoff: String,
 }
 
+/// A btree index that `amcheck` can verify (valid, ready, not temporary).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BtreeIndex {
+    /// `pg_class.oid` of the index.
+    pub oid: u32,
+    /// Schema.
+    pub schema: String,
+    /// Index name.
+    pub name: String,
+    /// Its table.
+    pub table: String,
+    /// The table's oid.
+    pub table_oid: u32,
+    /// Size from `relpages`.
+    pub bytes: i64,
+}
+
+/// What `bt_index_check` said about one index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum IndexCheck {
+    /// No problem found.
+    Ok,
+    /// amcheck raised `index_corrupted` (XX002) or `data_corrupted` (XX001).
+    Corrupt {
+        /// The SQLSTATE.
+        sqlstate: String,
+        /// The server's message, with its detail when there is one.
+        message: String,
+    },
+    /// The index was dropped after it was listed.
+    Vanished,
+}
+
 /// The I/O a maintenance run needs. Object safe; [`PgBackend`](crate::PgBackend)
 /// implements it on a [`Db`](crate::Db), tests mock it.
 #[cfg_attr(test, mockall::automock)]
@@ -160,6 +194,13 @@ pub trait DbBackend: Send + Sync + Debug + 'static {
     async fn measure(&self, relation: &BloatEstimate) -> Result<BloatMeasurement, Error>;
     /// `REINDEX INDEX CONCURRENTLY` (with lock retries); returns the index size after.
     async fn reindex(&self, index: &BloatEstimate) -> Result<i64, Error>;
+    /// Whether `amcheck` is installed; with `create`, installs it first when missing.
+    async fn amcheck(&self, create: bool) -> Result<bool, Error>;
+    /// Valid, ready, non-temporary btree indexes of user tables, and of the system
+    /// catalogs and TOAST tables too when `catalogs`.
+    async fn btree_indexes(&self, catalogs: bool) -> Result<Vec<BtreeIndex>, Error>;
+    /// `bt_index_check` on one index (with lock retries); corruption is an `Ok` answer.
+    async fn check_index(&self, index: &BtreeIndex, heapallindexed: bool) -> Result<IndexCheck, Error>;
     /// Reads the statistics views for the health analysis.
     async fn health(&self) -> Result<HealthSnapshot, Error>;
     /// Reads roles, `pg_hba_file_rules` and settings for the security audit.

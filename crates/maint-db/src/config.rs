@@ -130,6 +130,8 @@ pub struct Config {
     pub bloat: BloatConfig,
     /// Index rebuild thresholds (`[reindex]`).
     pub reindex: ReindexConfig,
+    /// Index integrity checks (`[amcheck]`).
+    pub amcheck: AmcheckConfig,
     /// Health and performance analysis thresholds (`[analysis]`).
     pub analysis: AnalysisConfig,
     /// Security audit settings (`[audit]`).
@@ -223,6 +225,26 @@ pub struct BloatConfig {
 impl Default for BloatConfig {
     fn default() -> Self {
         BloatConfig { create_extension: false, measure_top: 20 }
+    }
+}
+
+/// Index integrity checks with `amcheck` (`[amcheck]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmcheckConfig {
+    /// `CREATE EXTENSION IF NOT EXISTS amcheck` when it is missing (off: only use it when
+    /// an administrator installed it). Never in a dry run.
+    pub create_extension: bool,
+    /// `bt_index_check(index, heapallindexed => true)`: also verify that every heap tuple
+    /// has its index entry (reads the whole table; much slower).
+    pub heapallindexed: bool,
+    /// Check the btree indexes of `pg_catalog` and TOAST tables too.
+    pub include_catalogs: bool,
+}
+
+impl Default for AmcheckConfig {
+    fn default() -> Self {
+        AmcheckConfig { create_extension: false, heapallindexed: false, include_catalogs: true }
     }
 }
 
@@ -337,6 +359,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             bloat: BloatConfig::default(),
             reindex: ReindexConfig::default(),
+            amcheck: AmcheckConfig::default(),
             analysis: AnalysisConfig::default(),
             audit: AuditConfig::default(),
             capacity: CapacityConfig::default(),
@@ -390,6 +413,8 @@ pub struct Settings {
     pub bloat: BloatConfig,
     /// Reindex thresholds.
     pub reindex: ReindexConfig,
+    /// Index integrity checks.
+    pub amcheck: AmcheckConfig,
     /// Analysis thresholds.
     pub analysis: AnalysisSettings,
     /// Security audit.
@@ -563,6 +588,7 @@ impl Config {
             rules,
             bloat: self.bloat.clone(),
             reindex: self.reindex.clone(),
+            amcheck: self.amcheck.clone(),
             analysis,
             audit: self.audit.clone(),
             capacity,

@@ -411,6 +411,27 @@ pub struct HbaRule {
     pub method: String,
 }
 
+/// An installed extension and how many objects outside any extension depend on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExtensionInfo {
+    /// `extname`.
+    pub name: String,
+    /// `extversion`.
+    pub version: String,
+    /// The schema its objects are in.
+    pub schema: String,
+    /// Objects that are not members of an extension and depend (`pg_depend`, normal or
+    /// automatic) on one of its member objects: a column of its type, an index with its
+    /// operator class, a view, default or trigger calling its function.
+    pub dependents: i64,
+}
+
+/// Extensions maint-db itself calls, and what for.
+const USED_BY_MAINT_DB: [(&str, &str); 2] = [
+    ("pgstattuple", "the bloat measurement (index-rebuild)"),
+    ("amcheck", "the index integrity check (index-integrity)"),
+];
+
 /// What the PostgreSQL security audit reads.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct SecuritySnapshot {
@@ -424,6 +445,8 @@ pub struct SecuritySnapshot {
     pub ssl: bool,
     /// PUBLIC has CREATE on schema `public`.
     pub public_schema_create: bool,
+    /// Installed extensions of this database.
+    pub extensions: Vec<ExtensionInfo>,
 }
 
 /// Turns a security snapshot into findings, most severe first.
@@ -512,6 +535,27 @@ pub fn audit_security(s: &SecuritySnapshot, cfg: &AuditConfig) -> Vec<Finding> {
             "schema \"public\"".into(),
             "PUBLIC may CREATE in schema public (CVE-2018-1058 search_path attacks)".into(),
             "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+        ));
+    }
+    for e in s.extensions.iter().filter(|e| e.name != "plpgsql" && e.dependents == 0) {
+        let used = USED_BY_MAINT_DB
+            .iter()
+            .find(|(n, _)| *n == e.name)
+            .map(|(_, what)| format!("; maint-db calls it for {what}"))
+            .unwrap_or_default();
+        out.push(finding(
+            "unused_extension",
+            Info,
+            format!("extension {}", quote_ident(&e.name)),
+            format!(
+                "{} {} in schema {}: no object of this database depends on it (queries and function bodies \
+                 may still call it: PostgreSQL does not record those){used}",
+                e.name,
+                e.version,
+                quote_ident(&e.schema)
+            ),
+            "if no application query calls it, DROP EXTENSION it: each installed extension is code that runs \
+             in the server and must be kept up to date",
         ));
     }
     sort(&mut out);
@@ -687,6 +731,12 @@ mod tests {
 
     #[test]
     fn the_security_audit_names_each_problem() {
+        let ext = |name: &str, dependents| ExtensionInfo {
+            name: name.into(),
+            version: "1.0".into(),
+            schema: "public".into(),
+            dependents,
+        };
         let role = |name: &str, superuser, login, valid: Option<&str>| RoleInfo {
             name: name.into(),
             superuser,
@@ -722,6 +772,7 @@ mod tests {
             password_encryption: "md5".into(),
             ssl: false,
             public_schema_create: true,
+            extensions: vec![ext("plpgsql", 0), ext("hstore", 0), ext("pg_trgm", 2), ext("pgstattuple", 0)],
         };
         let cfg = AuditConfig { require_password_expiry: true, ..AuditConfig::default() };
         let f = audit_security(&s, &cfg);
@@ -737,8 +788,12 @@ mod tests {
                 ("ssl_off", Severity::Warning, "ssl"),
                 ("superuser_login", Severity::Warning, "role \"admin\""),
                 ("superuser_login", Severity::Info, "role \"postgres\""),
+                ("unused_extension", Severity::Info, "extension \"hstore\""),
+                ("unused_extension", Severity::Info, "extension \"pgstattuple\""),
             ]
         );
+        let pgstattuple = f.iter().find(|x| x.subject == "extension \"pgstattuple\"").unwrap();
+        assert!(pgstattuple.message.contains("maint-db calls it for the bloat measurement"), "{}", pgstattuple.message);
         assert_eq!(f[0].message, "host all all 0.0.0.0/0 trust: connections without a password");
         let clean = SecuritySnapshot {
             roles: vec![role("app", false, true, None)],
@@ -746,6 +801,7 @@ mod tests {
             password_encryption: "scram-sha-256".into(),
             ssl: true,
             public_schema_create: false,
+            extensions: vec![ext("plpgsql", 0)],
         };
         assert_eq!(
             checks(&audit_security(&clean, &AuditConfig::default())),

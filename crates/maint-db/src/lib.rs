@@ -9,6 +9,7 @@ mod db;
 mod error;
 mod findings;
 mod ident;
+mod integrity;
 mod locks;
 mod planner;
 mod postgres;
@@ -19,7 +20,8 @@ pub use analysis::{
     PgSecurityAudit, pg_security_audit,
 };
 pub use backend::{
-    DbBackend, InvalidIndex, Reason, ResolvedRule, RuleTarget, TableJob, TableOutcome, TableStats, TableWork,
+    BtreeIndex, DbBackend, IndexCheck, InvalidIndex, Reason, ResolvedRule, RuleTarget, TableJob, TableOutcome,
+    TableStats, TableWork,
 };
 pub use bloat::{
     BloatEntry, BloatEstimate, BloatMeasurement, ReindexJob, RelKind, bloat_candidates, index_waste, needs_rebuild,
@@ -27,16 +29,18 @@ pub use bloat::{
 };
 pub use capacity::{CAPACITY_PLANNING_ID, CapacityPlanning, Forecast, SizeKind, SizeSample, forecast};
 pub use config::{
-    AnalysisConfig, AnalysisSettings, AuditConfig, BloatConfig, CapacityConfig, CapacitySettings, Config, Order,
-    ReindexConfig, RetentionConfig, RetentionRule, RetentionRuleConfig, Settings, Steps, parse_duration, parse_size,
+    AmcheckConfig, AnalysisConfig, AnalysisSettings, AuditConfig, BloatConfig, CapacityConfig, CapacitySettings,
+    Config, Order, ReindexConfig, RetentionConfig, RetentionRule, RetentionRuleConfig, Settings, Steps, parse_duration,
+    parse_size,
 };
 pub use db::{Db, RUN_LOCK_KEY, RunLock, RunLockAttempt, retry_pause};
 pub use error::{Blocker, Error};
 pub use findings::{
-    Finding, HbaRule, HealthFigures, HealthSnapshot, IndexUsage, ReplicaInfo, RoleInfo, SecuritySnapshot, SessionInfo,
-    Severity, SlotInfo, TableScans, assess_health, audit_security,
+    ExtensionInfo, Finding, HbaRule, HealthFigures, HealthSnapshot, IndexUsage, ReplicaInfo, RoleInfo,
+    SecuritySnapshot, SessionInfo, Severity, SlotInfo, TableScans, assess_health, audit_security,
 };
 pub use ident::{qualified, quote_ident};
+pub use integrity::{INDEX_INTEGRITY_ID, IndexIntegrity, corrupt_index_finding};
 pub use locks::LockMode;
 pub use planner::{
     InvalidIndexPlan, TablePlanOptions, count_expired_sql, delete_batch_sql, is_reindex_leftover, job_sql,

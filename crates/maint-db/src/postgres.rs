@@ -2,10 +2,11 @@ use async_trait::async_trait;
 
 use crate::db::query_err;
 use crate::{
-    BloatEstimate, BloatMeasurement, Db, DbBackend, Error, HbaRule, HealthSnapshot, IndexUsage, InvalidIndex, LockMode,
-    RelKind, ReplicaInfo, ResolvedRule, RetentionRule, RoleInfo, RuleTarget, RunLockAttempt, SecuritySnapshot,
-    SessionInfo, SizeKind, SizeSample, SlotInfo, TableJob, TableOutcome, TableScans, TableStats, TableWork,
-    count_expired_sql, delete_batch_sql, index_waste, job_sql, qualified, reindex_sql,
+    BloatEstimate, BloatMeasurement, BtreeIndex, Db, DbBackend, Error, ExtensionInfo, HbaRule, HealthSnapshot,
+    IndexCheck, IndexUsage, InvalidIndex, LockMode, RelKind, ReplicaInfo, ResolvedRule, RetentionRule, RoleInfo,
+    RuleTarget, RunLockAttempt, SecuritySnapshot, SessionInfo, SizeKind, SizeSample, SlotInfo, TableJob, TableOutcome,
+    TableScans, TableStats, TableWork, count_expired_sql, delete_batch_sql, index_waste, job_sql, qualified,
+    reindex_sql,
 };
 
 /// SQLSTATE of "insufficient privilege".
@@ -74,6 +75,11 @@ fn index_bloat_sql() -> String {
     )
 }
 
+/// SQLSTATE of "index corrupted" (raised by amcheck).
+const INDEX_CORRUPTED: &str = "XX002";
+/// SQLSTATE of "data corrupted".
+const DATA_CORRUPTED: &str = "XX001";
+
 /// SQLSTATE of "undefined table".
 const UNDEFINED_TABLE: &str = "42P01";
 
@@ -96,16 +102,35 @@ impl PgBackend {
 
     /// The schema `pgstattuple` is installed in, if it is.
     async fn pgstattuple_schema(&self) -> Result<Option<String>, Error> {
+        self.extension_schema("pgstattuple").await
+    }
+
+    /// The schema extension `name` is installed in, if it is.
+    async fn extension_schema(&self, name: &str) -> Result<Option<String>, Error> {
         let client = self.db.client().await?;
         let row = client
             .query_opt(
                 "SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace \
-                 WHERE e.extname = 'pgstattuple'",
-                &[],
+                 WHERE e.extname = $1",
+                &[&name],
             )
             .await
-            .map_err(query_err("look up pgstattuple"))?;
+            .map_err(query_err(format!("look up extension {name}")))?;
         Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Whether extension `name` is installed; with `create`, installs it first when missing.
+    async fn extension(&self, name: &str, create: bool) -> Result<bool, Error> {
+        if self.extension_schema(name).await?.is_some() {
+            return Ok(true);
+        }
+        if !create {
+            return Ok(false);
+        }
+        let client = self.db.client().await?;
+        let sql = format!("CREATE EXTENSION IF NOT EXISTS {}", crate::quote_ident(name));
+        client.batch_execute(&sql).await.map_err(query_err(sql.clone()))?;
+        Ok(true)
     }
 
     /// Sessions of this database holding a snapshot (`backend_xmin`): what a concurrent
@@ -330,18 +355,80 @@ impl DbBackend for PgBackend {
     }
 
     async fn pgstattuple(&self, create: bool) -> Result<bool, Error> {
-        if self.pgstattuple_schema().await?.is_some() {
-            return Ok(true);
-        }
-        if !create {
-            return Ok(false);
-        }
+        self.extension("pgstattuple", create).await
+    }
+
+    async fn amcheck(&self, create: bool) -> Result<bool, Error> {
+        self.extension("amcheck", create).await
+    }
+
+    async fn btree_indexes(&self, catalogs: bool) -> Result<Vec<BtreeIndex>, Error> {
         let client = self.db.client().await?;
-        client
-            .batch_execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT ci.oid, n.nspname::text, ci.relname::text, ct.relname::text, ct.oid, \
+                       ci.relpages::bigint * current_setting('block_size')::bigint \
+                     FROM pg_index x \
+                     JOIN pg_class ci ON ci.oid = x.indexrelid \
+                     JOIN pg_class ct ON ct.oid = x.indrelid \
+                     JOIN pg_namespace n ON n.oid = ci.relnamespace \
+                     JOIN pg_am am ON am.oid = ci.relam AND am.amname = 'btree' \
+                     WHERE x.indisvalid AND x.indisready AND x.indislive AND ci.relpersistence <> 't' \
+                       AND ($1 OR ({USER_SCHEMAS})) AND n.nspname NOT LIKE 'pg\\_temp%' \
+                       AND n.nspname NOT LIKE 'pg\\_toast\\_temp%' \
+                     ORDER BY 2, 3"
+                ),
+                &[&catalogs],
+            )
             .await
-            .map_err(query_err("CREATE EXTENSION pgstattuple"))?;
-        Ok(true)
+            .map_err(query_err("list btree indexes"))?;
+        Ok(rows
+            .iter()
+            .map(|r| BtreeIndex {
+                oid: r.get(0),
+                schema: r.get(1),
+                name: r.get(2),
+                table: r.get(3),
+                table_oid: r.get(4),
+                bytes: r.get(5),
+            })
+            .collect())
+    }
+
+    async fn check_index(&self, index: &BtreeIndex, heapallindexed: bool) -> Result<IndexCheck, Error> {
+        let schema = self
+            .extension_schema("amcheck")
+            .await?
+            .ok_or_else(|| Error::invalid("amcheck", "the amcheck extension is not installed"))?;
+        let sql = format!("SELECT {}.bt_index_check($1::oid::regclass, $2)", crate::quote_ident(&schema));
+        let operation = format!("bt_index_check {}", qualified(&index.schema, &index.name));
+        let run = self
+            .db
+            .retry_locked(&operation, Some((index.table_oid, LockMode::AccessShare)), || async {
+                let client = self.db.client().await?;
+                client.execute(&sql, &[&index.oid, &heapallindexed]).await.map_err(query_err(operation.clone()))
+            })
+            .await;
+        let Err(err) = run else { return Ok(IndexCheck::Ok) };
+        if let Error::Query { source, .. } = &err
+            && let Some(db) = source.as_db_error()
+            && matches!(db.code().code(), INDEX_CORRUPTED | DATA_CORRUPTED)
+        {
+            let message = match db.detail() {
+                Some(d) => format!("{} ({d})", db.message()),
+                None => db.message().to_owned(),
+            };
+            return Ok(IndexCheck::Corrupt { sqlstate: db.code().code().to_owned(), message });
+        }
+        // Dropped since it was listed: "could not open relation with OID".
+        let client = self.db.client().await?;
+        let exists = client
+            .query_opt("SELECT 1 FROM pg_class WHERE oid = $1", &[&index.oid])
+            .await
+            .map_err(query_err("look up an index"))?
+            .is_some();
+        if exists { Err(err) } else { Ok(IndexCheck::Vanished) }
     }
 
     async fn measure(&self, rel: &BloatEstimate) -> Result<BloatMeasurement, Error> {
@@ -585,7 +672,31 @@ impl DbBackend for PgBackend {
             )
             .await
             .map_err(query_err("read security settings"))?;
+        // Extensions, and the user objects outside any extension (tables and their columns,
+        // indexes, views, defaults, constraints, triggers, functions, types, policies) that
+        // depend on one of their members ('e' links a member to its extension). Operator
+        // family entries (pg_amop, pg_amproc) are the extension's own plumbing: not counted.
+        let extensions = client
+            .query(
+                "SELECT e.extname::text, e.extversion, n.nspname::text, \
+                   (SELECT count(DISTINCT (u.classid, u.objid)) FROM pg_depend m \
+                    JOIN pg_depend u ON u.refclassid = m.classid AND u.refobjid = m.objid AND u.deptype IN ('n', 'a') \
+                      AND u.classid IN ('pg_class'::regclass, 'pg_rewrite'::regclass, 'pg_attrdef'::regclass, \
+                        'pg_constraint'::regclass, 'pg_trigger'::regclass, 'pg_proc'::regclass, 'pg_type'::regclass, \
+                        'pg_policy'::regclass) \
+                    WHERE m.refclassid = 'pg_extension'::regclass AND m.refobjid = e.oid AND m.deptype = 'e' \
+                      AND NOT EXISTS (SELECT 1 FROM pg_depend x \
+                        WHERE x.classid = u.classid AND x.objid = u.objid AND x.deptype = 'e')) \
+                 FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace ORDER BY 1",
+                &[],
+            )
+            .await
+            .map_err(query_err("read pg_extension"))?;
         Ok(SecuritySnapshot {
+            extensions: extensions
+                .iter()
+                .map(|r| ExtensionInfo { name: r.get(0), version: r.get(1), schema: r.get(2), dependents: r.get(3) })
+                .collect(),
             roles: roles
                 .iter()
                 .map(|r| RoleInfo { name: r.get(0), superuser: r.get(1), login: r.get(2), valid_until: r.get(3) })

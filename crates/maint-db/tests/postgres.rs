@@ -3,8 +3,8 @@
 use maint_core::{Secret, Status, Task, TaskContext, TaskReport};
 use maint_db::deadpool_postgres::tokio_postgres::{self, NoTls};
 use maint_db::{
-    CapacityPlanning, Config, DatabaseOptimization, Db, Error, IndexRebuild, PerformanceAnalysis, PgSecurityAudit,
-    RunLockAttempt, Severity, Steps,
+    CapacityPlanning, Config, DatabaseOptimization, Db, Error, IndexIntegrity, IndexRebuild, PerformanceAnalysis,
+    PgSecurityAudit, RunLockAttempt, Severity, Steps,
 };
 use maint_testkit::{Postgres, TestDb};
 
@@ -682,4 +682,270 @@ async fn a_rebuild_that_times_out_waiting_for_an_old_snapshot_leaves_no_ccnew_be
     assert_eq!(report.metrics["invalid_indexes_dropped"], dropped.len() as f64);
     assert_eq!(during, 0, "no invalid index is left behind");
     assert_eq!(index_state(&c, "churn_v_idx").await.map(|s| s.0), Some(true));
+}
+
+/// A btree index whose operator class changes its order after the build (how PostgreSQL's
+/// own amcheck tests make a corrupt index): `fickle_idx` on `fickle`.
+async fn fickle_index(c: &tokio_postgres::Client) {
+    let cmp = |sign: &str| {
+        format!(
+            "CREATE OR REPLACE FUNCTION int4_fickle_cmp(a int4, b int4) RETURNS int LANGUAGE sql IMMUTABLE AS \
+             $$ SELECT CASE WHEN a = b THEN 0 WHEN a > b THEN {sign}1 ELSE -({sign}1) END $$"
+        )
+    };
+    c.batch_execute(&cmp("")).await.unwrap();
+    c.batch_execute(
+        "CREATE OPERATOR CLASS int4_fickle_ops FOR TYPE int4 USING btree AS \
+           OPERATOR 1 < (int4, int4), OPERATOR 2 <= (int4, int4), OPERATOR 3 = (int4, int4), \
+           OPERATOR 4 >= (int4, int4), OPERATOR 5 > (int4, int4), FUNCTION 1 int4_fickle_cmp(int4, int4); \
+         CREATE TABLE fickle (i int4); INSERT INTO fickle SELECT generate_series(1, 1000); \
+         CREATE INDEX fickle_idx ON fickle (i int4_fickle_ops)",
+    )
+    .await
+    .unwrap();
+    c.batch_execute(&cmp("-")).await.unwrap();
+}
+
+#[tokio::test]
+async fn amcheck_finds_the_corrupt_index_and_passes_the_sound_ones() {
+    let db = fresh().await;
+    let c = session(&db).await;
+    c.batch_execute(
+        "CREATE TABLE fine (id int PRIMARY KEY, v text); INSERT INTO fine SELECT i, md5(i::text) FROM generate_series(1, 5000) i; \
+         CREATE INDEX \"ix; DROP TABLE fine\" ON fine (v)",
+    )
+    .await
+    .unwrap();
+    fickle_index(&c).await;
+    let mut cfg = config(&db, Steps::default());
+
+    // Missing extension, not allowed to create it: nothing checked, and the report says why.
+    let report = IndexIntegrity::new(&cfg).unwrap().run(&TaskContext::new(false)).await;
+    assert_eq!(report.status, Status::Warning, "{report:#?}");
+    assert!(report.warnings[0].contains("amcheck is not installed"), "{:?}", report.warnings);
+    assert_eq!(report.metrics["indexes_checked"], 0.0);
+
+    // Created when configured; every btree index checked (the catalogs' too), one corrupt.
+    cfg.amcheck.create_extension = true;
+    let report = IndexIntegrity::new(&cfg).unwrap().run(&TaskContext::new(false)).await;
+    assert_eq!(report.status, Status::Failed, "{report:#?}");
+    assert_eq!(report.error.as_deref(), Some("1 corrupt index(es): \"public\".\"fickle_idx\""));
+    assert_eq!(report.metrics["indexes_corrupt"], 1.0);
+    assert_eq!(report.metrics["indexes_checked"], report.metrics["indexes_planned"]);
+    assert!(report.metrics["indexes_checked"] > 50.0, "catalog indexes are checked too: {:?}", report.metrics);
+    let finding = items(&report, "finding")[0];
+    assert_eq!(
+        (finding["check"].as_str(), finding["severity"].as_str(), finding["subject"].as_str()),
+        (Some("index_corrupt"), Some("critical"), Some("\"public\".\"fickle_idx\""))
+    );
+    assert!(finding["message"].as_str().unwrap().contains("item order invariant violated"), "{finding}");
+    let corrupt = item(&report, "index", "\"public\".\"fickle_idx\"");
+    assert_eq!((corrupt["outcome"].as_str(), corrupt["sqlstate"].as_str()), (Some("corrupt"), Some("XX002")));
+
+    // A table locked by someone else: its indexes are skipped within lock_timeout, with the blocker.
+    let holder = session(&db).await;
+    let pid: i32 = holder.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    holder.batch_execute("BEGIN; LOCK TABLE fine IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    cfg.amcheck.include_catalogs = false;
+    let report = IndexIntegrity::new(&cfg).unwrap().run(&TaskContext::new(false)).await;
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(report.metrics["indexes_planned"], 3.0, "{report:#?}");
+    assert_eq!((report.metrics["indexes_checked"], report.metrics["indexes_corrupt"]), (1.0, 1.0));
+    for name in ["\"public\".\"fine_pkey\"", "\"public\".\"ix; DROP TABLE fine\""] {
+        let skipped = item(&report, "index", name);
+        assert_eq!(
+            (skipped["outcome"].as_str(), skipped["blockers"][0]["pid"].as_i64()),
+            (Some("skipped"), Some(pid.into()))
+        );
+    }
+
+    // Rebuilt with the operator class as it is now, the index is sound.
+    c.batch_execute("REINDEX INDEX fickle_idx").await.unwrap();
+    let report = IndexIntegrity::new(&cfg).unwrap().run(&TaskContext::new(false)).await;
+    assert_eq!(report.status, Status::Ok, "{report:#?}");
+    assert_eq!((report.metrics["indexes_checked"], report.metrics["indexes_corrupt"]), (3.0, 0.0));
+}
+
+#[tokio::test]
+async fn extensions_nothing_depends_on_are_listed_for_review() {
+    let db = fresh().await;
+    let c = session(&db).await;
+    c.batch_execute(
+        "CREATE EXTENSION hstore; CREATE EXTENSION pg_trgm; CREATE EXTENSION citext; \
+         CREATE TABLE docs (body text); CREATE INDEX docs_trgm ON docs USING gin (body gin_trgm_ops); \
+         CREATE TABLE people (email citext)",
+    )
+    .await
+    .unwrap();
+    let settings = config(&db, Steps::default()).validate().unwrap();
+    let handle = Db::connect(&Secret::new(db.url()), &settings).unwrap();
+    let findings = maint_db::pg_security_audit(&handle, &settings.audit).await.unwrap();
+    let unused: Vec<&str> =
+        findings.iter().filter(|f| f.check == "unused_extension").map(|f| f.subject.as_str()).collect();
+    assert_eq!(unused, ["extension \"hstore\""], "{findings:#?}");
+    let hstore = findings.iter().find(|f| f.check == "unused_extension").unwrap();
+    assert_eq!(hstore.severity, Severity::Info);
+    assert!(hstore.message.contains("no object of this database depends on it"), "{}", hstore.message);
+    // The dependency is what counts: without the index, pg_trgm is unused too.
+    c.batch_execute("DROP INDEX docs_trgm").await.unwrap();
+    let findings = maint_db::pg_security_audit(&handle, &settings.audit).await.unwrap();
+    let unused: Vec<&str> =
+        findings.iter().filter(|f| f.check == "unused_extension").map(|f| f.subject.as_str()).collect();
+    assert_eq!(unused, ["extension \"hstore\"", "extension \"pg_trgm\""], "{findings:#?}");
+}
+
+/// `pgbench` (`MAINT_PGBENCH`, else from `PATH`); the test fails, never skips, without it.
+fn pgbench() -> String {
+    let exe = std::env::var("MAINT_PGBENCH").unwrap_or_else(|_| "pgbench".into());
+    match std::process::Command::new(&exe).arg("--version").output() {
+        Ok(o) if o.status.success() => exe,
+        _ => panic!(
+            "`{exe} --version` failed: the lock safety test needs pgbench. scripts/test-env installs it \
+             (Debian ships it in postgresql-15), or point MAINT_PGBENCH at one"
+        ),
+    }
+}
+
+/// The latency (µs) of every transaction in pgbench's per-transaction logs under `dir`
+/// (`client_id transaction_no time script_no time_epoch time_us`), and the lines whose
+/// time is not a number (`failed`).
+fn pgbench_latencies(dir: &std::path::Path) -> (Vec<u64>, usize) {
+    let (mut latencies, mut failed) = (Vec::new(), 0);
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for line in text.lines() {
+            match line.split_whitespace().nth(2).map(str::parse::<u64>) {
+                Some(Ok(us)) => latencies.push(us),
+                _ => failed += 1,
+            }
+        }
+    }
+    (latencies, failed)
+}
+
+#[tokio::test]
+async fn with_pgbench_running_no_transaction_waits_longer_than_the_lock_timeout_because_of_us() {
+    const LOCK_TIMEOUT_S: u64 = 2;
+    const MARGIN_S: u64 = 3;
+    let exe = pgbench();
+    let db = fresh().await;
+    let pgbench_cmd = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.args(args)
+            .arg(&db.name)
+            .env("PGHOST", &db.host)
+            .env("PGPORT", db.port.to_string())
+            .env("PGUSER", &db.user)
+            .env("PGPASSWORD", &db.password)
+            .kill_on_drop(true);
+        cmd
+    };
+    let init = pgbench_cmd(&["-i", "-s", "1", "-q"]).output().await.unwrap();
+    assert!(init.status.success(), "pgbench -i: {}", String::from_utf8_lossy(&init.stderr));
+    let c = session(&db).await;
+    churned(&c).await;
+    // A session holds a lock on a table pgbench writes to: pgbench's UPDATEs go on (ROW
+    // EXCLUSIVE does not conflict with it), every maintenance statement on it conflicts.
+    let holder = session(&db).await;
+    let pid: i32 = holder.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    holder.batch_execute("BEGIN; LOCK TABLE pgbench_tellers IN SHARE UPDATE EXCLUSIVE MODE").await.unwrap();
+
+    let dir = std::env::temp_dir().join(format!("maint-pgbench-{}-{}", std::process::id(), db.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prefix = dir.join("tx");
+    // -n: pgbench's own VACUUM would wait for the holder forever (it has no lock_timeout).
+    let log_prefix = format!("--log-prefix={}", prefix.display());
+    let mut bench = pgbench_cmd(&["-n", "-c", "4", "-j", "2", "-T", "30", "-l", &log_prefix])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Vacuum/analyze every table, rebuild every index, amcheck every index, again and
+    // again while pgbench runs.
+    let mut cfg = config(&db, Steps::default());
+    cfg.lock_timeout = format!("{LOCK_TIMEOUT_S}s");
+    cfg.lock_attempts = 2;
+    cfg.retry_backoff = "100ms".into();
+    cfg.bloat.create_extension = true;
+    cfg.reindex = maint_db::ReindexConfig { min_bloat_bytes: 0, max_leaf_density: 100.0, min_bloat_ratio: 0.0 };
+    cfg.amcheck.create_extension = true;
+    cfg.amcheck.include_catalogs = false;
+    let mut rounds = Vec::new();
+    while bench.try_wait().unwrap().is_none() {
+        let ctx = TaskContext::new(false);
+        let optimize = DatabaseOptimization::new(&cfg).unwrap().run(&ctx).await;
+        let rebuild = IndexRebuild::new(&cfg).unwrap().run(&ctx).await;
+        let amcheck = IndexIntegrity::new(&cfg).unwrap().run(&ctx).await;
+        let overlapped = bench.try_wait().unwrap().is_none();
+        rounds.push((optimize, rebuild, amcheck, overlapped));
+    }
+    let out = bench.wait_with_output().await.unwrap();
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    assert!(out.status.success(), "pgbench: {}", String::from_utf8_lossy(&out.stderr));
+    let (latencies, failed) = pgbench_latencies(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // Maintenance really ran while pgbench did, and met the held lock each time.
+    assert!(rounds.iter().any(|r| r.3), "no maintenance round finished while pgbench ran: {} rounds", rounds.len());
+    for (optimize, rebuild, amcheck, _) in &rounds {
+        assert_eq!(optimize.status, Status::Warning, "{optimize:#?}");
+        let tellers = item(optimize, "table", "\"public\".\"pgbench_tellers\"");
+        assert_eq!(
+            (tellers["outcome"].as_str(), tellers["blockers"][0]["pid"].as_i64()),
+            (Some("skipped"), Some(pid.into()))
+        );
+        assert_eq!(item(optimize, "table", "\"public\".\"pgbench_accounts\"")["outcome"], "done");
+        let skipped = item(rebuild, "index", "\"public\".\"pgbench_tellers_pkey\"");
+        assert_eq!(
+            (skipped["outcome"].as_str(), skipped["blockers"][0]["pid"].as_i64()),
+            (Some("skipped"), Some(pid.into())),
+            "{rebuild:#?}"
+        );
+        assert_eq!(item(rebuild, "index", "\"public\".\"pgbench_accounts_pkey\"")["outcome"], "done", "{rebuild:#?}");
+        assert_eq!(amcheck.metrics["indexes_corrupt"], 0.0, "{amcheck:#?}");
+        assert!(amcheck.metrics["indexes_checked"] >= 5.0, "{amcheck:#?}");
+    }
+    let invalid: i64 = c.query_one("SELECT count(*) FROM pg_index WHERE NOT indisvalid", &[]).await.unwrap().get(0);
+    assert_eq!(invalid, 0, "no _ccnew index left behind");
+
+    // The safety property: no pgbench transaction waited longer than lock_timeout (plus
+    // a margin for a loaded machine) because of us.
+    assert_eq!(failed, 0, "failed pgbench transactions");
+    assert!(latencies.len() > 100, "pgbench ran {} transactions", latencies.len());
+    let max = latencies.iter().copied().max().unwrap_or(0);
+    let bound = (LOCK_TIMEOUT_S + MARGIN_S) * 1_000_000;
+    assert!(
+        max < bound,
+        "a pgbench transaction took {:.2}s, more than lock_timeout {LOCK_TIMEOUT_S}s + {MARGIN_S}s ({} transactions, {} rounds)",
+        max as f64 / 1e6,
+        latencies.len(),
+        rounds.len()
+    );
+    eprintln!(
+        "pgbench: {} transactions, max latency {:.3}s, {} maintenance rounds",
+        latencies.len(),
+        max as f64 / 1e6,
+        rounds.len()
+    );
+
+    // Control: the same measurement does see a wait when something does block pgbench
+    // (a session holding ACCESS EXCLUSIVE on pgbench_branches for 1.5 s).
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut bench = pgbench_cmd(&["-n", "-c", "2", "-j", "1", "-T", "5", "-l", &log_prefix])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE pgbench_branches IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(1.5); COMMIT")
+        .await
+        .unwrap();
+    let out = bench.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "pgbench: {}", String::from_utf8_lossy(&out.stderr));
+    let (latencies, _) = pgbench_latencies(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let max = latencies.iter().copied().max().unwrap_or(0);
+    assert!(max >= 1_000_000, "the control lock should have shown in the log: max {max} us");
 }

@@ -932,7 +932,7 @@ async fn with_pgbench_running_no_transaction_waits_longer_than_the_lock_timeout_
     // Control: the same measurement does see a wait when something does block pgbench
     // (a session holding ACCESS EXCLUSIVE on pgbench_branches for 1.5 s).
     std::fs::create_dir_all(&dir).unwrap();
-    let mut bench = pgbench_cmd(&["-n", "-c", "2", "-j", "1", "-T", "5", "-l", &log_prefix])
+    let bench = pgbench_cmd(&["-n", "-c", "2", "-j", "1", "-T", "5", "-l", &log_prefix])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

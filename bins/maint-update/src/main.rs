@@ -13,8 +13,8 @@ use maint_release::deadpool_postgres::{self, Runtime, tokio_postgres::NoTls};
 use maint_release::maint_backup::{CreateOptions, open_store};
 use maint_release::{
     AuditConfig, BackupConfig, ChangeStore, ChangesConfig, Deployer, DockerConfig, Error, JsonDirStore,
-    MigrationsConfig, Migrator, PgAuditLog, Revision, StoreBackupGate, UpdateConfig, UpdateRequest, Updater,
-    check_change_id, parse_version,
+    MigrationsConfig, Migrator, PgAuditLog, Revision, SmokeConfig, SmokeStatus, StoreBackupGate, UpdateConfig,
+    UpdateRequest, Updater, check_change_id, parse_version,
 };
 use serde::Deserialize;
 
@@ -69,6 +69,24 @@ enum Command {
     Plan(Target),
     /// Carry out the update.
     Run(Target),
+    /// Run the smoke suite against a running service ([smoke] in --config).
+    Smoke(SmokeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SmokeArgs {
+    /// The service's base URL (overrides [smoke] base_url).
+    #[arg(long, env = "MAINT_SMOKE_BASE_URL")]
+    base_url: Option<String>,
+    /// A suite file, .toml, .yaml or .json (overrides [smoke] suite; default: the built-in AindusDB suite).
+    #[arg(long)]
+    suite: Option<PathBuf>,
+    /// Also write the results as JUnit XML to this file.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// A suite variable, NAME=VALUE (repeat). The token comes from [smoke] token or MAINT_SMOKE_TOKEN.
+    #[arg(long = "var")]
+    vars: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,6 +98,7 @@ struct File {
     backup: BackupConfig,
     docker: DockerConfig,
     audit: AuditConfig,
+    smoke: SmokeConfig,
     notify: Option<maint_release::maint_notify::Config>,
 }
 
@@ -146,6 +165,9 @@ fn print_human(r: &TaskReport) {
         let s = |k: &str| item[k].as_str().unwrap_or("").to_owned();
         if item.get("change").is_some() {
             println!("change {} is now {}", s("change"), s("state"));
+        } else if item.get("phase").is_some() {
+            let what = format!("{} {}", s("method"), s("path"));
+            println!("{:<20} {:<8} {what} {}", s("name"), s("status"), s("error"));
         } else {
             println!("{:<20} {:<8} {}", s("step"), s("status"), s("detail"));
         }
@@ -178,6 +200,7 @@ async fn run(cli: Cli) -> Result<TaskReport, Error> {
     let (target, dry_run) = match cli.command {
         Command::Plan(t) => (t, true),
         Command::Run(t) => (t, cli.dry_run),
+        Command::Smoke(args) => return smoke(file.smoke, args, cli.dry_run).await,
     };
     let to = parse_version("--to", &target.to)?;
     let from = target.from.as_deref().map(|f| parse_version("--from", f)).transpose()?;
@@ -208,6 +231,9 @@ async fn run(cli: Cli) -> Result<TaskReport, Error> {
     }
     if let Some(checks) = file.update.http_checks()? {
         updater = updater.with_checks(Arc::new(checks));
+    }
+    if let Some(suite) = file.smoke.checks()? {
+        updater = updater.with_smoke(Arc::new(suite), file.smoke.pre_checks);
     }
     if let Some(store) = &file.backup.store {
         let url = file
@@ -262,4 +288,52 @@ async fn run(cli: Cli) -> Result<TaskReport, Error> {
         };
     }
     Ok(report)
+}
+
+/// `maint-update smoke`: the suite once, as a report (items: one per step; metrics
+/// passed, failed, skipped); `--dry-run` lists the steps without sending anything.
+async fn smoke(mut cfg: SmokeConfig, args: SmokeArgs, dry_run: bool) -> Result<TaskReport, Error> {
+    if args.suite.is_some() {
+        cfg.suite = args.suite;
+    }
+    for v in &args.vars {
+        let (k, val) = v.split_once('=').ok_or_else(|| Error::invalid("--var", format!("{v:?} is not NAME=VALUE")))?;
+        cfg.variables.insert(k.trim().to_owned(), val.to_owned());
+    }
+    let base = args
+        .base_url
+        .or_else(|| cfg.base_url.clone())
+        .ok_or_else(|| Error::invalid("--base-url", "required (flag, MAINT_SMOKE_BASE_URL or [smoke] base_url)"))?;
+    let suite = cfg.load_suite()?;
+    let runner = cfg.runner(&base)?;
+    let mut report = TaskReport::begin("smoke", dry_run);
+    if dry_run {
+        suite.validate_with(&runner.variable_names())?;
+        for s in suite.steps.iter().chain(&suite.teardown) {
+            report.item(serde_json::json!({
+                "name": s.name, "phase": "planned", "status": "planned", "method": s.method.to_uppercase(), "path": s.path,
+            }));
+        }
+        return Ok(report.finish());
+    }
+    let result = runner.run(&suite).await?;
+    if let Some(path) = &args.junit {
+        std::fs::write(path, result.to_junit()).map_err(|source| Error::Io {
+            operation: "cannot write",
+            path: path.clone(),
+            source,
+        })?;
+    }
+    report.metric("passed", result.passed as f64);
+    report.metric("failed", result.failed as f64);
+    report.metric("skipped", result.skipped as f64);
+    for s in &result.steps {
+        report.item(s);
+    }
+    if !result.ok() {
+        report.fail(result.summary());
+    } else if result.steps.iter().any(|s| s.status == SmokeStatus::Skipped) {
+        report.warn(result.summary());
+    }
+    Ok(report.finish())
 }

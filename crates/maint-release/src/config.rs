@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -5,7 +6,8 @@ use maint_core::Secret;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ApprovalPolicy, DockerDeployer, DockerService, Error, HttpCheck, HttpChecks, MigratorOptions, Phase, UpdateSettings,
+    ApprovalPolicy, DockerDeployer, DockerService, Error, HttpCheck, HttpChecks, MigratorOptions, Phase, SmokeChecks,
+    SmokeRunner, SmokeSuite, UpdateSettings,
 };
 
 /// The configuration of maint-release, as a binary reads it from TOML.
@@ -45,6 +47,81 @@ pub struct Config {
     pub docker: DockerConfig,
     /// The audit record of every update.
     pub audit: AuditConfig,
+    /// The smoke suite.
+    pub smoke: SmokeConfig,
+}
+
+/// `[smoke]`: the smoke suite, run after the rollout (and before the update with
+/// `pre_checks`); none without `base_url`.
+///
+/// ```toml
+/// [smoke]
+/// base_url = "http://aindusdb:8080"
+/// suite = "/etc/maint/smoke.toml"   # default: the built-in AindusDB suite
+/// token = "…"                        # ${token}; default: MAINT_SMOKE_TOKEN
+/// variables = { tenant = "ops" }
+/// pre_checks = true
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmokeConfig {
+    /// The service's base URL, as its clients reach it (the load balancer).
+    pub base_url: Option<String>,
+    /// A suite file (`.toml`, `.yaml`, `.json`); the built-in AindusDB suite when absent.
+    pub suite: Option<PathBuf>,
+    /// The bearer token, the variable `token`; the environment's `MAINT_SMOKE_TOKEN`
+    /// when absent.
+    pub token: Option<Secret>,
+    /// More variables (`${name}`).
+    pub variables: BTreeMap<String, String>,
+    /// Run the suite on the running version before anything changes, too.
+    pub pre_checks: bool,
+}
+
+impl Default for SmokeConfig {
+    fn default() -> Self {
+        SmokeConfig { base_url: None, suite: None, token: None, variables: BTreeMap::new(), pre_checks: true }
+    }
+}
+
+impl SmokeConfig {
+    /// The suite to run: the file's, or the built-in one.
+    pub fn load_suite(&self) -> Result<SmokeSuite, Error> {
+        match &self.suite {
+            Some(path) => SmokeSuite::from_path(path).map_err(|e| match e {
+                Error::Invalid { field, message } => Error::invalid(format!("smoke.suite: {field}"), message),
+                other => other,
+            }),
+            None => Ok(SmokeSuite::aindusdb()),
+        }
+    }
+
+    /// The runner for `base_url` with the token and the variables.
+    pub fn runner(&self, base_url: &str) -> Result<SmokeRunner, Error> {
+        let mut runner = SmokeRunner::new(base_url)?;
+        for (k, v) in &self.variables {
+            runner = runner.variable(k, v);
+        }
+        let token = self
+            .token
+            .clone()
+            .or_else(|| std::env::var("MAINT_SMOKE_TOKEN").ok().filter(|t| !t.trim().is_empty()).map(Secret::new));
+        if let Some(t) = token {
+            runner = runner.secret("token", t);
+        } else if self.suite.is_none() {
+            return Err(Error::invalid(
+                "smoke.token",
+                "the built-in suite needs a bearer token (smoke.token or MAINT_SMOKE_TOKEN)",
+            ));
+        }
+        Ok(runner)
+    }
+
+    /// The suite as checks for the orchestrator, or `None` without `base_url`.
+    pub fn checks(&self) -> Result<Option<SmokeChecks>, Error> {
+        let Some(base) = self.base_url.as_deref() else { return Ok(None) };
+        SmokeChecks::new(self.runner(base)?, self.load_suite()?).map(Some)
+    }
 }
 
 /// `[audit]`: where update audit records go (table `public.maint_release_audit`); no
@@ -319,5 +396,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(field(bad.docker.deployer().unwrap_err()), "docker.services[0]");
+    }
+
+    #[test]
+    fn the_smoke_section_defaults_to_the_builtin_suite_with_a_token() {
+        let field = |e: Error| match e {
+            Error::Invalid { field, .. } => field,
+            other => panic!("{other}"),
+        };
+        assert!(Config::default().smoke.checks().unwrap().is_none(), "no suite without a base URL");
+        let cfg: Config =
+            toml::from_str("[smoke]\nbase_url = \"http://aindusdb:8080\"\ntoken = \"t0k\"\npre_checks = false")
+                .unwrap();
+        let checks = cfg.smoke.checks().unwrap().unwrap();
+        assert_eq!(checks.suite().name, "aindusdb");
+        assert!(!cfg.smoke.pre_checks);
+        assert!(!format!("{cfg:?}").contains("t0k"), "the token is a secret");
+        let bad: Config = toml::from_str("[smoke]\nbase_url = \"ftp://x\"\ntoken = \"t\"").unwrap();
+        assert_eq!(field(bad.smoke.checks().unwrap_err()), "smoke.base_url");
+        let bad: Config = toml::from_str("[smoke]\nbase_url = \"http://x\"\nsuite = \"/nonexistent.toml\"").unwrap();
+        assert!(field(bad.smoke.checks().unwrap_err()).starts_with("smoke.suite: /nonexistent.toml"));
     }
 }

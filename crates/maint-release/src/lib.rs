@@ -26,7 +26,9 @@ pub use change::{
     Approval, ApprovalPolicy, ChangeRequest, ChangeState, NewChange, Risk, Transition, changes_to_icalendar,
 };
 pub use change_store::{ChangeStore, JsonDirStore, check_change_id};
-pub use config::{AuditConfig, BackupConfig, ChangesConfig, Config, DockerConfig, MigrationsConfig, UpdateConfig};
+pub use config::{
+    AuditConfig, BackupConfig, ChangesConfig, Config, DockerConfig, MigrationsConfig, SmokeConfig, UpdateConfig,
+};
 #[cfg(test)]
 pub(crate) use deploy::MockDeployer;
 pub use deploy::{Deployer, Revision, image_tag};

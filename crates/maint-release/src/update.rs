@@ -9,8 +9,8 @@ use semver::Version;
 use serde::Serialize;
 
 use crate::{
-    AuditLog, AuditRecord, BackupGate, ChangeRequest, Deployer, Error, HealthChecks, Phase, SchemaMigrations,
-    UpdateKind, VersionPolicy, check_update, describe_failures, image_tag, parse_version,
+    AuditLog, AuditRecord, BackupGate, ChangeRequest, CheckResult, Deployer, Error, HealthChecks, Phase,
+    SchemaMigrations, UpdateKind, VersionPolicy, check_update, describe_failures, image_tag, parse_version,
 };
 
 /// The task id of an update in reports and the calendar.
@@ -108,6 +108,8 @@ pub struct Updater {
     migrations: Option<Arc<dyn SchemaMigrations>>,
     backup: Option<Arc<dyn BackupGate>>,
     checks: Option<Arc<dyn HealthChecks>>,
+    /// The smoke suite, and whether it also runs as a pre-check.
+    suite: Option<(Arc<dyn HealthChecks>, bool)>,
     notify: Option<Dispatcher>,
     audit: Option<Arc<dyn AuditLog>>,
 }
@@ -139,7 +141,16 @@ impl Updater {
         if settings.image_repository.trim().is_empty() {
             return Err(Error::invalid("update.image", "required (the image without its tag)"));
         }
-        Ok(Updater { deployer, settings, migrations: None, backup: None, checks: None, notify: None, audit: None })
+        Ok(Updater {
+            deployer,
+            settings,
+            migrations: None,
+            backup: None,
+            checks: None,
+            suite: None,
+            notify: None,
+            audit: None,
+        })
     }
 
     /// Runs migrations (expand before, contract after the rollout).
@@ -158,6 +169,30 @@ impl Updater {
     pub fn with_checks(mut self, c: Arc<dyn HealthChecks>) -> Self {
         self.checks = Some(c);
         self
+    }
+
+    /// The smoke suite (a [`SmokeChecks`](crate::SmokeChecks)): run after the rollout,
+    /// after the checks, and before the update too when `before` is set.
+    pub fn with_smoke(mut self, suite: Arc<dyn HealthChecks>, before: bool) -> Self {
+        self.suite = Some((suite, before));
+        self
+    }
+
+    /// The checks, then the suite (before the rollout only when it runs before); `None`
+    /// when there is nothing to run.
+    async fn run_checks(&self, before: bool) -> Option<Vec<CheckResult>> {
+        let suite = self.suite.as_ref().filter(|(_, pre)| !before || *pre).map(|(s, _)| s);
+        if self.checks.is_none() && suite.is_none() {
+            return None;
+        }
+        let mut results = match &self.checks {
+            Some(c) => c.check().await,
+            None => Vec::new(),
+        };
+        if let Some(s) = suite {
+            results.extend(s.check().await);
+        }
+        Some(results)
     }
 
     /// Notifies the outcome.
@@ -330,9 +365,8 @@ impl Updater {
         }
 
         // 3. pre-checks
-        if let Some(checks) = &self.checks {
-            let t = Instant::now();
-            let results = checks.check().await;
+        let t = Instant::now();
+        if let Some(results) = self.run_checks(true).await {
             if results.iter().any(|r| !r.ok) {
                 let e =
                     Error::Smoke(format!("pre-checks failed, nothing was changed: {}", describe_failures(&results)));
@@ -378,7 +412,7 @@ impl Updater {
                 ),
                 t,
             );
-            if self.checks.is_some() {
+            if self.checks.is_some() || self.suite.is_some() {
                 run.record(
                     Step::Smoke,
                     StepStatus::Planned,
@@ -406,9 +440,8 @@ impl Updater {
         );
 
         // 7. smoke
-        if let Some(checks) = &self.checks {
-            let t = Instant::now();
-            let results = checks.check().await;
+        let t = Instant::now();
+        if let Some(results) = self.run_checks(false).await {
             if results.iter().any(|r| !r.ok) {
                 let e = Error::Smoke(format!("smoke checks failed on {to}: {}", describe_failures(&results)));
                 run.record(Step::Smoke, StepStatus::Failed, one_line(&e), t);
@@ -1001,6 +1034,43 @@ mod tests {
         assert!(r.warnings.iter().any(|w| w.contains("cannot write the audit record")), "{:?}", r.warnings);
         let planned = updater.run(&to("1.4.1"), &TaskContext::new(true)).await;
         assert_eq!(planned.status, Status::Ok, "record() was expected once: the dry run did not call it");
+    }
+
+    #[tokio::test]
+    async fn the_smoke_suite_runs_after_the_checks_and_before_only_when_asked() {
+        for before in [false, true] {
+            let mut d = deployer_at("1.4.0");
+            d.expect_set_image().times(1).returning(|_, _| Ok(()));
+            d.expect_wait_rollout().times(2).returning(|_, _| Ok(()));
+            d.expect_undo().times(1).returning(|_| Ok(()));
+            let mut m = MockSchemaMigrations::new();
+            m.expect_migrate().returning(|p, _| Ok(applied(p, &[])));
+            let mut c = MockHealthChecks::new();
+            c.expect_check().times(2).returning(|| check(true));
+            let mut suite = MockHealthChecks::new();
+            let mut seq = Sequence::new();
+            if before {
+                suite.expect_check().times(1).in_sequence(&mut seq).returning(|| check(true));
+            }
+            suite.expect_check().times(1).in_sequence(&mut seq).returning(|| {
+                vec![CheckResult {
+                    name: "veritas-sum".into(),
+                    ok: false,
+                    status: Some(200),
+                    error: Some("$.result: expected 5 (±0), got 5.5".into()),
+                    attempts: 1,
+                }]
+            });
+            let h = harness(d, m, c, None);
+            let updater = h.updater.with_smoke(Arc::new(suite), before);
+            let r = updater.run(&to("1.4.1"), &TaskContext::new(false)).await;
+            assert_eq!(
+                r.error.as_deref(),
+                Some("smoke: smoke checks failed on 1.4.1: veritas-sum: $.result: expected 5 (±0), got 5.5")
+            );
+            assert_eq!(r.items[2]["detail"], if before { "2 check(s) passed" } else { "1 check(s) passed" });
+            assert_eq!(r.metrics["rolled_back"], 1.0);
+        }
     }
 
     #[test]

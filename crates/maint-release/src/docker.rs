@@ -36,14 +36,42 @@ pub struct DockerService {
     /// Extra labels on every container.
     #[serde(default)]
     pub labels: HashMap<String, String>,
+    /// How many containers above `replicas` a rollout may run at once (default 1).
+    #[serde(default = "one")]
+    pub max_surge: u32,
+    /// How many of the `replicas` may be missing during a rollout (default 0). Not both 0.
+    #[serde(default)]
+    pub max_unavailable: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl DockerService {
+    /// A service with no environment, no extra labels, max surge 1, max unavailable 0.
+    pub fn new(name: impl Into<String>, replicas: u32, port: u16, readiness_path: impl Into<String>) -> Self {
+        DockerService {
+            name: name.into(),
+            replicas,
+            port,
+            readiness_path: readiness_path.into(),
+            env: Vec::new(),
+            labels: HashMap::new(),
+            max_surge: 1,
+            max_unavailable: 0,
+        }
+    }
 }
 
 /// [`Deployer`] on a Docker engine (bollard).
 ///
-/// A rollout replaces containers one at a time (max surge 1, max unavailable 0): a new
-/// container is started, admitted only when its readiness endpoint answers 200 within
-/// `readiness_timeout`, and only then is one old container removed. A new container that
-/// never becomes ready is removed and the step fails with the old containers untouched.
+/// A rollout replaces containers in batches bounded by `max_surge` (containers above
+/// `replicas`) and `max_unavailable` (replicas missing), 1 and 0 by default, so one at
+/// a time: a new container is started, admitted only when its readiness endpoint answers
+/// 200 within `readiness_timeout`, and only then is an old container removed. A new
+/// container that never becomes ready is removed and the step fails; the old containers
+/// still running are untouched (all of them with `max_unavailable` 0).
 /// Undo converges back to the image the last rollout replaced (or, after a restart of this
 /// process, the `maint.release.previous-image` label of the running containers).
 #[derive(Debug)]
@@ -76,6 +104,12 @@ impl DockerDeployer {
                 return Err(Error::invalid(
                     format!("docker.services[{i}]"),
                     "needs a name, replicas >= 1, a port and a readiness_path starting with /",
+                ));
+            }
+            if s.max_surge == 0 && s.max_unavailable == 0 {
+                return Err(Error::invalid(
+                    format!("docker.services[{i}].max_surge"),
+                    "max_surge and max_unavailable cannot both be 0 (no rollout could make progress)",
                 ));
             }
         }
@@ -197,7 +231,7 @@ impl DockerDeployer {
                     let opts = RemoveContainerOptionsBuilder::new().force(true).build();
                     let _ = self.docker.remove_container(&created.id, Some(opts)).await;
                     return Err(Error::Deploy(format!(
-                        "{}: new container {name} ({image}) {state} after {:?}; old containers kept",
+                        "{}: new container {name} ({image}) {state} after {:?}; the old containers still running are kept",
                         s.name,
                         started.elapsed().min(self.readiness_timeout)
                     )));
@@ -207,20 +241,37 @@ impl DockerDeployer {
         }
     }
 
-    /// Brings a service to `replicas` ready containers of `image`, one at a time.
+    /// Brings a service to `replicas` ready containers of `image`: old containers are
+    /// removed while more than `replicas - max_unavailable` containers run, new ones are
+    /// started (a batch at once) while fewer than `replicas + max_surge` run.
     async fn converge(&self, s: &DockerService, image: &str, previous: &str) -> Result<(), Error> {
         let current = self.containers(&s.name).await?;
         let next_revision = current.iter().map(revision_of).max().unwrap_or(0) + 1;
-        let (mut keep, mut old): (Vec<_>, Vec<_>) =
-            current.into_iter().partition(|c| label(c, LABEL_IMAGE) == Some(image));
+        let (keep, mut old): (Vec<_>, Vec<_>) = current.into_iter().partition(|c| label(c, LABEL_IMAGE) == Some(image));
+        let replicas = s.replicas as usize;
+        let min_running = replicas.saturating_sub(s.max_unavailable as usize);
+        let max_running = replicas + s.max_surge as usize;
+        let mut ready = keep.len();
         let mut n = 0;
-        while keep.len() < s.replicas as usize {
-            self.start_one(s, image, next_revision, n, previous).await?;
-            n += 1;
-            keep.push(ContainerSummary::default());
-            if let Some(c) = old.pop() {
+        while ready < replicas {
+            let removable = (ready + old.len()).saturating_sub(min_running).min(old.len());
+            for c in old.drain(..removable) {
                 self.remove(&c).await?;
             }
+            let batch = max_running.saturating_sub(ready + old.len()).min(replicas - ready);
+            if batch == 0 {
+                // Unreachable when max_surge or max_unavailable is above 0 (checked in new).
+                return Err(Error::Deploy(format!("{}: the rollout cannot make progress", s.name)));
+            }
+            let started =
+                futures::future::join_all((n..n + batch).map(|i| self.start_one(s, image, next_revision, i, previous)))
+                    .await;
+            n += batch;
+            let failed = started.into_iter().find_map(Result::err);
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            ready += batch;
         }
         for c in old {
             self.remove(&c).await?;

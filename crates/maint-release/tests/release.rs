@@ -490,39 +490,22 @@ async fn the_backup_gate_creates_a_verified_backup_then_reuses_it() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-const STANDIN: &str = "local/maint-standin";
-
-/// Builds the stand-in images from the test env's Debian image (python3 is in it): `1.0.0`
-/// and `1.1.0` serve HTTP on 8080, `1.2.0-broken` never listens.
-async fn standin_images(docker: &Docker) {
-    use maint_release::bollard::models::{ContainerConfig, ContainerCreateBody};
-    use maint_release::bollard::query_parameters::{CommitContainerOptionsBuilder, RemoveContainerOptionsBuilder};
-    let base = std::env::var("MAINT_TEST_S3_IMAGE").unwrap_or_else(|_| "local/maint-s3:latest".into());
-    for (tag, script) in [
-        ("1.0.0", "exec python3 -m http.server 8080"),
-        ("1.1.0", "exec python3 -m http.server 8080"),
-        ("1.2.0-broken", "exec sleep 3600"),
-    ] {
-        // Built once: re-tagging an image that a concurrent run's containers use would show
-        // them under a bare image id.
-        if docker.inspect_image(&format!("{STANDIN}:{tag}")).await.is_ok() {
-            continue;
+/// The stand-in images scripts/test-env builds: 1.0.0, 1.1.0, 1.2.0-broken (readiness
+/// fails), 1.3.0-wrong (VERITAS answers off by 0.5).
+async fn standin_repo(docker: &Docker) -> String {
+    let repo = std::env::var("MAINT_TEST_STANDIN_IMAGE").unwrap_or_else(|_| "local/aindusdb-standin".into());
+    for tag in ["1.0.0", "1.1.0", "1.2.0-broken"] {
+        if docker.inspect_image(&format!("{repo}:{tag}")).await.is_err() {
+            panic!("no image {repo}:{tag}: run the tests through scripts/test-env, which builds the stand-in images");
         }
-        let body = ContainerCreateBody { image: Some(base.clone()), ..ContainerCreateBody::default() };
-        let created = docker.create_container(None, body).await.unwrap_or_else(|e| {
-            panic!("cannot create a container from {base}: {e}; run the tests through scripts/test-env")
-        });
-        let config = ContainerConfig {
-            entrypoint: Some(vec!["sh".into(), "-c".into(), script.into()]),
-            exposed_ports: Some(vec!["8080/tcp".into()]),
-            ..ContainerConfig::default()
-        };
-        let opts = CommitContainerOptionsBuilder::new().container(&created.id).repo(STANDIN).tag(tag).build();
-        docker.commit_container(opts, config).await.unwrap();
-        docker
-            .remove_container(&created.id, Some(RemoveContainerOptionsBuilder::new().force(true).build()))
-            .await
-            .unwrap();
+    }
+    repo
+}
+
+fn standin_service(name: &str) -> DockerService {
+    DockerService {
+        labels: [("maint-testkit".to_owned(), "1".to_owned())].into(),
+        ..DockerService::new(name, 3, 8080, "/health/ready")
     }
 }
 
@@ -530,29 +513,22 @@ async fn standin_images(docker: &Docker) {
 async fn docker_deployer_updates_three_replicas_and_a_broken_version_is_rolled_back() {
     let docker =
         Docker::connect_with_local_defaults().expect("a Docker engine (run the tests through scripts/test-env)");
-    standin_images(&docker).await;
+    let standin = standin_repo(&docker).await;
     let name = format!("standin-{}", std::process::id());
-    let service = DockerService {
-        name: name.clone(),
-        replicas: 3,
-        port: 8080,
-        readiness_path: "/".into(),
-        env: vec![],
-        labels: [("maint-testkit".to_owned(), "1".to_owned())].into(),
-    };
+    let service = standin_service(&name);
     let deployer = Arc::new(DockerDeployer::new(docker.clone(), vec![service], Duration::from_secs(10)).unwrap());
     let workloads = vec![name.clone()];
-    deployer.set_image(&workloads, &format!("{STANDIN}:1.0.0")).await.unwrap();
+    deployer.set_image(&workloads, &format!("{standin}:1.0.0")).await.unwrap();
     deployer.wait_rollout(&workloads, Duration::from_secs(30)).await.unwrap();
     let history = deployer.history(&name).await.unwrap();
     assert_eq!(history.len(), 1);
-    assert_eq!(history[0].image, format!("{STANDIN}:1.0.0"));
+    assert_eq!(history[0].image, format!("{standin}:1.0.0"));
 
     let updater = Updater::new(
         deployer.clone(),
         UpdateSettings {
             workloads: workloads.clone(),
-            image_repository: STANDIN.into(),
+            image_repository: standin.clone(),
             rollout_timeout: Duration::from_secs(30),
         },
     )
@@ -572,24 +548,24 @@ async fn docker_deployer_updates_three_replicas_and_a_broken_version_is_rolled_b
     let history = deployer.history(&name).await.unwrap();
     assert_eq!(
         history.iter().map(|r| (r.image.clone(), r.current)).collect::<Vec<_>>(),
-        [(format!("{STANDIN}:1.0.0"), false), (format!("{STANDIN}:1.1.0"), true)]
+        [(format!("{standin}:1.0.0"), false), (format!("{standin}:1.1.0"), true)]
     );
-    assert_eq!(running_images(&docker, &name).await, vec![format!("{STANDIN}:1.1.0"); 3]);
+    assert_eq!(running_images(&docker, &name).await, vec![format!("{standin}:1.1.0"); 3]);
 
     let r = updater.run(&to("1.2.0-broken"), &TaskContext::new(false)).await;
     assert_eq!(r.status, Status::Failed);
-    assert!(r.error.as_deref().unwrap().contains("(local/maint-standin:1.2.0-broken) not ready after"), "{r:#?}");
+    assert!(r.error.as_deref().unwrap().contains(&format!("({standin}:1.2.0-broken) not ready after")), "{r:#?}");
     assert_eq!(r.metrics["rolled_back"], 1.0);
     assert_eq!(
         running_images(&docker, &name).await,
-        vec![format!("{STANDIN}:1.1.0"); 3],
+        vec![format!("{standin}:1.1.0"); 3],
         "v1.1.0 serves again on all replicas"
     );
 
     deployer.undo(&workloads).await.unwrap();
     assert_eq!(
         running_images(&docker, &name).await,
-        vec![format!("{STANDIN}:1.0.0"); 3],
+        vec![format!("{standin}:1.0.0"); 3],
         "undo goes one revision back"
     );
     remove_service(&docker, &name).await;
@@ -610,7 +586,8 @@ async fn client_rounds(docker: Docker, service: String, stop: Arc<AtomicBool>) -
             .collect();
         let mut answered = false;
         for port in ports {
-            if matches!(http.get(format!("http://127.0.0.1:{port}/")).send().await, Ok(r) if r.status().is_success()) {
+            if matches!(http.get(format!("http://127.0.0.1:{port}/version")).send().await, Ok(r) if r.status().is_success())
+            {
                 answered = true;
                 break;
             }
@@ -646,4 +623,83 @@ async fn remove_service(docker: &Docker, service: &str) {
             .remove_container(c.id.as_deref().unwrap(), Some(RemoveContainerOptionsBuilder::new().force(true).build()))
             .await;
     }
+}
+
+fn epoch_now() -> String {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+}
+
+/// The most and the fewest running containers of a service between `since` and `until`,
+/// from the engine's own start and die events (exact, not sampled), starting at `running`.
+async fn running_bounds(
+    docker: &Docker,
+    service: &str,
+    since: String,
+    until: String,
+    running: usize,
+) -> (usize, usize) {
+    use futures::StreamExt;
+    use maint_release::bollard::query_parameters::EventsOptions;
+    let filters = std::collections::HashMap::from([
+        ("type".to_owned(), vec!["container".to_owned()]),
+        ("label".to_owned(), vec![format!("maint.release.service={service}")]),
+        ("event".to_owned(), vec!["start".to_owned(), "die".to_owned()]),
+    ]);
+    let events: Vec<_> = docker
+        .events(Some(EventsOptions { since: Some(since), until: Some(until), filters: Some(filters) }))
+        .collect()
+        .await;
+    let (mut extra, mut gone) = (std::collections::HashSet::new(), 0usize);
+    let (mut max, mut min) = (running, running);
+    for e in events {
+        let e = e.unwrap();
+        let id = e.actor.and_then(|a| a.id).unwrap_or_default();
+        match e.action.as_deref() {
+            Some("start") => {
+                extra.insert(id);
+            }
+            // A die of a container started before `since` (an old one), or of a new one.
+            Some("die") if !extra.remove(&id) => gone += 1,
+            _ => {}
+        }
+        let now = running + extra.len() - gone;
+        max = max.max(now);
+        min = min.min(now);
+    }
+    (max, min)
+}
+
+#[tokio::test]
+async fn docker_deployer_honours_max_surge_and_max_unavailable() {
+    let docker =
+        Docker::connect_with_local_defaults().expect("a Docker engine (run the tests through scripts/test-env)");
+    let standin = standin_repo(&docker).await;
+    // (max_surge, max_unavailable) -> (most, fewest) containers running during 1.0.0 -> 1.1.0.
+    for (surge, unavailable, bounds) in [(0, 1, (3, 2)), (2, 0, (5, 3))] {
+        let name = format!("surge-{}-{surge}-{unavailable}", std::process::id());
+        let service = DockerService { max_surge: surge, max_unavailable: unavailable, ..standin_service(&name) };
+        let deployer = DockerDeployer::new(docker.clone(), vec![service], Duration::from_secs(20)).unwrap();
+        let workloads = vec![name.clone()];
+        deployer.set_image(&workloads, &format!("{standin}:1.0.0")).await.unwrap();
+        deployer.wait_rollout(&workloads, Duration::from_secs(30)).await.unwrap();
+        let since = epoch_now();
+        deployer.set_image(&workloads, &format!("{standin}:1.1.0")).await.unwrap();
+        deployer.wait_rollout(&workloads, Duration::from_secs(30)).await.unwrap();
+        let until = epoch_now();
+        assert_eq!(running_images(&docker, &name).await, vec![format!("{standin}:1.1.0"); 3]);
+        assert_eq!(
+            running_bounds(&docker, &name, since, until, 3).await,
+            bounds,
+            "max_surge {surge}, max_unavailable {unavailable}"
+        );
+        remove_service(&docker, &name).await;
+    }
+    let err = DockerDeployer::new(
+        docker,
+        vec![DockerService { max_surge: 0, max_unavailable: 0, ..standin_service("x") }],
+        Duration::from_secs(1),
+    )
+    .unwrap_err();
+    assert!(matches!(&err, Error::Invalid { field, .. } if field == "docker.services[0].max_surge"), "{err}");
 }

@@ -203,7 +203,7 @@ async fn pump<R: AsyncRead + Unpin + Send>(
     let mut hasher = Sha256::new();
     let mut bytes = 0u64;
     let mut buf = vec![0u8; 1 << 20];
-    let mut progress = Progress::new("uploading", "the dump");
+    let mut progress = Progress::new("uploading", "the dump", None);
     loop {
         progress.tick(bytes);
         if cancel.is_cancelled() {

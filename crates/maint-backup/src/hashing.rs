@@ -47,19 +47,21 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 /// Logs progress of long transfers at most every 5 seconds (as tracing events: shown on a
-/// terminal by the binaries, silent with `--json`).
+/// terminal by the binaries, silent with `--json`): bytes, rate, and when the total is known
+/// (from the manifest) the percentage and the time left.
 #[derive(Debug)]
 pub(crate) struct Progress {
     what: &'static str,
     key: String,
+    total: Option<u64>,
     started: std::time::Instant,
     last: std::time::Instant,
 }
 
 impl Progress {
-    pub(crate) fn new(what: &'static str, key: &str) -> Self {
+    pub(crate) fn new(what: &'static str, key: &str, total: Option<u64>) -> Self {
         let now = std::time::Instant::now();
-        Progress { what, key: key.to_owned(), started: now, last: now }
+        Progress { what, key: key.to_owned(), total, started: now, last: now }
     }
 
     pub(crate) fn tick(&mut self, bytes: u64) {
@@ -69,6 +71,19 @@ impl Progress {
         self.last = std::time::Instant::now();
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
         let mib = bytes as f64 / 1048576.0;
-        tracing::info!("{} {}: {mib:.0} MiB ({:.0} MiB/s)", self.what, self.key, mib / secs);
+        let rate = mib / secs;
+        match self.total.filter(|t| *t > 0) {
+            Some(total) => {
+                let left = (total.saturating_sub(bytes) as f64 / 1048576.0) / rate.max(0.001);
+                tracing::info!(
+                    "{} {}: {mib:.0} of {:.0} MiB ({:.0}%, {rate:.0} MiB/s, about {left:.0} s left)",
+                    self.what,
+                    self.key,
+                    total as f64 / 1048576.0,
+                    bytes as f64 * 100.0 / total as f64
+                );
+            }
+            None => tracing::info!("{} {}: {mib:.0} MiB ({rate:.0} MiB/s)", self.what, self.key),
+        }
     }
 }

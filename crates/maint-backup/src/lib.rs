@@ -16,7 +16,9 @@ mod verify;
 pub use config::{Compression, open_store};
 pub use create::{CreateOptions, create};
 pub use error::Error;
-pub use fingerprint::{Mismatch, TableFingerprint, compare, fingerprint, quote_ident};
+pub use fingerprint::{
+    DigestMethod, Mismatch, TableFingerprint, compare, fingerprint, fingerprint_like, fingerprint_table, quote_ident,
+};
 pub use ledger::{LEDGER_KEY, Ledger, LedgerEntry};
 pub use manifest::{MANIFEST_FORMAT_VERSION, Manifest};
 pub use restore::{RestoreOptions, RestoreOutcome, SCRATCH_PREFIX, drop_leftovers, restore_test};

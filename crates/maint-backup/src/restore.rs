@@ -10,9 +10,9 @@ use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::create::{spawn_error, stderr_of, tool_command};
+use crate::create::{spawn_error, tool_command};
 use crate::verify::{decoder, load_manifest, open_object};
-use crate::{Error, Mismatch, compare, fingerprint, quote_ident};
+use crate::{Error, Mismatch, compare, fingerprint_like, fingerprint_table, quote_ident};
 
 /// Scratch databases are named `maint_restore_<UTC time>_<pid>`; the prefix marks them
 /// as safe to drop.
@@ -38,6 +38,10 @@ pub struct RestoreOutcome {
     pub scratch_database: String,
     /// Wall time of `pg_restore` plus the fingerprint comparison.
     pub seconds: f64,
+    /// Of which after `pg_restore` ended: the fingerprints not taken while it ran (tables are
+    /// fingerprinted as soon as it has loaded them, while it loads the next ones and builds
+    /// indexes) and the comparison.
+    pub fingerprint_seconds: f64,
     /// Tables compared.
     pub tables_compared: usize,
     /// Tables whose rows differ from the source.
@@ -77,9 +81,10 @@ async fn feed(
     reader: &mut (dyn tokio::io::AsyncRead + Send + Unpin),
     stdin: &mut tokio::process::ChildStdin,
     key: &str,
+    total: u64,
 ) -> std::io::Result<u64> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut progress = crate::hashing::Progress::new("restoring", key);
+    let mut progress = crate::hashing::Progress::new("restoring", key, Some(total));
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {
@@ -91,6 +96,47 @@ async fn feed(
         stdin.write_all(&buf[..n]).await?;
         total += n as u64;
     }
+}
+
+/// Reads `pg_restore --verbose`: it names each table (`processing data for table
+/// "schema.table"`) before loading it, and prints its next line only once that load has
+/// committed, so the table named before any later line is complete: its index in
+/// `tables` is sent. Returns the error lines (the info lines left out), for the message of
+/// a failed restore.
+fn watch_restore(
+    child: &mut tokio::process::Child,
+    tables: &[crate::TableFingerprint],
+    loaded: tokio::sync::mpsc::UnboundedSender<usize>,
+) -> tokio::task::JoinHandle<String> {
+    use tokio::io::AsyncBufReadExt;
+    let names: Vec<String> = tables.iter().map(|t| format!("{}.{}", t.schema, t.table)).collect();
+    let stderr = child.stderr.take();
+    tokio::spawn(async move {
+        let mut errors = String::new();
+        let Some(stderr) = stderr else { return errors };
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        let mut loading: Option<usize> = None;
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(i) = loading.take() {
+                let _ = loaded.send(i);
+            }
+            if let Some(name) =
+                line.strip_prefix("pg_restore: processing data for table \"").and_then(|l| l.strip_suffix('"'))
+            {
+                // a name two tables print alike (dots in names) is left for the end
+                let mut hits = names.iter().enumerate().filter(|(_, n)| *n == name);
+                if let (Some((i, _)), None) = (hits.next(), hits.next()) {
+                    loading = Some(i);
+                }
+            } else if (!line.starts_with("pg_restore: ") || line.contains("error") || line.contains("warning"))
+                && errors.len() < 4096
+            {
+                errors.push_str(line.trim());
+                errors.push(' ');
+            }
+        }
+        errors.trim_end().to_owned()
+    })
 }
 
 fn with_database(url: &str, db: &str) -> Result<String, Error> {
@@ -127,27 +173,43 @@ pub async fn restore_test(
         let scratch_url = with_database(opts.admin_url.expose(), &name)?;
         let mut cmd = tool_command(&opts.pg_restore, &scratch_url)?;
         // pg_restore wants -d; the scratch name (ours, plain) carries no credentials.
-        cmd.args(["--no-owner", "--no-privileges", "--exit-on-error", "--no-password", "--dbname", &name])
+        cmd.args(["--no-owner", "--no-privileges", "--exit-on-error", "--no-password", "--verbose", "--dbname", &name])
             .stdin(Stdio::piped())
             .stdout(Stdio::null());
         let mut child = cmd.spawn().map_err(|e| spawn_error("pg_restore", &e))?;
-        let stderr = stderr_of(&mut child);
+        let (tx, mut loaded) = tokio::sync::mpsc::unbounded_channel();
+        let stderr = watch_restore(&mut child, &manifest.tables, tx);
         let mut stdin =
             child.stdin.take().ok_or_else(|| Error::Tool { tool: "pg_restore", message: "no stdin".into() })?;
-        let mut reader = decoder(manifest.compression, open_object(store, key).await?);
-        let copied = feed(&mut reader, &mut stdin, key).await;
-        drop(stdin);
-        let status = child.wait().await?;
-        if !status.success() {
-            return Err(Error::Tool {
-                tool: "pg_restore",
-                message: format!("{status}: {}", stderr.await.unwrap_or_default()),
-            });
-        }
-        copied?;
-        let scratch = connect(&scratch_url).await?;
-        let restored = fingerprint(&scratch).await?;
-        Ok::<_, Error>(compare(&manifest.tables, &restored))
+        let restore = async {
+            let mut reader = decoder(manifest.compression, open_object(store, key).await?);
+            let copied = feed(&mut reader, &mut stdin, key, manifest.dump_bytes).await;
+            drop(stdin);
+            let status = child.wait().await?;
+            if !status.success() {
+                return Err(Error::Tool {
+                    tool: "pg_restore",
+                    message: format!("{status}: {}", stderr.await.unwrap_or_default()),
+                });
+            }
+            copied?;
+            Ok(())
+        };
+        // Tables pg_restore has finished loading, fingerprinted while it goes on.
+        let early = async {
+            let scratch = connect(&scratch_url).await?;
+            let mut done = Vec::new();
+            while let Some(i) = loaded.recv().await {
+                done.push(fingerprint_table(&scratch, &manifest.tables[i]).await?);
+            }
+            Ok::<_, Error>((scratch, done))
+        };
+        let (restored, early) = tokio::join!(restore, early);
+        restored?;
+        let (scratch, done) = early?;
+        let fingerprinting = Instant::now();
+        let restored = fingerprint_like(&scratch, &manifest.tables, done).await?;
+        Ok::<_, Error>((compare(&manifest.tables, &restored), fingerprinting.elapsed().as_secs_f64()))
     };
     let result = tokio::select! {
         r = work => r,
@@ -156,12 +218,13 @@ pub async fn restore_test(
     let seconds = started.elapsed().as_secs_f64();
     let dropped = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name))).await;
     let _ = admin.query_one("SELECT pg_advisory_unlock(hashtext($1))", &[&name]).await;
-    let mismatches = result?;
+    let (mismatches, fingerprint_seconds) = result?;
     dropped?;
     Ok(RestoreOutcome {
         key: key.to_owned(),
         scratch_database: name,
         seconds,
+        fingerprint_seconds,
         tables_compared: manifest.tables.len(),
         mismatches,
         leftovers_dropped,

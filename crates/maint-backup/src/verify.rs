@@ -88,7 +88,7 @@ pub async fn verify_one(store: &Arc<dyn ObjectStore>, entry: &BackupEntry) -> Ve
             .problems
             .push(format!("the key's extension does not match the manifest's compression ({})", m.compression));
     }
-    match read_through(store, &entry.key, m.compression).await {
+    match read_through(store, &entry.key, m.compression, m.dump_bytes).await {
         Ok((stored_bytes, stored_sha, dump_bytes, dump_sha, header)) => {
             result.bytes_read = stored_bytes;
             if stored_bytes != m.stored_bytes {
@@ -124,6 +124,7 @@ async fn read_through(
     store: &Arc<dyn ObjectStore>,
     key: &str,
     compression: Compression,
+    dump_bytes: u64,
 ) -> Result<Sums, (u64, String)> {
     let object = open_object(store, key).await.map_err(|e| (0, maint_core::one_line(&e)))?;
     let mut stored = HashingReader::new(object);
@@ -133,7 +134,7 @@ async fn read_through(
         let mut total = 0u64;
         let mut head: Vec<u8> = Vec::with_capacity(5);
         let mut buf = vec![0u8; 1 << 20];
-        let mut progress = Progress::new("verifying", key);
+        let mut progress = Progress::new("verifying", key, Some(dump_bytes));
         loop {
             progress.tick(total);
             let n = match reader.read(&mut buf).await {

@@ -25,7 +25,7 @@ use serde::Deserialize;
     about = "Update AindusDB safely: migrations around the rollout, smoke checks, rollback"
 )]
 struct Cli {
-    /// TOML file: [update], [migrations], [changes], [backup], [notify].
+    /// TOML file: [update], [migrations], [changes], [backup], [notify], [docker] or [kubernetes].
     #[arg(long, env = "MAINT_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Print the plan, change nothing (`run --dry-run` is `plan`).
@@ -97,6 +97,7 @@ struct File {
     changes: ChangesConfig,
     backup: BackupConfig,
     docker: DockerConfig,
+    kubernetes: Option<maint_release_kube::KubeConfig>,
     audit: AuditConfig,
     smoke: SmokeConfig,
     notify: Option<maint_release::maint_notify::Config>,
@@ -107,7 +108,8 @@ struct File {
 #[derive(Debug)]
 struct NoDeployer;
 
-const NO_DEPLOYER: &str = "no deployer configured (add [docker] services; the Kubernetes deployer is not implemented yet): only `plan` with --from works";
+const NO_DEPLOYER: &str =
+    "no deployer configured (add [kubernetes], or [docker] services): only `plan` with --from works";
 
 #[async_trait]
 impl Deployer for NoDeployer {
@@ -195,6 +197,21 @@ fn pool(url: &Secret, field: &str) -> Result<deadpool_postgres::Pool, Error> {
     cfg.create_pool(Some(Runtime::Tokio1), NoTls).map_err(|e| Error::invalid(field, one_line(&e)))
 }
 
+/// The deployer: [kubernetes] when the section is there, else the [docker] services.
+async fn deployer(file: &File, dry_run: bool) -> Result<Arc<dyn Deployer>, Error> {
+    Ok(match (&file.kubernetes, file.docker.deployer()?) {
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid("kubernetes", "configure [kubernetes] or [docker] services, not both"));
+        }
+        (Some(k), None) => Arc::new(k.deployer().await?),
+        (None, Some(d)) => Arc::new(d),
+        // Refused before anything happens: without a deployer a real run could not roll
+        // out, nor roll back.
+        (None, None) if !dry_run => return Err(Error::invalid("deployer", NO_DEPLOYER)),
+        (None, None) => Arc::new(NoDeployer),
+    })
+}
+
 async fn run(cli: Cli) -> Result<TaskReport, Error> {
     let mut file = load(cli.config.as_ref())?;
     let (target, dry_run) = match cli.command {
@@ -213,13 +230,7 @@ async fn run(cli: Cli) -> Result<TaskReport, Error> {
     if file.update.image.trim().is_empty() {
         return Err(Error::invalid("--image", "required (flag, MAINT_UPDATE_IMAGE or [update] image in --config)"));
     }
-    let deployer: Arc<dyn Deployer> = match file.docker.deployer()? {
-        Some(d) => Arc::new(d),
-        // Refused before anything happens: without a deployer a real run could not roll
-        // out, nor roll back.
-        None if !dry_run => return Err(Error::invalid("deployer", NO_DEPLOYER)),
-        None => Arc::new(NoDeployer),
-    };
+    let deployer = deployer(&file, dry_run).await?;
     let mut updater = Updater::new(deployer, file.update.settings()?)?;
     if let Some(opts) = file.migrations.options()? {
         let url = file

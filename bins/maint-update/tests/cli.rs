@@ -106,6 +106,54 @@ fn without_a_deployer_a_run_is_refused_and_a_plan_needs_from() {
 }
 
 #[test]
+fn a_kubernetes_section_selects_the_kubernetes_deployer() {
+    let dir = temp_dir("kube");
+    // A kubeconfig whose API server is a closed port on this machine.
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\ncurrent-context: test\n\
+         clusters:\n- name: local\n  cluster:\n    server: https://127.0.0.1:1\n    insecure-skip-tls-verify: true\n\
+         contexts:\n- name: test\n  context:\n    cluster: local\n    user: maint\n    namespace: aindusdb\n\
+         users:\n- name: maint\n  user:\n    token: not-a-secret\n",
+    )
+    .unwrap();
+    let run = |config: &str, args: &[&str]| {
+        let path = dir.join("maint.toml");
+        std::fs::write(
+            &path,
+            format!("[update]\nworkloads = [\"api\"]\nimage = \"registry.example/aindusdb\"\n{config}"),
+        )
+        .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_maint-update"));
+        cmd.env_remove("MAINT_CONFIG").env_remove("MAINT_UPDATE_IMAGE").env("KUBECONFIG", &kubeconfig);
+        cmd.arg("--config").arg(&path).args(args).output().unwrap()
+    };
+    let plan = run("[kubernetes]\nkind = \"rollout\"\n", &["--json", "plan", "--to", "1.5.0", "--from", "1.4.2"]);
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    let r = json(&plan);
+    let rollout = r["items"].as_array().unwrap().iter().find(|i| i["step"] == "rollout").unwrap();
+    assert!(rollout["detail"].as_str().unwrap().contains("kubernetes/aindusdb"), "{rollout}");
+
+    // A real run reaches the API server (here: nothing listens) and fails the rollout.
+    let failed = run("[kubernetes]\n", &["--json", "run", "--to", "1.5.0", "--from", "1.4.2"]);
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    let r = json(&failed);
+    assert!(r["error"].as_str().unwrap().contains("get deployment api in namespace aindusdb"), "{}", r["error"]);
+
+    let both = run(
+        "[kubernetes]\n[docker]\nservices = [{ name = \"api\", replicas = 1, port = 80, readiness_path = \"/\" }]\n",
+        &["plan", "--to", "1.5.0", "--from", "1.4.2"],
+    );
+    assert_eq!(both.status.code(), Some(2));
+    assert_eq!(stderr(&both).trim(), "maint-update: kubernetes: configure [kubernetes] or [docker] services, not both");
+    let context = run("[kubernetes]\ncontext = \"prod\"\n", &["plan", "--to", "1.5.0", "--from", "1.4.2"]);
+    assert_eq!(context.status.code(), Some(2));
+    assert!(stderr(&context).starts_with("maint-update: kubernetes.context: "), "{}", stderr(&context));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn bad_input_is_one_line_naming_the_field_with_exit_code_2() {
     let dir = temp_dir("bad");
     let unknown = dir.join("unknown.toml");

@@ -191,35 +191,59 @@ fn bad_input_is_one_line_naming_the_field_with_exit_code_2() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-const STANDIN: &str = "local/maint-standin-cli";
-
-/// Stand-in images from the test env's Debian image: 1.0.0 and 1.1.0 serve HTTP on 8080,
-/// 1.2.0-broken never listens.
-fn standin_images() {
-    let base = std::env::var("MAINT_TEST_S3_IMAGE").unwrap_or_else(|_| "local/maint-s3:latest".into());
-    for (tag, script) in [
-        ("1.0.0", "exec python3 -m http.server 8080"),
-        ("1.1.0", "exec python3 -m http.server 8080"),
-        ("1.2.0-broken", "exec sleep 3600"),
-    ] {
-        // Built once: re-tagging an image that a concurrent run's containers use would show
-        // them under a bare image id.
-        let image = format!("{STANDIN}:{tag}");
-        if Command::new("docker").args(["image", "inspect", &image]).output().is_ok_and(|o| o.status.success()) {
-            continue;
-        }
-        let created =
-            Command::new("docker").args(["create", &base]).output().expect("docker (run through scripts/test-env)");
-        assert!(created.status.success(), "docker create {base}: {}", stderr(&created));
-        let id = String::from_utf8_lossy(&created.stdout).trim().to_owned();
-        let entrypoint = format!("ENTRYPOINT [\"sh\", \"-c\", \"{script}\"]");
-        let commit = Command::new("docker")
-            .args(["commit", "--change", &entrypoint, "--change", "EXPOSE 8080", &id, &format!("{STANDIN}:{tag}")])
-            .output()
-            .unwrap();
-        assert!(commit.status.success(), "{}", stderr(&commit));
-        Command::new("docker").args(["rm", "-f", &id]).output().unwrap();
+/// The stand-in images scripts/test-env builds: 1.0.0, 1.1.0, 1.2.0-broken (readiness
+/// fails), 1.3.0-wrong (VERITAS answers off by 0.5).
+fn standin_repo() -> String {
+    let repo = std::env::var("MAINT_TEST_STANDIN_IMAGE").unwrap_or_else(|_| "local/aindusdb-standin".into());
+    for tag in ["1.0.0", "1.1.0", "1.2.0-broken", "1.3.0-wrong"] {
+        let image = format!("{repo}:{tag}");
+        let found = Command::new("docker").args(["image", "inspect", &image]).output();
+        assert!(
+            found.is_ok_and(|o| o.status.success()),
+            "no image {image}: run the tests through scripts/test-env, which builds the stand-in images"
+        );
     }
+    repo
+}
+
+/// A load balancer in front of the containers of `service`: each connection goes to the
+/// running container whose name sorts first (sticky: a stand-in keeps its indexes in
+/// memory, so a suite must talk to one replica). Runs on its own thread, because the test
+/// blocks on the maint-update process.
+fn sticky_proxy(service: String) -> String {
+    use maint_release::bollard::Docker;
+    use maint_release::bollard::query_parameters::ListContainersOptionsBuilder;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let docker = Docker::connect_with_local_defaults().unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let filters =
+                std::collections::HashMap::from([("label", vec![format!("maint.release.service={service}")])]);
+            while let Ok((mut client, _)) = listener.accept().await {
+                let opts = ListContainersOptionsBuilder::new().filters(&filters).build();
+                let list = docker.list_containers(Some(opts)).await.unwrap_or_default();
+                let port = list
+                    .iter()
+                    .filter_map(|c| {
+                        let name = c.names.as_ref()?.first()?.clone();
+                        Some((name, c.ports.as_ref()?.iter().find(|p| p.private_port == 8080)?.public_port?))
+                    })
+                    .min()
+                    .map(|(_, port)| port);
+                tokio::spawn(async move {
+                    let Some(port) = port else { return };
+                    if let Ok(mut upstream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+            }
+        });
+    });
+    format!("http://{addr}")
 }
 
 fn running_images(service: &str) -> Vec<String> {
@@ -237,7 +261,7 @@ async fn run_updates_docker_replicas_around_migrations_and_rolls_back_a_broken_v
     use maint_core::chrono::{TimeDelta, Utc};
     use maint_release::{ApprovalPolicy, ChangeRequest, ChangeStore, JsonDirStore, NewChange};
 
-    standin_images();
+    let standin = standin_repo();
     let db = Postgres::shared().await.fresh_database().await;
     let dir = temp_dir("run");
     let migrations = dir.join("migrations");
@@ -269,17 +293,20 @@ async fn run_updates_docker_replicas_around_migrations_and_rolls_back_a_broken_v
         })
         .unwrap();
     let service = format!("cli-standin-{}", std::process::id());
+    // The built-in AindusDB suite through a load balancer, before and after each rollout.
+    let proxy = sticky_proxy(service.clone());
+    let smoke = format!("[smoke]\nbase_url = \"{proxy}\"\ntoken = \"standin-token\"\npre_checks = true\n");
     let config = dir.join("maint.toml");
     std::fs::write(
         &config,
         format!(
-            "[update]\nworkloads = [\"{service}\"]\nimage = \"{STANDIN}\"\nrollout_timeout_secs = 60\n\n\
+            "[update]\nworkloads = [\"{service}\"]\nimage = \"{standin}\"\nrollout_timeout_secs = 60\n\n\
              [migrations]\ndir = \"{}\"\ndatabase_url = \"{}\"\n\n\
              [changes]\ndir = \"{}\"\n\n\
              [docker]\nreadiness_timeout_secs = 5\n\
-             services = [{{ name = \"{service}\", replicas = 3, port = 8080, readiness_path = \"/\", labels = {{ maint-testkit = \"1\" }} }}]\n\n\
+             services = [{{ name = \"{service}\", replicas = 3, port = 8080, readiness_path = \"/health/ready\", labels = {{ maint-testkit = \"1\" }} }}]\n\n\
              [notify]\ntargets = [\"log://stderr\"]\n\n\
-             [audit]\ndatabase_url = \"{}\"\n",
+             [audit]\ndatabase_url = \"{}\"\n\n{smoke}",
             migrations.display(),
             db.url(),
             changes.display(),
@@ -288,10 +315,14 @@ async fn run_updates_docker_replicas_around_migrations_and_rolls_back_a_broken_v
     )
     .unwrap();
 
-    // First deployment (a patch from the release candidate).
-    let first = update(Some(&config), &["--json", "run", "--to", "1.0.0", "--from", "1.0.0-rc.1"]);
+    // First deployment (a patch from the release candidate): nothing runs yet, so no
+    // pre-checks; the suite runs after the rollout.
+    let first_config = dir.join("first.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&first_config, text.replace("pre_checks = true", "pre_checks = false")).unwrap();
+    let first = update(Some(&first_config), &["--json", "run", "--to", "1.0.0", "--from", "1.0.0-rc.1"]);
     assert!(first.status.success(), "{}\n{}", String::from_utf8_lossy(&first.stdout), stderr(&first));
-    assert_eq!(running_images(&service), vec![format!("{STANDIN}:1.0.0"); 3]);
+    assert_eq!(running_images(&service), vec![format!("{standin}:1.0.0"); 3]);
 
     // 1.0.0 -> 1.1.0 under change CR-1: expand before, contract after, change done.
     let out = update(Some(&config), &["--json", "run", "--to", "1.1.0", "--change", "CR-1", "--actor", "ops-alice"]);
@@ -299,10 +330,17 @@ async fn run_updates_docker_replicas_around_migrations_and_rolls_back_a_broken_v
     let r = json(&out);
     assert_eq!(r["status"], "ok", "{r:#}");
     assert_eq!(r["items"][0]["detail"], "minor update 1.0.0 -> 1.1.0");
+    let detail = |r: &serde_json::Value, step: &str| -> String {
+        let items = r["items"].as_array().unwrap();
+        let item = items.iter().find(|i| i["step"] == step).unwrap_or_else(|| panic!("no {step} step: {r:#}"));
+        format!("{} {}", item["status"].as_str().unwrap(), item["detail"].as_str().unwrap())
+    };
+    assert_eq!(detail(&r, "pre-checks"), "ok 12 check(s) passed", "the suite ran on 1.0.0");
+    assert_eq!(detail(&r, "smoke"), "ok 12 check(s) passed", "and on 1.1.0");
     assert_eq!(r["items"][1]["detail"], "CR-1 is scheduled and in its window");
     assert_eq!(r["metrics"]["notifications_delivered"], 1.0);
     assert!(stderr(&out).contains("AindusDB updated from 1.0.0 to 1.1.0"), "{}", stderr(&out));
-    assert_eq!(running_images(&service), vec![format!("{STANDIN}:1.1.0"); 3]);
+    assert_eq!(running_images(&service), vec![format!("{standin}:1.1.0"); 3]);
     assert_eq!(store.load("CR-1").unwrap().state, maint_release::ChangeState::Done);
     let (client, conn) = maint_release::deadpool_postgres::tokio_postgres::connect(
         &db.url(),
@@ -321,7 +359,25 @@ async fn run_updates_docker_replicas_around_migrations_and_rolls_back_a_broken_v
     assert_eq!(r["metrics"]["rolled_back"], 1.0);
     assert!(r["error"].as_str().unwrap().contains("1.2.0-broken) not ready after"), "{r:#}");
     assert!(stderr(&broken).contains("AindusDB update failed and was rolled back"), "{}", stderr(&broken));
-    assert_eq!(running_images(&service), vec![format!("{STANDIN}:1.1.0"); 3], "1.1.0 serves again");
+    assert_eq!(running_images(&service), vec![format!("{standin}:1.1.0"); 3], "1.1.0 serves again");
+
+    // A version whose VERITAS answers are wrong is ready, so the rollout completes; the
+    // smoke suite catches it and the rollout is undone.
+    let wrong = update(Some(&config), &["--json", "run", "--to", "1.3.0-wrong"]);
+    assert_eq!(wrong.status.code(), Some(1), "{}", stderr(&wrong));
+    let r = json(&wrong);
+    assert!(
+        r["error"].as_str().unwrap().starts_with(
+            "smoke: smoke checks failed on 1.3.0-wrong: veritas-sqrt: $.result: expected 4 (±0.000000001), got 4.5; \
+             veritas-sum: $.result: expected 5 (±0.000000001), got 5.5"
+        ),
+        "{r:#}"
+    );
+    assert_eq!(detail(&r, "rollout"), format!("ok {standin}:1.3.0-wrong on {service} complete and healthy"));
+    assert!(detail(&r, "rollback").starts_with("ok "), "{r:#}");
+    assert_eq!(r["metrics"]["rolled_back"], 1.0);
+    assert!(stderr(&wrong).contains("AindusDB update failed and was rolled back"), "{}", stderr(&wrong));
+    assert_eq!(running_images(&service), vec![format!("{standin}:1.1.0"); 3], "1.1.0 serves again");
 
     type Row = (String, Option<String>, String, Option<String>, String);
     let audit: Vec<Row> = client
@@ -331,9 +387,10 @@ async fn run_updates_docker_replicas_around_migrations_and_rolls_back_a_broken_v
         .into_iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
         .collect();
-    assert_eq!(audit.len(), 3, "{audit:?}");
+    assert_eq!(audit.len(), 4, "{audit:?}");
     assert_eq!(audit[1], ("ops-alice".into(), Some("1.0.0".into()), "1.1.0".into(), Some("CR-1".into()), "ok".into()));
     assert_eq!((audit[2].2.as_str(), audit[2].4.as_str()), ("1.2.0-broken", "failed"));
+    assert_eq!((audit[3].2.as_str(), audit[3].4.as_str()), ("1.3.0-wrong", "failed"));
 
     let ids = Command::new("docker")
         .args(["ps", "-aq", "--filter", &format!("label=maint.release.service={service}")])

@@ -29,6 +29,11 @@ pub struct CollectConfig {
     pub textfile: Option<PathBuf>,
     /// JSON-lines file each run appends one snapshot to.
     pub snapshots: Option<PathBuf>,
+    /// Prometheus Pushgateway base URL (`http://pushgateway:9091`; credentials in the URL
+    /// are allowed): each run replaces the group `job/<push_job>/instance/<host name>`.
+    pub pushgateway: Option<Secret>,
+    /// The Pushgateway job label (default `maint`).
+    pub push_job: Option<String>,
     /// The backup store (built by the caller).
     #[serde(skip)]
     pub store: Option<Arc<dyn ObjectStore>>,
@@ -130,6 +135,34 @@ async fn redis_info(url: &Secret) -> Result<BTreeMap<String, f64>, String> {
     Ok(out)
 }
 
+/// Replaces this host's group on a Pushgateway with `text` (`PUT
+/// <base>/metrics/job/<job>/instance/<host>`, the Pushgateway's API).
+pub async fn push_to_gateway(base: &Secret, job: &str, text: &str) -> Result<(), String> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    let mut url = reqwest::Url::parse(base.expose()).map_err(|e| format!("pushgateway: not a URL: {e}"))?;
+    url.path_segments_mut().map_err(|()| "pushgateway: not a base URL".to_owned())?.pop_if_empty().extend([
+        "metrics",
+        "job",
+        job,
+        "instance",
+        if host.is_empty() { "unknown" } else { &host },
+    ]);
+    let resp = reqwest::Client::new()
+        .put(url)
+        .header("content-type", "text/plain; version=0.0.4")
+        .timeout(std::time::Duration::from_secs(10))
+        .body(text.to_owned())
+        .send()
+        .await
+        .map_err(|e| format!("pushgateway: {}", one_line(&e.without_url())))?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        return Err(format!("pushgateway answered {status}: {}", body.trim().chars().take(200).collect::<String>()));
+    }
+    Ok(())
+}
+
 /// The metrics as Prometheus text (one untyped-free gauge per name).
 pub fn render_textfile(metrics: &BTreeMap<String, f64>) -> String {
     let mut out = String::new();
@@ -159,7 +192,17 @@ impl Task for MetricsCollection {
         for (k, v) in &metrics {
             report.metric(k.clone(), *v);
         }
+        let mut errors = errors;
         if !ctx.dry_run {
+            if let Some(base) = &self.config.pushgateway {
+                let job = self.config.push_job.as_deref().unwrap_or("maint");
+                match push_to_gateway(base, job, &render_textfile(&metrics)).await {
+                    Ok(()) => {
+                        report.metric("pushed", 1.0);
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
             if let Some(path) = &self.config.textfile
                 && let Err(e) = maint_core::write_atomic(path, render_textfile(&metrics).as_bytes())
             {

@@ -1,8 +1,10 @@
 #![doc = include_str!("../README.md")]
 
 mod collect;
+mod tls;
 
-pub use collect::{CollectConfig, MetricsCollection, render_textfile};
+pub use collect::{CollectConfig, MetricsCollection, push_to_gateway, render_textfile};
+pub use tls::{CertificateInfo, certificate_expiry, https_endpoint};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

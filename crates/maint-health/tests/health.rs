@@ -75,6 +75,7 @@ async fn metrics_are_collected_written_and_parse_back() {
         textfile: Some(dir.join("aindusdb.prom")),
         snapshots: Some(dir.join("snapshots.jsonl")),
         store: Some(S3::shared().await.fresh_bucket().await.store()),
+        ..CollectConfig::default()
     };
     let task = MetricsCollection::new(config);
     let report = task.run(&TaskContext::new(false)).await;
@@ -105,4 +106,135 @@ async fn metrics_are_collected_written_and_parse_back() {
     let report = MetricsCollection::new(down).run(&TaskContext::new(false)).await;
     assert_eq!(report.status, Status::Failed);
     assert!(report.error.unwrap().starts_with("redis: "));
+}
+
+/// A Pushgateway stand-in: an HTTP server that records each request's method, path and body
+/// and answers like the real one (200 to a PUT of valid text, 400 to anything else).
+async fn pushgateway() -> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>) {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
+    let record = Arc::clone(&seen);
+    let app = Router::new().fallback(move |method: axum::http::Method, uri: axum::http::Uri, body: String| {
+        let record = Arc::clone(&record);
+        async move {
+            let ok = method == axum::http::Method::PUT && body.ends_with('\n');
+            record.lock().unwrap().push((method.to_string(), uri.path().to_owned(), body));
+            if ok { (StatusCode::OK, "") } else { (StatusCode::BAD_REQUEST, "text format parsing error") }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), seen)
+}
+
+#[tokio::test]
+async fn metrics_are_pushed_to_a_pushgateway() {
+    use maint_health::{CollectConfig, MetricsCollection};
+    let (url, seen) = pushgateway().await;
+    let redis = Redis::shared().await.fresh_db().await;
+    let config = CollectConfig {
+        redis_url: Some(Secret::new(redis.url.clone())),
+        pushgateway: Some(Secret::new(format!("{url}/"))),
+        push_job: Some("aindusdb-maint".into()),
+        ..CollectConfig::default()
+    };
+    let report = MetricsCollection::new(config.clone()).run(&TaskContext::new(false)).await;
+    assert_eq!(report.status, Status::Ok, "{report:?}");
+    assert_eq!(report.metrics["pushed"], 1.0);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        let (method, path, body) = &seen[0];
+        assert_eq!(method, "PUT");
+        assert_eq!(path, &format!("/metrics/job/aindusdb-maint/instance/{}", host.trim()));
+        assert!(
+            body.contains("# TYPE aindusdb_redis_used_memory_bytes gauge\naindusdb_redis_used_memory_bytes "),
+            "{body}"
+        );
+    }
+    // A dry run pushes nothing; a gateway that is down fails the task and says so.
+    MetricsCollection::new(config).run(&TaskContext::new(true)).await;
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    let down = CollectConfig {
+        redis_url: Some(Secret::new(redis.url.clone())),
+        pushgateway: Some(Secret::new("http://127.0.0.1:9")),
+        ..CollectConfig::default()
+    };
+    let report = MetricsCollection::new(down).run(&TaskContext::new(false)).await;
+    assert_eq!(report.status, Status::Failed);
+    assert!(report.error.unwrap().starts_with("pushgateway: "));
+}
+
+/// `openssl s_server` with a fresh self-signed certificate valid for `days`.
+struct TlsServer {
+    endpoint: String,
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn tls_server(days: u32) -> TlsServer {
+    use std::process::{Command, Stdio};
+    let dir = std::env::temp_dir().join(format!("maint-tls-{}-{days}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let st = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=maint-tls-test", "-days"])
+        .arg(days.to_string())
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is installed by scripts/test-env");
+    assert!(st.success());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new("openssl")
+        .args(["s_server", "-quiet", "-www", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(dir.join("cert.pem"))
+        .arg("-key")
+        .arg(dir.join("key.pem"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let endpoint = format!("127.0.0.1:{port}");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(&endpoint).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    TlsServer { endpoint, child, dir }
+}
+
+#[tokio::test]
+async fn certificate_expiry_is_read_from_a_real_handshake() {
+    use maint_core::chrono::{TimeDelta, Utc};
+    let server = tls_server(5).await;
+    let info = maint_health::certificate_expiry(&server.endpoint, std::time::Duration::from_secs(10)).await.unwrap();
+    assert_eq!(info.endpoint, server.endpoint);
+    assert!(info.subject.contains("maint-tls-test"), "{info:?}");
+    let left = info.not_after - Utc::now();
+    assert!(left > TimeDelta::days(4) && left <= TimeDelta::days(5), "{info:?}");
+
+    let err = maint_health::certificate_expiry("127.0.0.1:9", std::time::Duration::from_secs(5)).await.unwrap_err();
+    assert!(err.starts_with("127.0.0.1:9: "), "{err}");
+    assert_eq!(
+        maint_health::https_endpoint("https://hooks.slack.com/services/T/B/secret"),
+        Some("hooks.slack.com:443".into())
+    );
+    assert_eq!(maint_health::https_endpoint("https://api.internal:8443/v1"), Some("api.internal:8443".into()));
+    assert_eq!(maint_health::https_endpoint("http://api.internal/"), None);
 }

@@ -129,6 +129,24 @@ pub struct ResolvedRule {
     pub cutoff: String,
 }
 
+/// How a retention rule reaches its expired rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "scan", rename_all = "snake_case")]
+pub enum RetentionScan {
+    /// Few rows expire (the planner would find them through an index): batches of
+    /// `LIMIT batch_size` rows by `ctid`.
+    Rows,
+    /// Many rows expire (the planner would read the whole table): the table is walked in
+    /// ranges of `pages` pages (about `batch_size` rows each), `total` pages in all, each
+    /// range one `DELETE` with a TID range scan, as fast per row as one big `DELETE`.
+    Pages {
+        /// Pages per statement.
+        pages: u32,
+        /// Pages of the table when the rule started.
+        total: u32,
+    },
+}
+
 /// A btree index that `amcheck` can verify (valid, ready, not temporary).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BtreeIndex {
@@ -186,6 +204,10 @@ pub trait DbBackend: Send + Sync + Debug + 'static {
     async fn count_expired(&self, rule: &ResolvedRule) -> Result<u64, Error>;
     /// Deletes at most `limit` expired rows in one statement; returns how many.
     async fn delete_batch(&self, rule: &ResolvedRule, limit: u64) -> Result<u64, Error>;
+    /// Chooses how to walk a rule's expired rows for batches of `batch_size` rows.
+    async fn retention_scan(&self, rule: &ResolvedRule, batch_size: u64) -> Result<RetentionScan, Error>;
+    /// Deletes the expired rows of pages `from..to` in one statement; returns how many.
+    async fn delete_pages(&self, rule: &ResolvedRule, from: u32, to: u32) -> Result<u64, Error>;
     /// Catalog bloat estimates of user tables and valid btree indexes (no lock taken).
     async fn bloat_estimates(&self) -> Result<Vec<BloatEstimate>, Error>;
     /// Whether `pgstattuple` is installed; with `create`, installs it first when missing.

@@ -20,8 +20,8 @@ pub use analysis::{
     PgSecurityAudit, pg_security_audit,
 };
 pub use backend::{
-    BtreeIndex, DbBackend, IndexCheck, InvalidIndex, Reason, ResolvedRule, RuleTarget, TableJob, TableOutcome,
-    TableStats, TableWork,
+    BtreeIndex, DbBackend, IndexCheck, InvalidIndex, Reason, ResolvedRule, RetentionScan, RuleTarget, TableJob,
+    TableOutcome, TableStats, TableWork,
 };
 pub use bloat::{
     BloatEntry, BloatEstimate, BloatMeasurement, ReindexJob, RelKind, bloat_candidates, index_waste, needs_rebuild,
@@ -43,8 +43,8 @@ pub use ident::{qualified, quote_ident};
 pub use integrity::{INDEX_INTEGRITY_ID, IndexIntegrity, corrupt_index_finding};
 pub use locks::LockMode;
 pub use planner::{
-    InvalidIndexPlan, TablePlanOptions, count_expired_sql, delete_batch_sql, is_reindex_leftover, job_sql,
-    plan_invalid_indexes, plan_tables, resolve_rule,
+    InvalidIndexPlan, TablePlanOptions, count_expired_sql, delete_batch_sql, delete_pages_sql, explain_expired_sql,
+    is_reindex_leftover, job_sql, plan_invalid_indexes, plan_tables, resolve_rule,
 };
 pub use postgres::PgBackend;
 pub use task::{DatabaseOptimization, TASK_ID};

@@ -139,14 +139,38 @@ pub fn resolve_rule(i: usize, rule: &RetentionRule, target: RuleTarget) -> Resul
 }
 
 /// `WHERE` clause of a rule (`$1` is the cutoff text).
+/// The cutoff is converted once (an InitPlan), not per row: a text-to-timestamp cast is a
+/// stable function the planner does not fold.
 fn expired(rule: &ResolvedRule) -> String {
-    format!("{} < $1::text::{}", crate::quote_ident(&rule.rule.column), rule.cast)
+    format!("{} < (SELECT $1::text::{})", crate::quote_ident(&rule.rule.column), rule.cast)
 }
 
 /// One batch: `DELETE ... WHERE ctid = ANY(ARRAY(SELECT ctid ... LIMIT $2))`.
 pub fn delete_batch_sql(rule: &ResolvedRule) -> String {
     let table = qualified(&rule.rule.schema, &rule.rule.table);
     format!("DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE {} LIMIT $2))", expired(rule))
+}
+
+/// One page range: `DELETE ... WHERE ctid >= '($2,0)' AND ctid < '($3,0)' AND <expired>`
+/// (a TID range scan, PostgreSQL 14+: each statement reads only its pages).
+pub fn delete_pages_sql(rule: &ResolvedRule) -> String {
+    format!(
+        "DELETE FROM {} WHERE ctid >= ('(' || $2::bigint || ',0)')::tid AND ctid < ('(' || $3::bigint || ',0)')::tid \
+         AND {}",
+        qualified(&rule.rule.schema, &rule.rule.table),
+        expired(rule)
+    )
+}
+
+/// The planner's choice for all of a rule's expired rows (`EXPLAIN`). The cutoff is not
+/// in a subquery here: the planner must see its value to estimate how many rows match.
+pub fn explain_expired_sql(rule: &ResolvedRule) -> String {
+    format!(
+        "EXPLAIN SELECT ctid FROM {} WHERE {} < $1::text::{}",
+        qualified(&rule.rule.schema, &rule.rule.table),
+        crate::quote_ident(&rule.rule.column),
+        rule.cast
+    )
 }
 
 /// The dry-run count.
@@ -263,12 +287,16 @@ mod tests {
         assert_eq!((r.cast, r.cutoff.as_str()), ("timestamp", "2026-01-01 00:00:00"));
         assert_eq!(
             delete_batch_sql(&r),
-            r#"DELETE FROM "public"."lo""gs" WHERE ctid = ANY(ARRAY(SELECT ctid FROM "public"."lo""gs" WHERE "created at" < $1::text::timestamp LIMIT $2))"#
+            r#"DELETE FROM "public"."lo""gs" WHERE ctid = ANY(ARRAY(SELECT ctid FROM "public"."lo""gs" WHERE "created at" < (SELECT $1::text::timestamp) LIMIT $2))"#
         );
         let r = resolve_rule(0, &rule, target(Some(5), Some("timestamp with time zone"))).unwrap();
         assert_eq!(
             count_expired_sql(&r),
-            r#"SELECT count(*) FROM "public"."lo""gs" WHERE "created at" < $1::text::timestamptz"#
+            r#"SELECT count(*) FROM "public"."lo""gs" WHERE "created at" < (SELECT $1::text::timestamptz)"#
+        );
+        assert_eq!(
+            delete_pages_sql(&r),
+            r#"DELETE FROM "public"."lo""gs" WHERE ctid >= ('(' || $2::bigint || ',0)')::tid AND ctid < ('(' || $3::bigint || ',0)')::tid AND "created at" < (SELECT $1::text::timestamptz)"#
         );
     }
 }

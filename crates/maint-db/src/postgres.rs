@@ -3,10 +3,10 @@ use async_trait::async_trait;
 use crate::db::query_err;
 use crate::{
     BloatEstimate, BloatMeasurement, BtreeIndex, Db, DbBackend, Error, ExtensionInfo, HbaRule, HealthSnapshot,
-    IndexCheck, IndexUsage, InvalidIndex, LockMode, RelKind, ReplicaInfo, ResolvedRule, RetentionRule, RoleInfo,
-    RuleTarget, RunLockAttempt, SecuritySnapshot, SessionInfo, SizeKind, SizeSample, SlotInfo, TableJob, TableOutcome,
-    TableScans, TableStats, TableWork, count_expired_sql, delete_batch_sql, index_waste, job_sql, qualified,
-    reindex_sql,
+    IndexCheck, IndexUsage, InvalidIndex, LockMode, RelKind, ReplicaInfo, ResolvedRule, RetentionRule, RetentionScan,
+    RoleInfo, RuleTarget, RunLockAttempt, SecuritySnapshot, SessionInfo, SizeKind, SizeSample, SlotInfo, TableJob,
+    TableOutcome, TableScans, TableStats, TableWork, count_expired_sql, delete_batch_sql, delete_pages_sql,
+    explain_expired_sql, index_waste, job_sql, qualified, reindex_sql,
 };
 
 /// SQLSTATE of "insufficient privilege".
@@ -330,6 +330,49 @@ impl DbBackend for PgBackend {
             .retry_locked(&sql, Some((rule.oid, LockMode::RowExclusive)), || async {
                 let client = self.db.client().await?;
                 client.execute(&sql, &[&rule.cutoff, &limit]).await.map_err(query_err(sql.clone()))
+            })
+            .await
+    }
+
+    async fn retention_scan(&self, rule: &ResolvedRule, batch_size: u64) -> Result<RetentionScan, Error> {
+        let client = self.db.client().await?;
+        // TID range scans exist from PostgreSQL 14 on.
+        let version: i32 = client
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await
+            .map_err(query_err("server_version_num"))?
+            .get(0);
+        if version < 140_000 {
+            return Ok(RetentionScan::Rows);
+        }
+        let sql = explain_expired_sql(rule);
+        let plan = client.query(&sql, &[&rule.cutoff]).await.map_err(query_err(sql.clone()))?;
+        let seq = plan.iter().any(|r| r.get::<_, String>(0).contains("Seq Scan"));
+        if !seq {
+            return Ok(RetentionScan::Rows);
+        }
+        // The size now (relpages may be stale) and the rows per page from the statistics.
+        let row = client
+            .query_one(
+                "SELECT (pg_relation_size(oid) / current_setting('block_size')::bigint)::bigint, \
+                   CASE WHEN relpages > 0 AND reltuples > 0 THEN reltuples / relpages ELSE 100 END::float8 \
+                 FROM pg_class WHERE oid = $1",
+                &[&rule.oid],
+            )
+            .await
+            .map_err(query_err("size of a retention table"))?;
+        let (total, per_page): (i64, f64) = (row.get(0), row.get(1));
+        let pages = (batch_size as f64 / per_page.max(1.0)).ceil().clamp(1.0, f64::from(u32::MAX));
+        Ok(RetentionScan::Pages { pages: pages as u32, total: u32::try_from(total).unwrap_or(u32::MAX) })
+    }
+
+    async fn delete_pages(&self, rule: &ResolvedRule, from: u32, to: u32) -> Result<u64, Error> {
+        let sql = delete_pages_sql(rule);
+        let (from, to) = (i64::from(from), i64::from(to));
+        self.db
+            .retry_locked(&sql, Some((rule.oid, LockMode::RowExclusive)), || async {
+                let client = self.db.client().await?;
+                client.execute(&sql, &[&rule.cutoff, &from, &to]).await.map_err(query_err(sql.clone()))
             })
             .await
     }

@@ -9,8 +9,8 @@ use tokio::task::JoinSet;
 
 use crate::error::describe_blockers;
 use crate::{
-    Config, Db, DbBackend, Error, PgBackend, RUN_LOCK_KEY, RunLock, RunLockAttempt, Settings, TableJob, TableOutcome,
-    TablePlanOptions, TableWork, job_sql, plan_invalid_indexes, plan_tables, qualified, resolve_rule,
+    Config, Db, DbBackend, Error, PgBackend, RUN_LOCK_KEY, RetentionScan, RunLock, RunLockAttempt, Settings, TableJob,
+    TableOutcome, TablePlanOptions, TableWork, job_sql, plan_invalid_indexes, plan_tables, qualified, resolve_rule,
 };
 
 /// Validates the configuration and prepares a pool (no I/O yet). The URL is required.
@@ -110,21 +110,41 @@ impl DatabaseOptimization {
                     "cutoff": rule.cutoff, "would_delete": n}));
                 continue;
             }
-            let (mut deleted, mut batches) = (0u64, 0u64);
+            let scan = self.backend.retention_scan(rule, s.batch_size).await?;
+            let (mut deleted, mut batches, mut page) = (0u64, 0u64, 0u32);
+            let mut longest = std::time::Duration::ZERO;
             let outcome = loop {
                 if ctx.cancel.is_cancelled() {
                     break Err(Error::Cancelled);
                 }
-                match self.backend.delete_batch(rule, s.batch_size).await {
+                let started = std::time::Instant::now();
+                let (batch, last) = match scan {
+                    RetentionScan::Rows => {
+                        let batch = self.backend.delete_batch(rule, s.batch_size).await;
+                        let last = batch.as_ref().is_ok_and(|n| *n < s.batch_size);
+                        (batch, last)
+                    }
+                    RetentionScan::Pages { pages, total } => {
+                        let to = page.saturating_add(pages);
+                        let batch = self.backend.delete_pages(rule, page, to).await;
+                        page = to;
+                        (batch, to >= total)
+                    }
+                };
+                longest = longest.max(started.elapsed());
+                match batch {
                     Ok(n) => {
                         deleted += n;
                         batches += u64::from(n > 0);
-                        if n < s.batch_size {
+                        if last {
                             break Ok(());
                         }
-                        tokio::select! {
-                            () = tokio::time::sleep(s.pause) => {}
-                            () = ctx.cancel.cancelled() => {}
+                        // A statement that deleted nothing wrote nothing: no pause needed.
+                        if n > 0 {
+                            tokio::select! {
+                                () = tokio::time::sleep(s.pause) => {}
+                                () = ctx.cancel.cancelled() => {}
+                            }
                         }
                     }
                     Err(e @ Error::LockTimeout { .. }) => {
@@ -137,7 +157,8 @@ impl DatabaseOptimization {
             total += deleted;
             report.metric("rows_deleted", total as f64);
             report.item(json!({"step": "retention", "table": table, "column": column,
-                "cutoff": rule.cutoff, "deleted": deleted, "batches": batches}));
+                "cutoff": rule.cutoff, "deleted": deleted, "batches": batches, "scan": scan,
+                "longest_batch_ms": longest.as_millis() as u64}));
             outcome?;
         }
         Ok(())
@@ -491,6 +512,7 @@ mod tests {
         locked(&mut mock);
         sizes(&mut mock, 10, 10);
         mock.expect_rule_target().times(1).returning(|_| Ok(found()));
+        mock.expect_retention_scan().times(1).returning(|_, _| Ok(RetentionScan::Rows));
         let mut seq = Sequence::new();
         for n in [3, 3, 1] {
             mock.expect_delete_batch()

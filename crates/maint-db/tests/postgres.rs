@@ -179,13 +179,17 @@ async fn two_runs_at_once_one_reports_a_run_in_progress() {
 async fn retention_deletes_exactly_the_old_rows_in_several_batches() {
     let db = fresh().await;
     let c = session(&db).await;
+    // logs: few rows expire and an index finds them (batches of LIMIT n rows by ctid);
+    // user_sessions: most rows expire (the table is walked in page ranges).
     c.batch_execute(
         "CREATE TABLE logs (id serial, created_at timestamptz NOT NULL, msg text); \
          INSERT INTO logs (created_at, msg) SELECT now() - interval '40 days', 'old' FROM generate_series(1, 25); \
-         INSERT INTO logs (created_at, msg) SELECT now() - interval '29 days', 'new' FROM generate_series(1, 10); \
+         INSERT INTO logs (created_at, msg) SELECT now() - interval '29 days', 'new' FROM generate_series(1, 5000); \
+         CREATE INDEX logs_created_at_idx ON logs (created_at); ANALYZE logs; \
          CREATE TABLE user_sessions (id serial, expires_at timestamp NOT NULL); \
-         INSERT INTO user_sessions (expires_at) SELECT localtimestamp - interval '1 hour' FROM generate_series(1, 7); \
-         INSERT INTO user_sessions (expires_at) SELECT localtimestamp + interval '1 hour' FROM generate_series(1, 5)",
+         INSERT INTO user_sessions (expires_at) SELECT localtimestamp - interval '1 hour' FROM generate_series(1, 3000); \
+         INSERT INTO user_sessions (expires_at) SELECT localtimestamp + interval '1 hour' FROM generate_series(1, 500); \
+         ANALYZE user_sessions",
     )
     .await
     .unwrap();
@@ -196,22 +200,40 @@ async fn retention_deletes_exactly_the_old_rows_in_several_batches() {
     let dry = run(&cfg, true).await;
     assert_eq!(dry.status, Status::Ok, "{dry:#?}");
     assert_eq!(item(&dry, "table", "\"public\".\"logs\"")["would_delete"], 25);
-    assert_eq!(item(&dry, "table", "\"public\".\"user_sessions\"")["would_delete"], 7);
+    assert_eq!(item(&dry, "table", "\"public\".\"user_sessions\"")["would_delete"], 3000);
 
+    cfg.retention.batch_size = 500;
     let report = run(&cfg, false).await;
     assert_eq!(report.status, Status::Ok, "{report:#?}");
-    assert_eq!(report.metrics["rows_deleted"], 32.0);
+    assert_eq!(report.metrics["rows_deleted"], 3025.0);
     let logs = item(&report, "table", "\"public\".\"logs\"");
-    assert_eq!((logs["deleted"].as_u64(), logs["batches"].as_u64()), (Some(25), Some(3)));
-    let left: Vec<String> = c.query("SELECT msg FROM logs", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
-    assert_eq!(left, vec!["new".to_owned(); 10]);
+    assert_eq!(logs["scan"]["scan"], "rows", "{logs}");
+    assert_eq!((logs["deleted"].as_u64(), logs["batches"].as_u64()), (Some(25), Some(1)));
+    let sessions = item(&report, "table", "\"public\".\"user_sessions\"");
+    assert_eq!(sessions["scan"]["scan"], "pages", "{sessions}");
+    assert!(sessions["batches"].as_u64().unwrap() >= 4, "several statements of about 500 rows: {sessions}");
+    assert_eq!(sessions["deleted"].as_u64(), Some(3000));
+    let left: i64 = c.query_one("SELECT count(*) FROM logs WHERE msg = 'old'", &[]).await.unwrap().get(0);
+    let kept: i64 = c.query_one("SELECT count(*) FROM logs WHERE msg = 'new'", &[]).await.unwrap().get(0);
+    assert_eq!((left, kept), (0, 5000));
     let expired: i64 = c
         .query_one("SELECT count(*) FILTER (WHERE expires_at < localtimestamp) FROM user_sessions", &[])
         .await
         .unwrap()
         .get(0);
     let total: i64 = c.query_one("SELECT count(*) FROM user_sessions", &[]).await.unwrap().get(0);
-    assert_eq!((expired, total), (0, 5));
+    assert_eq!((expired, total), (0, 500));
+
+    // Batches of LIMIT n rows: several statements for the 25 old logs.
+    c.batch_execute(
+        "INSERT INTO logs (created_at, msg) SELECT now() - interval '40 days', 'old' FROM generate_series(1, 25); ANALYZE logs",
+    )
+    .await
+    .unwrap();
+    cfg.retention.batch_size = 10;
+    let report = run(&cfg, false).await;
+    let logs = item(&report, "table", "\"public\".\"logs\"");
+    assert_eq!((logs["deleted"].as_u64(), logs["batches"].as_u64()), (Some(25), Some(3)), "{logs}");
 }
 
 #[tokio::test]

@@ -1,23 +1,24 @@
-//! `maint-change`: change requests (CAB) for AindusDB updates, stored as JSON files.
+//! `maint-change`: change requests (CAB) for AindusDB updates, stored in PostgreSQL.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use maint_core::chrono::{DateTime, Utc};
-use maint_core::{Calendar, Impact, TaskReport, one_line};
+use maint_core::{Calendar, Impact, Secret, TaskReport, one_line};
 use maint_release::{
-    ChangeRequest, ChangeState, ChangeStore, Config, Error, JsonDirStore, NewChange, Risk, changes_to_icalendar,
-    check_change_id, parse_version,
+    ChangeOp, ChangeRequest, ChangeState, ChangeStore, Config, Error, NewChange, PgChangeStore, Risk,
+    changes_to_icalendar, check_change_id, parse_version,
 };
 
 #[derive(Debug, Parser)]
 #[command(name = "maint-change", version, about = "Change requests (CAB) for AindusDB updates")]
 struct Cli {
-    /// The directory of change request files (`CR-<n>.json`).
-    #[arg(long, env = "MAINT_CHANGE_DIR", global = true)]
-    dir: Option<PathBuf>,
-    /// TOML file: [changes] dir and approvals, [update] calendar.
+    /// The PostgreSQL database of the change requests (tables in schema `maint_change`,
+    /// created on first use).
+    #[arg(long, env = "MAINT_CHANGE_DATABASE_URL", global = true, hide_env_values = true)]
+    database_url: Option<String>,
+    /// TOML file: [changes] database_url and approvals, [update] calendar.
     #[arg(long, env = "MAINT_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// The maintenance plan (YAML or TOML) that holds the windows.
@@ -32,7 +33,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Open a change request (a draft).
+    /// Open a change request: it is pending until enough approvers approve it.
     Create {
         /// One line.
         #[arg(long)]
@@ -68,17 +69,9 @@ enum Command {
         #[arg(long)]
         target_version: Option<String>,
     },
-    /// Submit a draft for approval (by its requester).
-    Submit {
-        /// Change id (`CR-3`).
-        id: String,
-        /// Who.
-        #[arg(long)]
-        by: String,
-    },
-    /// Approve a submitted change.
+    /// Approve a pending change.
     Approve {
-        /// Change id.
+        /// Change id (`CR-3`).
         id: String,
         /// Who (a listed approver, not the requester).
         #[arg(long)]
@@ -87,7 +80,7 @@ enum Command {
         #[arg(long)]
         comment: Option<String>,
     },
-    /// Reject a submitted change.
+    /// Reject a pending change.
     Reject {
         /// Change id.
         id: String,
@@ -109,16 +102,54 @@ enum Command {
         #[arg(long)]
         by: String,
     },
-    /// Record the outcome of a scheduled change.
+    /// Start carrying out a scheduled change (refused outside its slot and window).
+    Start {
+        /// Change id.
+        id: String,
+        /// Who.
+        #[arg(long)]
+        by: String,
+    },
+    /// Record that a change in progress succeeded.
     Complete {
         /// Change id.
         id: String,
         /// Who.
         #[arg(long)]
         by: String,
-        /// It failed.
+    },
+    /// Record that a change in progress failed.
+    Fail {
+        /// Change id.
+        id: String,
+        /// Who.
         #[arg(long)]
-        failed: bool,
+        by: String,
+        /// What went wrong.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Record that a failed change was undone.
+    RolledBack {
+        /// Change id.
+        id: String,
+        /// Who.
+        #[arg(long)]
+        by: String,
+        /// How (optional).
+        #[arg(long)]
+        detail: Option<String>,
+    },
+    /// Withdraw a change that has not started (its requester or an approver).
+    Cancel {
+        /// Change id.
+        id: String,
+        /// Who.
+        #[arg(long)]
+        by: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
     },
     /// Show one change.
     Show {
@@ -131,7 +162,7 @@ enum Command {
         #[arg(long, value_parser = parse_state)]
         state: Option<ChangeState>,
     },
-    /// Print the scheduled changes as iCalendar.
+    /// Print the changes that have a slot as iCalendar.
     Ical,
 }
 
@@ -160,7 +191,14 @@ fn main() -> ExitCode {
     };
     let json = cli.json;
     let task = format!("change-{}", command_name(&cli.command));
-    match run(cli) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("maint-change: cannot start the runtime: {e}");
+            return maint_core::ExitCode::Failed.into();
+        }
+    };
+    match runtime.block_on(run(cli)) {
         Ok(Output::Report(report)) => {
             if json {
                 println!("{}", serde_json::to_string(&report).unwrap_or_default());
@@ -197,11 +235,14 @@ fn main() -> ExitCode {
 fn command_name(c: &Command) -> &'static str {
     match c {
         Command::Create { .. } => "create",
-        Command::Submit { .. } => "submit",
         Command::Approve { .. } => "approve",
         Command::Reject { .. } => "reject",
         Command::Schedule { .. } => "schedule",
+        Command::Start { .. } => "start",
         Command::Complete { .. } => "complete",
+        Command::Fail { .. } => "fail",
+        Command::RolledBack { .. } => "rolled-back",
+        Command::Cancel { .. } => "cancel",
         Command::Show { .. } => "show",
         Command::List { .. } => "list",
         Command::Ical => "ical",
@@ -214,7 +255,7 @@ fn human(item: &serde_json::Value) -> String {
     let approvals = item["approvals"].as_array().map_or(0, Vec::len);
     let start = item["scheduled_start"].as_str().map(|t| format!(" at {t}")).unwrap_or_default();
     format!(
-        "{}  {:<9}  risk {:<8}  impact {:<9}  approvals {}/{}{}  {}",
+        "{}  {:<11}  risk {:<8}  impact {:<9}  approvals {}/{}{}  {}",
         s("id"),
         s("state"),
         s("risk"),
@@ -238,13 +279,41 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config, Error> {
     toml::from_str(&text).map_err(|e| Error::invalid(path.display().to_string(), e.message().to_owned()))
 }
 
-fn run(cli: Cli) -> Result<Output, Error> {
+/// The store, from `--database-url` (or its variable), else `[changes] database_url`.
+fn store(flag: Option<String>, cfg: &Config) -> Result<PgChangeStore, Error> {
+    match (flag, &cfg.changes.database_url) {
+        (Some(url), _) => PgChangeStore::from_url(Secret::new(url).expose(), "--database-url"),
+        (None, Some(url)) => PgChangeStore::from_url(url.expose(), "changes.database_url"),
+        (None, None) => Err(Error::invalid(
+            "--database-url",
+            "required (flag, MAINT_CHANGE_DATABASE_URL or [changes] database_url in --config)",
+        )),
+    }
+}
+
+async fn update(store: &PgChangeStore, id: &str, op: &mut ChangeOp<'_>) -> Result<ChangeRequest, Error> {
+    check_change_id("id", id)?;
+    store.update(id, op).await.map_err(as_flag)
+}
+
+/// Field errors of the library named as the flags that carry them.
+fn as_flag(e: Error) -> Error {
+    match e {
+        Error::Invalid { field, message } => {
+            let flag = match field.as_str() {
+                "estimated_minutes" => "duration-minutes".to_owned(),
+                "approvers" => "approver".to_owned(),
+                other => other.replace('_', "-"),
+            };
+            Error::invalid(format!("--{flag}"), message)
+        }
+        other => other,
+    }
+}
+
+async fn run(cli: Cli) -> Result<Output, Error> {
     let cfg = load_config(cli.config.as_ref())?;
-    let dir = cli
-        .dir
-        .or(cfg.changes.dir.clone())
-        .ok_or_else(|| Error::invalid("--dir", "required (flag, MAINT_CHANGE_DIR or [changes] dir in --config)"))?;
-    let store = JsonDirStore::open(dir)?;
+    let store = store(cli.database_url, &cfg)?;
     let calendar_path = cli.calendar.or(cfg.update.calendar.clone());
     let calendar = || -> Result<Option<Calendar>, Error> {
         calendar_path
@@ -255,11 +324,6 @@ fn run(cli: Cli) -> Result<Output, Error> {
     let now = Utc::now();
     let task = format!("change-{}", command_name(&cli.command));
     let mut report = TaskReport::begin(task, false);
-    let update =
-        |id: &str, f: &mut dyn FnMut(&mut ChangeRequest) -> Result<(), Error>| -> Result<ChangeRequest, Error> {
-            check_change_id("id", id)?;
-            store.update(id, f)
-        };
     let changed = match cli.command {
         Command::Create {
             title,
@@ -296,34 +360,32 @@ fn run(cli: Cli) -> Result<Output, Error> {
             {
                 return Err(Error::invalid("--window", format!("the calendar has no window named {w}")));
             }
-            let flag = |e: Error| match e {
-                Error::Invalid { field, message } => Error::invalid(
-                    format!("--{}", field.replace('_', "-").replace("estimated-minutes", "duration-minutes")),
-                    message,
-                ),
-                other => other,
-            };
-            store.create(&mut |id| ChangeRequest::new(id, new.clone(), now).map_err(flag))?
+            store.create(new, &cfg.changes.approvals, now).await.map_err(as_flag)?
         }
-        Command::Submit { id, by } => update(&id, &mut |c| c.submit(&by, &cfg.changes.approvals, now))?,
-        Command::Approve { id, by, comment } => update(&id, &mut |c| c.approve(&by, comment.clone(), now))?,
-        Command::Reject { id, by, reason } => update(&id, &mut |c| {
-            c.reject(&by, &reason, now).map_err(|e| match e {
-                Error::Invalid { message, .. } => Error::invalid("--reason", message),
-                other => other,
-            })
-        })?,
+        Command::Approve { id, by, comment } => {
+            update(&store, &id, &mut |c| c.approve(&by, comment.as_deref(), now)).await?
+        }
+        Command::Reject { id, by, reason } => update(&store, &id, &mut |c| c.reject(&by, &reason, now)).await?,
         Command::Schedule { id, start, by } => {
             let cal = calendar()?;
-            update(&id, &mut |c| c.schedule(&by, start, cal.as_ref(), now))?
+            update(&store, &id, &mut |c| c.schedule(&by, start, cal.as_ref(), now)).await?
         }
-        Command::Complete { id, by, failed } => update(&id, &mut |c| c.complete(&by, !failed, now))?,
+        Command::Start { id, by } => {
+            let cal = calendar()?;
+            update(&store, &id, &mut |c| c.start(&by, cal.as_ref(), now)).await?
+        }
+        Command::Complete { id, by } => update(&store, &id, &mut |c| c.complete(&by, now)).await?,
+        Command::Fail { id, by, reason } => update(&store, &id, &mut |c| c.fail(&by, &reason, now)).await?,
+        Command::RolledBack { id, by, detail } => {
+            update(&store, &id, &mut |c| c.roll_back(&by, detail.as_deref(), now)).await?
+        }
+        Command::Cancel { id, by, reason } => update(&store, &id, &mut |c| c.cancel(&by, &reason, now)).await?,
         Command::Show { id } => {
             check_change_id("id", &id)?;
-            store.load(&id)?
+            store.load(&id).await?
         }
         Command::List { state } => {
-            let all = store.list()?;
+            let all = store.list().await?;
             let shown: Vec<&ChangeRequest> = all.iter().filter(|c| state.is_none_or(|s| c.state == s)).collect();
             report.metric("changes", shown.len() as f64);
             for c in shown {
@@ -331,7 +393,7 @@ fn run(cli: Cli) -> Result<Output, Error> {
             }
             return Ok(Output::Report(report.finish()));
         }
-        Command::Ical => return Ok(Output::Text(changes_to_icalendar(&store.list()?))),
+        Command::Ical => return Ok(Output::Text(changes_to_icalendar(&store.list().await?))),
     };
     report.item(&changed);
     Ok(Output::Report(report.finish()))

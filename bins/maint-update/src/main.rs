@@ -12,9 +12,9 @@ use maint_core::{Calendar, Secret, TaskContext, TaskReport, one_line};
 use maint_release::deadpool_postgres::{self, Runtime, tokio_postgres::NoTls};
 use maint_release::maint_backup::{CreateOptions, open_store};
 use maint_release::{
-    AuditConfig, BackupConfig, ChangeStore, ChangesConfig, Deployer, DockerConfig, Error, JsonDirStore,
-    MigrationsConfig, Migrator, PgAuditLog, Revision, SmokeConfig, SmokeStatus, StoreBackupGate, UpdateConfig,
-    UpdateRequest, Updater, check_change_id, parse_version,
+    AuditConfig, BackupConfig, ChangeStore, ChangesConfig, Deployer, DockerConfig, Error, MigrationsConfig, Migrator,
+    PgAuditLog, Revision, SmokeConfig, SmokeStatus, StoreBackupGate, UpdateConfig, UpdateRequest, Updater,
+    check_change_id, parse_version,
 };
 use serde::Deserialize;
 
@@ -268,14 +268,19 @@ async fn run(cli: Cli) -> Result<TaskReport, Error> {
         .as_ref()
         .map(|p| Calendar::from_path(p).map_err(|e| Error::invalid("update.calendar", one_line(&e))))
         .transpose()?;
-    let (change, changes) = match &target.change {
-        None => (None, None),
+    // The change is loaded here (an unknown id stops everything); a real run moves it
+    // to in_progress, then completed, failed or rolled_back, through the store.
+    let change = match &target.change {
+        None => None,
         Some(id) => {
             check_change_id("--change", id)?;
-            let dir =
-                file.changes.dir.clone().ok_or_else(|| Error::invalid("changes.dir", "required with --change"))?;
-            let store = JsonDirStore::open(dir)?;
-            (Some(store.load(id)?), Some(store))
+            let store = file
+                .changes
+                .store()?
+                .ok_or_else(|| Error::invalid("changes.database_url", "required with --change"))?;
+            let change = store.load(id).await?;
+            updater = updater.with_changes(Arc::new(store));
+            Some(change)
         }
     };
     let actor = target.actor.or_else(|| std::env::var("USER").ok()).filter(|a| !a.trim().is_empty());
@@ -287,18 +292,7 @@ async fn run(cli: Cli) -> Result<TaskReport, Error> {
             cancel.cancel();
         }
     });
-    let mut report = updater.run(&req, &ctx).await;
-    // A change that was carried out (its checks passed and the rollout was attempted) is
-    // recorded as done or failed; one refused before anything changed stays scheduled.
-    let attempted = report.items.iter().any(|i| i["step"] == "rollout" && i["status"] != "planned");
-    if let (Some(c), Some(store), true) = (req.change, changes, attempted) {
-        let ok = report.status != maint_core::Status::Failed;
-        match store.update(&c.id, &mut |c| c.complete("maint-update", ok, Utc::now())) {
-            Ok(c) => report.item(serde_json::json!({ "change": c.id, "state": c.state })),
-            Err(e) => report.warn(format!("cannot record the outcome of {}: {}", c.id, one_line(&e))),
-        };
-    }
-    Ok(report)
+    Ok(updater.run(&req, &ctx).await)
 }
 
 /// `maint-update smoke`: the suite once, as a report (items: one per step; metrics

@@ -174,7 +174,7 @@ fn bad_input_is_one_line_naming_the_field_with_exit_code_2() {
         (
             None,
             vec!["plan", "--to", "1.5.0", "--image", "x", "--change", "CR-1"],
-            "maint-update: changes.dir: required",
+            "maint-update: changes.database_url: required",
         ),
         (Some(&unknown), vec!["plan", "--to", "1.5.0"], "unknown.toml: unknown field `workload`"),
         (Some(&bad_check), vec!["plan", "--to", "1.5.0"], "maint-update: update.checks[0].url:"),
@@ -259,7 +259,7 @@ fn running_images(service: &str) -> Vec<String> {
 #[tokio::test]
 async fn run_updates_docker_replicas_around_migrations_and_rolls_back_a_broken_version() {
     use maint_core::chrono::{TimeDelta, Utc};
-    use maint_release::{ApprovalPolicy, ChangeRequest, ChangeStore, JsonDirStore, NewChange};
+    use maint_release::{ApprovalPolicy, ChangeStore, NewChange, PgChangeStore};
 
     let standin = standin_repo();
     let db = Postgres::shared().await.fresh_database().await;
@@ -269,29 +269,26 @@ async fn run_updates_docker_replicas_around_migrations_and_rolls_back_a_broken_v
     std::fs::write(migrations.join("V1__users.sql"), "CREATE TABLE users (id int, legacy text);").unwrap();
     std::fs::write(migrations.join("V2__drop_legacy.sql"), "-- maint:contract\nALTER TABLE users DROP COLUMN legacy;")
         .unwrap();
-    let changes = dir.join("changes");
-    let store = JsonDirStore::open(&changes).unwrap();
+    let store = PgChangeStore::new(db.pool());
     let start = Utc::now() - TimeDelta::minutes(1);
-    store
-        .create(&mut |id| {
-            let mut c = ChangeRequest::new(
-                id,
-                NewChange {
-                    title: "AindusDB 1.1.0".into(),
-                    requester: "bob".into(),
-                    approvers: vec!["alice".into()],
-                    estimated_minutes: 60,
-                    target_version: Some("1.1.0".into()),
-                    ..NewChange::default()
-                },
-                start,
-            )?;
-            c.submit("bob", &ApprovalPolicy::default(), start)?;
-            c.approve("alice", None, start)?;
-            c.schedule("ops", start, None, start)?;
-            Ok(c)
-        })
-        .unwrap();
+    for version in ["1.1.0", "1.2.0-broken"] {
+        let new = NewChange {
+            title: format!("AindusDB {version}"),
+            requester: "bob".into(),
+            approvers: vec!["alice".into()],
+            estimated_minutes: 60,
+            target_version: Some(version.into()),
+            ..NewChange::default()
+        };
+        let created = store.create(new, &ApprovalPolicy::default(), start).await.unwrap();
+        store
+            .update(&created.id, &mut |c| {
+                c.approve("alice", None, start)?;
+                c.schedule("ops", start, None, start)
+            })
+            .await
+            .unwrap();
+    }
     let service = format!("cli-standin-{}", std::process::id());
     // The built-in AindusDB suite through a load balancer, before and after each rollout.
     let proxy = sticky_proxy(service.clone());
@@ -302,14 +299,14 @@ async fn run_updates_docker_replicas_around_migrations_and_rolls_back_a_broken_v
         format!(
             "[update]\nworkloads = [\"{service}\"]\nimage = \"{standin}\"\nrollout_timeout_secs = 60\n\n\
              [migrations]\ndir = \"{}\"\ndatabase_url = \"{}\"\n\n\
-             [changes]\ndir = \"{}\"\n\n\
+             [changes]\ndatabase_url = \"{}\"\n\n\
              [docker]\nreadiness_timeout_secs = 5\n\
              services = [{{ name = \"{service}\", replicas = 3, port = 8080, readiness_path = \"/health/ready\", labels = {{ maint-testkit = \"1\" }} }}]\n\n\
              [notify]\ntargets = [\"log://stderr\"]\n\n\
              [audit]\ndatabase_url = \"{}\"\n\n{smoke}",
             migrations.display(),
             db.url(),
-            changes.display(),
+            db.url(),
             db.url()
         ),
     )
@@ -337,11 +334,18 @@ async fn run_updates_docker_replicas_around_migrations_and_rolls_back_a_broken_v
     };
     assert_eq!(detail(&r, "pre-checks"), "ok 12 check(s) passed", "the suite ran on 1.0.0");
     assert_eq!(detail(&r, "smoke"), "ok 12 check(s) passed", "and on 1.1.0");
-    assert_eq!(r["items"][1]["detail"], "CR-1 is scheduled and in its window");
+    assert_eq!(r["items"][1]["detail"], "CR-1 is scheduled and in its window: now in_progress");
+    assert_eq!(
+        r["items"].as_array().unwrap().last().unwrap(),
+        &serde_json::json!({ "change": "CR-1", "state": "completed" })
+    );
     assert_eq!(r["metrics"]["notifications_delivered"], 1.0);
     assert!(stderr(&out).contains("AindusDB updated from 1.0.0 to 1.1.0"), "{}", stderr(&out));
     assert_eq!(running_images(&service), vec![format!("{standin}:1.1.0"); 3]);
-    assert_eq!(store.load("CR-1").unwrap().state, maint_release::ChangeState::Done);
+    let stored = store.load("CR-1").await.unwrap();
+    assert_eq!(stored.state, maint_release::ChangeState::Completed);
+    let actors: Vec<(&str, &str)> = stored.history.iter().map(|e| (e.action.as_str(), e.by.as_str())).collect();
+    assert_eq!(&actors[3..], [("start", "ops-alice"), ("complete", "ops-alice")]);
     let (client, conn) = maint_release::deadpool_postgres::tokio_postgres::connect(
         &db.url(),
         maint_release::deadpool_postgres::tokio_postgres::NoTls,
@@ -352,14 +356,15 @@ async fn run_updates_docker_replicas_around_migrations_and_rolls_back_a_broken_v
     let applied: i64 = client.query_one("SELECT count(*) FROM maint_release_migrations", &[]).await.unwrap().get(0);
     assert_eq!(applied, 2);
 
-    // A broken version is rolled back and says so.
-    let broken = update(Some(&config), &["--json", "run", "--to", "1.2.0-broken"]);
+    // A broken version is rolled back and says so; so does its change.
+    let broken = update(Some(&config), &["--json", "run", "--to", "1.2.0-broken", "--change", "CR-2"]);
     assert_eq!(broken.status.code(), Some(1), "{}", stderr(&broken));
     let r = json(&broken);
     assert_eq!(r["metrics"]["rolled_back"], 1.0);
     assert!(r["error"].as_str().unwrap().contains("1.2.0-broken) not ready after"), "{r:#}");
     assert!(stderr(&broken).contains("AindusDB update failed and was rolled back"), "{}", stderr(&broken));
     assert_eq!(running_images(&service), vec![format!("{standin}:1.1.0"); 3], "1.1.0 serves again");
+    assert_eq!(store.load("CR-2").await.unwrap().state, maint_release::ChangeState::RolledBack);
 
     // A version whose VERITAS answers are wrong is ready, so the rollout completes; the
     // smoke suite catches it and the rollout is undone.

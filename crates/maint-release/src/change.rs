@@ -54,37 +54,65 @@ impl FromStr for Risk {
 }
 
 /// Where a change request is in its life:
-/// `draft -> submitted -> approved | rejected`, `approved -> scheduled -> done | failed`.
+///
+/// ```text
+/// pending -> approved -> scheduled -> in_progress -> completed
+///    |          |            |                    -> failed -> rolled_back
+///    |          +------------+--> cancelled
+///    +--> rejected | cancelled
+/// ```
+///
+/// `rejected` (by an approver) and `cancelled` (by the requester or an approver, before
+/// execution starts) are the two ways a change ends without being carried out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum ChangeState {
-    /// Being written by its requester.
-    Draft,
-    /// Waiting for approvals.
-    Submitted,
+    /// Waiting for approvals (a new change starts here).
+    Pending,
     /// Enough approvals; waiting for a slot.
     Approved,
-    /// Refused by an approver (final).
-    Rejected,
     /// Has a start time inside its window.
     Scheduled,
+    /// Being carried out (entered only inside its slot and window).
+    InProgress,
     /// Carried out successfully (final).
-    Done,
-    /// Carried out and failed (final).
+    Completed,
+    /// Carried out and failed.
     Failed,
+    /// Failed, and undone (final).
+    RolledBack,
+    /// Refused by an approver (final).
+    Rejected,
+    /// Withdrawn before it started (final).
+    Cancelled,
 }
 
 impl ChangeState {
-    /// The lowercase name.
+    /// Every state, in life order.
+    pub const ALL: [ChangeState; 9] = [
+        ChangeState::Pending,
+        ChangeState::Approved,
+        ChangeState::Scheduled,
+        ChangeState::InProgress,
+        ChangeState::Completed,
+        ChangeState::Failed,
+        ChangeState::RolledBack,
+        ChangeState::Rejected,
+        ChangeState::Cancelled,
+    ];
+
+    /// The snake_case name (`in_progress`).
     pub fn as_str(self) -> &'static str {
         match self {
-            ChangeState::Draft => "draft",
-            ChangeState::Submitted => "submitted",
+            ChangeState::Pending => "pending",
             ChangeState::Approved => "approved",
-            ChangeState::Rejected => "rejected",
             ChangeState::Scheduled => "scheduled",
-            ChangeState::Done => "done",
+            ChangeState::InProgress => "in_progress",
+            ChangeState::Completed => "completed",
             ChangeState::Failed => "failed",
+            ChangeState::RolledBack => "rolled_back",
+            ChangeState::Rejected => "rejected",
+            ChangeState::Cancelled => "cancelled",
         }
     }
 }
@@ -97,19 +125,13 @@ impl fmt::Display for ChangeState {
 
 impl FromStr for ChangeState {
     type Err = String;
+    /// `in_progress`, `in-progress` and `in progress` are one state; case is ignored.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [
-            ChangeState::Draft,
-            ChangeState::Submitted,
-            ChangeState::Approved,
-            ChangeState::Rejected,
-            ChangeState::Scheduled,
-            ChangeState::Done,
-            ChangeState::Failed,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s.trim().to_ascii_lowercase())
-        .ok_or_else(|| format!("unknown state {s:?}"))
+        let wanted = s.trim().to_ascii_lowercase().replace(['-', ' '], "_");
+        ChangeState::ALL.into_iter().find(|st| st.as_str() == wanted).ok_or_else(|| {
+            let names: Vec<&str> = ChangeState::ALL.iter().map(|s| s.as_str()).collect();
+            format!("unknown state {s:?} (expected {})", names.join(", "))
+        })
     }
 }
 
@@ -146,7 +168,7 @@ impl ApprovalPolicy {
     }
 }
 
-/// One approval (or rejection).
+/// One approval.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
     /// Who.
@@ -158,15 +180,26 @@ pub struct Approval {
     pub comment: Option<String>,
 }
 
-/// One state transition, for the audit trail.
+/// One thing that happened to a change (who did what when), for its history. Every
+/// accepted operation is one event, whether it moved the state or not (an approval
+/// short of the required count stays `pending`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Transition {
+pub struct ChangeEvent {
     /// When.
     pub at: DateTime<Utc>,
     /// Who.
     pub by: String,
-    /// New state.
+    /// What: `create`, `approve`, `reject`, `schedule`, `start`, `complete`, `fail`,
+    /// `roll_back`, `cancel`.
+    pub action: String,
+    /// The state before (`None` for `create`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<ChangeState>,
+    /// The state after.
     pub to: ChangeState,
+    /// A comment, reason or start time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// What a requester writes to open a change.
@@ -200,7 +233,7 @@ pub struct NewChange {
 /// A change request (CAB).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeRequest {
-    /// `CR-1`, `CR-2`, ...
+    /// `CR-1`, `CR-2`, ... (the number is allocated by the store).
     pub id: String,
     /// One line.
     pub title: String,
@@ -227,34 +260,50 @@ pub struct ChangeRequest {
     pub target_version: Option<String>,
     /// Where it is.
     pub state: ChangeState,
-    /// Distinct approvals needed (fixed when submitted, from the risk).
+    /// Distinct approvals needed (fixed at creation, from the risk).
     pub required_approvals: u32,
-    /// Approvals, one per approver.
+    /// Approvals, one per approver, oldest first.
     pub approvals: Vec<Approval>,
-    /// The rejection, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rejection: Option<Approval>,
     /// Start, once scheduled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_start: Option<DateTime<Utc>>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
-    /// Every transition, oldest first.
-    pub history: Vec<Transition>,
+    /// Every event, oldest first. Operations only ever append to it (and to
+    /// `approvals`): a store persists what was appended.
+    pub history: Vec<ChangeEvent>,
 }
 
 /// Names are compared trimmed and case-insensitively: `Alice` and ` alice` are one person.
-fn same_person(a: &str, b: &str) -> bool {
-    a.trim().eq_ignore_ascii_case(b.trim())
+pub(crate) fn same_person(a: &str, b: &str) -> bool {
+    person_key(a) == person_key(b)
+}
+
+/// The form under which a name is compared (and kept unique in the database).
+pub(crate) fn person_key(name: &str) -> String {
+    name.trim().to_ascii_lowercase()
 }
 
 fn required_text(field: &str, value: &str) -> Result<(), Error> {
     if value.trim().is_empty() { Err(Error::invalid(field, "required")) } else { Ok(()) }
 }
 
+fn non_empty(s: Option<&str>) -> Option<String> {
+    s.map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
 impl ChangeRequest {
-    /// A draft from what the requester wrote; `field` errors name the bad input.
-    pub fn new(id: impl Into<String>, new: NewChange, now: DateTime<Utc>) -> Result<Self, Error> {
+    /// A `pending` change from what the requester wrote, needing
+    /// `policy.required(risk)` approvals. Refused (`field` errors name the bad input) when
+    /// a required field is empty, a downtime change names no window, a high or critical
+    /// change has no rollback plan, or there are not enough approvers besides the
+    /// requester to ever reach the required count.
+    pub fn new(
+        id: impl Into<String>,
+        new: NewChange,
+        policy: &ApprovalPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<Self, Error> {
         required_text("title", &new.title)?;
         required_text("requester", &new.requester)?;
         let impact = new.impact.unwrap_or(Impact::None);
@@ -265,17 +314,30 @@ impl ChangeRequest {
             required_text("rollback_plan", &new.rollback_plan)
                 .map_err(|_| Error::invalid("rollback_plan", format!("required for a {} risk change", new.risk)))?;
         }
-        if impact == Impact::Downtime && new.window.as_deref().is_none_or(|w| w.trim().is_empty()) {
+        let window = non_empty(new.window.as_deref());
+        if impact == Impact::Downtime && window.is_none() {
             return Err(Error::invalid("window", "a downtime change must name its maintenance window"));
         }
         if let Some(a) = new.approvers.iter().find(|a| a.trim().is_empty()) {
             return Err(Error::invalid("approvers", format!("empty approver name {a:?}")));
         }
+        let requester = new.requester.trim().to_owned();
         let mut approvers: Vec<String> = Vec::new();
         for a in new.approvers {
             if !approvers.iter().any(|x| same_person(x, &a)) {
                 approvers.push(a.trim().to_owned());
             }
+        }
+        let required = policy.required(new.risk);
+        let eligible = approvers.iter().filter(|a| !same_person(a, &requester)).count();
+        if eligible < required as usize {
+            return Err(Error::invalid(
+                "approvers",
+                format!(
+                    "a {} risk change needs {required} approval(s) but lists {eligible} approver(s) other than the requester",
+                    new.risk
+                ),
+            ));
         }
         Ok(ChangeRequest {
             id: id.into(),
@@ -285,18 +347,24 @@ impl ChangeRequest {
             impact,
             rollback_plan: new.rollback_plan,
             test_plan: new.test_plan,
-            requester: new.requester.trim().to_owned(),
+            history: vec![ChangeEvent {
+                at: now,
+                by: requester.clone(),
+                action: "create".into(),
+                from: None,
+                to: ChangeState::Pending,
+                detail: Some(format!("needs {required} approval(s)")),
+            }],
+            requester,
             approvers,
-            window: new.window.map(|w| w.trim().to_owned()),
+            window,
             estimated_minutes: new.estimated_minutes,
-            target_version: new.target_version,
-            state: ChangeState::Draft,
-            required_approvals: 0,
+            target_version: non_empty(new.target_version.as_deref()),
+            state: ChangeState::Pending,
+            required_approvals: required,
             approvals: Vec::new(),
-            rejection: None,
             scheduled_start: None,
             created_at: now,
-            history: vec![Transition { at: now, by: new.requester.trim().to_owned(), to: ChangeState::Draft }],
         })
     }
 
@@ -304,17 +372,27 @@ impl ChangeRequest {
         Error::change(&self.id, message)
     }
 
-    fn expect_state(&self, want: ChangeState, doing: &str) -> Result<(), Error> {
-        if self.state == want {
-            Ok(())
-        } else {
-            Err(self.refuse(format!("cannot {doing}: it is {}, not {want}", self.state)))
+    fn expect_state(&self, allowed: &[ChangeState], doing: &str) -> Result<(), Error> {
+        if allowed.contains(&self.state) {
+            return Ok(());
         }
+        let names: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
+        let want = match names.split_last() {
+            Some((last, [])) => (*last).to_owned(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        Err(self.refuse(format!("cannot {doing}: it is {}, not {want}", self.state)))
     }
 
-    fn transition(&mut self, to: ChangeState, by: &str, now: DateTime<Utc>) {
+    fn event(&mut self, action: &str, to: ChangeState, by: &str, detail: Option<String>, now: DateTime<Utc>) {
+        let from = Some(self.state);
         self.state = to;
-        self.history.push(Transition { at: now, by: by.trim().to_owned(), to });
+        self.history.push(ChangeEvent { at: now, by: by.trim().to_owned(), action: action.into(), from, to, detail });
+    }
+
+    fn check_actor(&self, by: &str) -> Result<(), Error> {
+        if by.trim().is_empty() { Err(Error::invalid("by", "required")) } else { Ok(()) }
     }
 
     /// How long it is expected to take.
@@ -322,37 +400,18 @@ impl ChangeRequest {
         TimeDelta::minutes(i64::from(self.estimated_minutes))
     }
 
-    /// Approvers other than the requester.
-    fn eligible_approvers(&self) -> usize {
-        self.approvers.iter().filter(|a| !same_person(a, &self.requester)).count()
+    /// Whether `by` is a listed approver other than the requester.
+    pub fn may_approve(&self, by: &str) -> bool {
+        !same_person(by, &self.requester) && self.approvers.iter().any(|a| same_person(a, by))
     }
 
-    /// `draft -> submitted`, by the requester. Fixes the number of approvals from the risk,
-    /// and refuses when there are not enough approvers (besides the requester) to reach it.
-    pub fn submit(&mut self, by: &str, policy: &ApprovalPolicy, now: DateTime<Utc>) -> Result<(), Error> {
-        self.expect_state(ChangeState::Draft, "submit")?;
-        if !same_person(by, &self.requester) {
-            return Err(self.refuse(format!("only its requester {} can submit it", self.requester)));
-        }
-        let required = policy.required(self.risk);
-        let eligible = self.eligible_approvers();
-        if eligible < required as usize {
-            return Err(self.refuse(format!(
-                "a {} risk change needs {required} approval(s) but lists {eligible} approver(s) other than the requester",
-                self.risk
-            )));
-        }
-        self.required_approvals = required;
-        self.transition(ChangeState::Submitted, by, now);
-        Ok(())
-    }
-
-    /// Records an approval. Refused when: the change is not submitted, `by` is not a
-    /// listed approver, `by` is the requester, or `by` has already approved (each
+    /// Records an approval. Refused when: the change is not pending, `by` is the
+    /// requester, `by` is not a listed approver, or `by` has already approved (each
     /// approver counts once, whatever the spelling of their name). Reaching the required
     /// count moves it to `approved`.
-    pub fn approve(&mut self, by: &str, comment: Option<String>, now: DateTime<Utc>) -> Result<(), Error> {
-        self.expect_state(ChangeState::Submitted, "approve")?;
+    pub fn approve(&mut self, by: &str, comment: Option<&str>, now: DateTime<Utc>) -> Result<(), Error> {
+        self.check_actor(by)?;
+        self.expect_state(&[ChangeState::Pending], "approve")?;
         if same_person(by, &self.requester) {
             return Err(self.refuse(format!("{} requested this change and cannot approve it", by.trim())));
         }
@@ -362,24 +421,46 @@ impl ChangeRequest {
         if self.approvals.iter().any(|a| same_person(&a.by, by)) {
             return Err(self.refuse(format!("{} has already approved it (an approver counts once)", by.trim())));
         }
-        self.approvals.push(Approval { by: by.trim().to_owned(), at: now, comment });
-        if self.approvals.len() >= self.required_approvals as usize {
-            self.transition(ChangeState::Approved, by, now);
-        }
+        let comment = non_empty(comment);
+        self.approvals.push(Approval { by: by.trim().to_owned(), at: now, comment: comment.clone() });
+        let to = if self.approvals.len() >= self.required_approvals as usize {
+            ChangeState::Approved
+        } else {
+            ChangeState::Pending
+        };
+        let count = format!("approval {}/{}", self.approvals.len(), self.required_approvals);
+        let detail = match comment {
+            Some(c) => format!("{count}: {c}"),
+            None => count,
+        };
+        self.event("approve", to, by, Some(detail), now);
         Ok(())
     }
 
-    /// `submitted -> rejected`, by a listed approver who is not the requester.
+    /// `pending -> rejected`, by a listed approver who is not the requester, with a reason.
     pub fn reject(&mut self, by: &str, reason: &str, now: DateTime<Utc>) -> Result<(), Error> {
-        self.expect_state(ChangeState::Submitted, "reject")?;
-        if same_person(by, &self.requester) || !self.approvers.iter().any(|a| same_person(a, by)) {
+        self.check_actor(by)?;
+        self.expect_state(&[ChangeState::Pending], "reject")?;
+        if !self.may_approve(by) {
             return Err(
                 self.refuse(format!("{} cannot reject it: only an approver other than the requester", by.trim()))
             );
         }
         required_text("reason", reason)?;
-        self.rejection = Some(Approval { by: by.trim().to_owned(), at: now, comment: Some(reason.trim().to_owned()) });
-        self.transition(ChangeState::Rejected, by, now);
+        self.event("reject", ChangeState::Rejected, by, Some(reason.trim().to_owned()), now);
+        Ok(())
+    }
+
+    /// `pending | approved | scheduled -> cancelled`, by the requester or a listed approver,
+    /// with a reason. A change that has started cannot be cancelled: it completes or fails.
+    pub fn cancel(&mut self, by: &str, reason: &str, now: DateTime<Utc>) -> Result<(), Error> {
+        self.check_actor(by)?;
+        self.expect_state(&[ChangeState::Pending, ChangeState::Approved, ChangeState::Scheduled], "cancel")?;
+        if !same_person(by, &self.requester) && !self.approvers.iter().any(|a| same_person(a, by)) {
+            return Err(self.refuse(format!("{} cannot cancel it: only its requester or an approver", by.trim())));
+        }
+        required_text("reason", reason)?;
+        self.event("cancel", ChangeState::Cancelled, by, Some(reason.trim().to_owned()), now);
         Ok(())
     }
 
@@ -427,20 +508,21 @@ impl ChangeRequest {
         calendar: Option<&Calendar>,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        self.expect_state(ChangeState::Approved, "schedule")?;
+        self.check_actor(by)?;
+        self.expect_state(&[ChangeState::Approved], "schedule")?;
         if start < now {
             return Err(self.refuse(format!("start {} is in the past", start.to_rfc3339())));
         }
         self.check_window(calendar, start)?;
         self.scheduled_start = Some(start);
-        self.transition(ChangeState::Scheduled, by, now);
+        self.event("schedule", ChangeState::Scheduled, by, Some(start.to_rfc3339()), now);
         Ok(())
     }
 
     /// Whether it may be carried out at `now`: scheduled, `now` inside its slot
     /// `[start, start + duration)` and inside its window.
     pub fn ensure_executable(&self, calendar: Option<&Calendar>, now: DateTime<Utc>) -> Result<(), Error> {
-        self.expect_state(ChangeState::Scheduled, "execute")?;
+        self.expect_state(&[ChangeState::Scheduled], "execute")?;
         let start = self.scheduled_start.ok_or_else(|| self.refuse("scheduled without a start"))?;
         if now < start || now >= start + self.duration() {
             return Err(self.refuse(format!(
@@ -460,26 +542,62 @@ impl ChangeRequest {
         Ok(())
     }
 
-    /// `scheduled -> done | failed`.
-    pub fn complete(&mut self, by: &str, success: bool, now: DateTime<Utc>) -> Result<(), Error> {
-        self.expect_state(ChangeState::Scheduled, "complete")?;
-        self.transition(if success { ChangeState::Done } else { ChangeState::Failed }, by, now);
+    /// `scheduled -> in_progress`: execution starts, only when [`Self::ensure_executable`]
+    /// allows it at `now`.
+    pub fn start(&mut self, by: &str, calendar: Option<&Calendar>, now: DateTime<Utc>) -> Result<(), Error> {
+        self.check_actor(by)?;
+        self.ensure_executable(calendar, now)?;
+        self.event("start", ChangeState::InProgress, by, None, now);
+        Ok(())
+    }
+
+    /// `in_progress -> completed`.
+    pub fn complete(&mut self, by: &str, now: DateTime<Utc>) -> Result<(), Error> {
+        self.check_actor(by)?;
+        self.expect_state(&[ChangeState::InProgress], "complete")?;
+        self.event("complete", ChangeState::Completed, by, None, now);
+        Ok(())
+    }
+
+    /// `in_progress -> failed`, with what went wrong.
+    pub fn fail(&mut self, by: &str, reason: &str, now: DateTime<Utc>) -> Result<(), Error> {
+        self.check_actor(by)?;
+        self.expect_state(&[ChangeState::InProgress], "fail")?;
+        required_text("reason", reason)?;
+        self.event("fail", ChangeState::Failed, by, Some(reason.trim().to_owned()), now);
+        Ok(())
+    }
+
+    /// `failed -> rolled_back`: the undo succeeded.
+    pub fn roll_back(&mut self, by: &str, detail: Option<&str>, now: DateTime<Utc>) -> Result<(), Error> {
+        self.check_actor(by)?;
+        self.expect_state(&[ChangeState::Failed], "record a rollback")?;
+        self.event("roll_back", ChangeState::RolledBack, by, non_empty(detail), now);
         Ok(())
     }
 }
 
-/// The scheduled changes as an iCalendar (RFC 5545) document, one event per change
-/// (`UID` `<id>@aindusdb-maint`), for a calendar program to import.
+/// The changes that have a slot as an iCalendar (RFC 5545) document, one event per change
+/// (`UID` `<id>@aindusdb-maint`), for a calendar program to import: `scheduled`,
+/// `in_progress` and finished ones are `CONFIRMED`, a change cancelled after it was
+/// scheduled is `CANCELLED` (a calendar that imported it removes it); changes without a
+/// slot are left out.
 pub fn changes_to_icalendar<'a>(changes: impl IntoIterator<Item = &'a ChangeRequest>) -> String {
     use icalendar::{Component, EventLike, EventStatus};
     let mut cal = icalendar::Calendar::new();
     cal.name("AindusDB changes");
     for c in changes {
-        let (ChangeState::Scheduled, Some(start)) = (c.state, c.scheduled_start) else { continue };
+        let Some(start) = c.scheduled_start else { continue };
+        let status = match c.state {
+            ChangeState::Cancelled => EventStatus::Cancelled,
+            ChangeState::Pending | ChangeState::Approved | ChangeState::Rejected => continue,
+            _ => EventStatus::Confirmed,
+        };
         let approvers: Vec<&str> = c.approvals.iter().map(|a| a.by.as_str()).collect();
         let description = format!(
-            "{}\n\nrisk: {}\nimpact: {}\nrequester: {}\napproved by: {}\nrollback plan: {}\ntest plan: {}",
+            "{}\n\nstate: {}\nrisk: {}\nimpact: {}\nrequester: {}\napproved by: {}\nrollback plan: {}\ntest plan: {}",
             c.description,
+            c.state,
             c.risk,
             c.impact,
             c.requester,
@@ -493,7 +611,7 @@ pub fn changes_to_icalendar<'a>(changes: impl IntoIterator<Item = &'a ChangeRequ
             .description(description.trim())
             .starts(start)
             .ends(start + c.duration())
-            .status(EventStatus::Confirmed)
+            .status(status)
             .done();
         cal.push(event);
     }
@@ -528,98 +646,111 @@ monthly_maintenance:
         utc(2026, 11, 24, 10, 0)
     }
 
-    fn draft(risk: Risk, approvers: &[&str]) -> ChangeRequest {
-        ChangeRequest::new(
-            "CR-1",
-            NewChange {
-                title: "Update AindusDB to 2.0.0".into(),
-                risk,
-                impact: Some(Impact::Downtime),
-                rollback_plan: "kubectl rollout undo; restore the backup".into(),
-                requester: "bob".into(),
-                approvers: approvers.iter().map(|s| (*s).to_owned()).collect(),
-                window: Some("monthly".into()),
-                estimated_minutes: 60,
-                ..NewChange::default()
-            },
-            now(),
-        )
-        .unwrap()
+    fn new_change(risk: Risk, approvers: &[&str]) -> NewChange {
+        NewChange {
+            title: "Update AindusDB to 2.0.0".into(),
+            risk,
+            impact: Some(Impact::Downtime),
+            rollback_plan: "kubectl rollout undo; restore the backup".into(),
+            requester: "bob".into(),
+            approvers: approvers.iter().map(|s| (*s).to_owned()).collect(),
+            window: Some("monthly".into()),
+            estimated_minutes: 60,
+            ..NewChange::default()
+        }
     }
 
-    fn submitted(risk: Risk, approvers: &[&str]) -> ChangeRequest {
-        let mut c = draft(risk, approvers);
-        c.submit("bob", &ApprovalPolicy::default(), now()).unwrap();
-        c
+    fn pending(risk: Risk, approvers: &[&str]) -> ChangeRequest {
+        ChangeRequest::new("CR-1", new_change(risk, approvers), &ApprovalPolicy::default(), now()).unwrap()
+    }
+
+    fn states(c: &ChangeRequest) -> Vec<ChangeState> {
+        c.history.iter().map(|e| e.to).collect()
     }
 
     #[test]
     fn the_old_plans_double_approval_is_refused() {
-        let mut c = submitted(Risk::High, &["alice", "carol"]);
-        assert_eq!(c.required_approvals, 2);
+        let mut c = pending(Risk::High, &["alice", "carol"]);
+        assert_eq!((c.state, c.required_approvals), (ChangeState::Pending, 2));
         c.approve("alice", None, now()).unwrap();
-        let err = c.approve("alice", Some("again".into()), now()).unwrap_err();
+        let err = c.approve("alice", Some("again"), now()).unwrap_err();
         assert_eq!(err.to_string(), "change CR-1: alice has already approved it (an approver counts once)");
         let err = c.approve(" ALICE ", None, now()).unwrap_err();
         assert!(err.to_string().contains("already approved"), "another spelling is the same person: {err}");
         assert_eq!(c.approvals.len(), 1);
-        assert_eq!(c.state, ChangeState::Submitted, "one approver alone never satisfies two approvals");
+        assert_eq!(c.state, ChangeState::Pending, "one approver alone never satisfies two approvals");
         c.approve("carol", None, now()).unwrap();
         assert_eq!(c.state, ChangeState::Approved);
-        assert!(c.approve("dave", None, now()).unwrap_err().to_string().contains("it is approved, not submitted"));
+        assert!(c.approve("dave", None, now()).unwrap_err().to_string().contains("it is approved, not pending"));
+        assert_eq!(states(&c), [ChangeState::Pending, ChangeState::Pending, ChangeState::Approved]);
+        assert_eq!(c.history[2].detail.as_deref(), Some("approval 2/2"));
     }
 
     #[test]
     fn the_requester_cannot_approve_or_reject_their_own_change() {
-        let mut c = submitted(Risk::Low, &["alice", "bob"]);
+        let mut c = pending(Risk::Low, &["alice", "bob"]);
         let err = c.approve("Bob", None, now()).unwrap_err();
         assert_eq!(err.to_string(), "change CR-1: Bob requested this change and cannot approve it");
         assert!(c.reject("bob", "no", now()).is_err());
         assert!(c.approvals.is_empty());
+        assert!(matches!(c.approve(" ", None, now()), Err(Error::Invalid { ref field, .. }) if field == "by"));
     }
 
     #[test]
     fn only_listed_approvers_approve_and_required_approvals_grow_with_risk() {
-        let mut c = submitted(Risk::Low, &["alice"]);
+        let mut c = pending(Risk::Low, &["alice"]);
         assert!(c.approve("mallory", None, now()).unwrap_err().to_string().contains("mallory is not an approver"));
         let policy = ApprovalPolicy::default();
         assert_eq!([Risk::Low, Risk::Medium, Risk::High, Risk::Critical].map(|r| policy.required(r)), [1, 1, 2, 3]);
-        let mut critical = draft(Risk::Critical, &["alice", "carol", "bob"]);
-        let err = critical.submit("bob", &policy, now()).unwrap_err();
+        let err = ChangeRequest::new("CR-2", new_change(Risk::Critical, &["alice", "carol", "bob"]), &policy, now())
+            .unwrap_err();
         assert!(
             err.to_string().contains("needs 3 approval(s) but lists 2 approver(s) other than the requester"),
             "{err}"
         );
-        let mut critical = draft(Risk::Critical, &["alice", "carol", "dave"]);
-        critical.submit("bob", &policy, now()).unwrap();
+        assert!(matches!(err, Error::Invalid { ref field, .. } if field == "approvers"));
+        let mut critical =
+            ChangeRequest::new("CR-2", new_change(Risk::Critical, &["alice", "carol", "dave"]), &policy, now())
+                .unwrap();
         critical.approve("alice", None, now()).unwrap();
         critical.approve("carol", None, now()).unwrap();
-        assert_eq!(critical.state, ChangeState::Submitted, "a critical change with two approvals is not approved");
-        assert!(critical.schedule("ops", utc(2026, 12, 6, 2, 0), None, now()).is_err());
+        assert_eq!(critical.state, ChangeState::Pending, "a critical change with two approvals is not approved");
+        let err = critical.schedule("ops", utc(2026, 12, 6, 2, 0), None, now()).unwrap_err();
+        assert_eq!(err.to_string(), "change CR-2: cannot schedule: it is pending, not approved");
+        let err = critical.start("ops", None, now()).unwrap_err();
+        assert_eq!(err.to_string(), "change CR-2: cannot execute: it is pending, not scheduled");
         critical.approve("dave", None, now()).unwrap();
         assert_eq!(critical.state, ChangeState::Approved);
-        assert!(c.submit("bob", &policy, now()).unwrap_err().to_string().contains("cannot submit: it is submitted"));
-        let mut d = draft(Risk::Low, &["alice"]);
-        assert!(d.submit("alice", &policy, now()).unwrap_err().to_string().contains("only its requester bob"));
     }
 
     #[test]
-    fn rejection_is_final_and_needs_a_reason() {
-        let mut c = submitted(Risk::Medium, &["alice"]);
+    fn rejection_and_cancellation_are_final_and_need_a_reason() {
+        let mut c = pending(Risk::Medium, &["alice"]);
         assert!(matches!(c.reject("alice", " ", now()), Err(Error::Invalid { ref field, .. }) if field == "reason"));
         c.reject("alice", "no rollback test", now()).unwrap();
         assert_eq!(c.state, ChangeState::Rejected);
-        assert_eq!(c.rejection.as_ref().unwrap().comment.as_deref(), Some("no rollback test"));
+        assert_eq!(c.history.last().unwrap().detail.as_deref(), Some("no rollback test"));
         assert!(c.approve("alice", None, now()).is_err());
-        let states: Vec<ChangeState> = c.history.iter().map(|t| t.to).collect();
-        assert_eq!(states, [ChangeState::Draft, ChangeState::Submitted, ChangeState::Rejected]);
+        assert!(c.cancel("bob", "late", now()).unwrap_err().to_string().contains("cannot cancel: it is rejected"));
+        assert_eq!(states(&c), [ChangeState::Pending, ChangeState::Rejected]);
+
+        let mut c = pending(Risk::Low, &["alice"]);
+        assert!(c.cancel("mallory", "x", now()).unwrap_err().to_string().contains("only its requester or an approver"));
+        c.cancel("bob", "superseded by CR-7", now()).unwrap();
+        assert_eq!(c.state, ChangeState::Cancelled);
+        assert!(c.approve("alice", None, now()).is_err());
     }
 
     #[test]
     fn new_changes_are_validated_field_by_field() {
-        let base =
-            NewChange { title: "t".into(), requester: "bob".into(), estimated_minutes: 5, ..NewChange::default() };
-        let err = |n: NewChange| match ChangeRequest::new("CR-9", n, now()).unwrap_err() {
+        let base = NewChange {
+            title: "t".into(),
+            requester: "bob".into(),
+            approvers: vec!["alice".into()],
+            estimated_minutes: 5,
+            ..NewChange::default()
+        };
+        let err = |n: NewChange| match ChangeRequest::new("CR-9", n, &ApprovalPolicy::default(), now()).unwrap_err() {
             Error::Invalid { field, .. } => field,
             other => panic!("{other}"),
         };
@@ -628,16 +759,24 @@ monthly_maintenance:
         assert_eq!(err(NewChange { estimated_minutes: 0, ..base.clone() }), "estimated_minutes");
         assert_eq!(err(NewChange { risk: Risk::High, ..base.clone() }), "rollback_plan");
         assert_eq!(err(NewChange { impact: Some(Impact::Downtime), ..base.clone() }), "window");
-        let c =
-            ChangeRequest::new("CR-9", NewChange { approvers: vec!["a".into(), " A".into()], ..base }, now()).unwrap();
+        assert_eq!(err(NewChange { approvers: vec![], ..base.clone() }), "approvers");
+        assert_eq!(err(NewChange { approvers: vec!["".into()], ..base.clone() }), "approvers");
+        let c = ChangeRequest::new(
+            "CR-9",
+            NewChange { approvers: vec!["a".into(), " A".into()], ..base },
+            &ApprovalPolicy::default(),
+            now(),
+        )
+        .unwrap();
         assert_eq!(c.approvers, ["a"], "an approver listed twice is one approver");
         assert_eq!(c.impact, Impact::None);
+        assert_eq!(c.history[0].action, "create");
     }
 
     #[test]
-    fn a_downtime_change_is_scheduled_and_executed_only_inside_its_window() {
+    fn a_downtime_change_is_scheduled_and_started_only_inside_its_window() {
         let cal = Calendar::from_yaml(PLAN).unwrap();
-        let mut c = submitted(Risk::Low, &["alice"]);
+        let mut c = pending(Risk::Low, &["alice"]);
         c.approve("alice", None, now()).unwrap();
         // December 2026: the first Sunday is the 6th; the window is 02:00-06:00.
         let err = c.schedule("ops", utc(2026, 12, 7, 2, 0), Some(&cal), now()).unwrap_err();
@@ -652,18 +791,33 @@ monthly_maintenance:
         assert!(err.to_string().contains("window daily does not allow downtime"), "{err}");
         c.schedule("ops", utc(2026, 12, 6, 2, 30), Some(&cal), now()).unwrap();
         assert_eq!(c.state, ChangeState::Scheduled);
-        let err = c.ensure_executable(Some(&cal), utc(2026, 12, 6, 2, 0)).unwrap_err();
+        let err = c.start("ops", Some(&cal), utc(2026, 12, 6, 2, 0)).unwrap_err();
         assert!(err.to_string().contains("execution refused outside the approved slot"), "{err}");
-        assert!(c.ensure_executable(Some(&cal), utc(2026, 12, 6, 3, 31)).is_err());
-        c.ensure_executable(Some(&cal), utc(2026, 12, 6, 2, 45)).unwrap();
-        assert!(c.ensure_executable(None, utc(2026, 12, 6, 2, 45)).is_err());
-        c.complete("ops", true, utc(2026, 12, 6, 3, 0)).unwrap();
-        assert_eq!(c.state, ChangeState::Done);
-        assert!(c.ensure_executable(Some(&cal), utc(2026, 12, 6, 2, 45)).is_err());
+        assert!(c.start("ops", Some(&cal), utc(2026, 12, 6, 3, 31)).is_err());
+        assert!(c.start("ops", None, utc(2026, 12, 6, 2, 45)).is_err());
+        assert_eq!(c.state, ChangeState::Scheduled, "a refused start changes nothing");
+        c.start("ops", Some(&cal), utc(2026, 12, 6, 2, 45)).unwrap();
+        assert_eq!(c.state, ChangeState::InProgress);
+        assert!(c.start("ops", Some(&cal), utc(2026, 12, 6, 2, 46)).is_err(), "it starts once");
+        assert!(c.cancel("bob", "x", now()).is_err(), "a started change cannot be cancelled");
+        assert!(c.roll_back("ops", None, now()).unwrap_err().to_string().contains("it is in_progress, not failed"));
+        c.complete("ops", utc(2026, 12, 6, 3, 0)).unwrap();
+        assert_eq!(c.state, ChangeState::Completed);
+        assert!(c.fail("ops", "late", utc(2026, 12, 6, 3, 0)).is_err());
+        assert_eq!(
+            states(&c),
+            [
+                ChangeState::Pending,
+                ChangeState::Approved,
+                ChangeState::Scheduled,
+                ChangeState::InProgress,
+                ChangeState::Completed
+            ]
+        );
     }
 
     #[test]
-    fn a_change_without_a_window_runs_at_its_slot() {
+    fn a_failed_change_is_rolled_back() {
         let mut c = ChangeRequest::new(
             "CR-2",
             NewChange {
@@ -673,43 +827,64 @@ monthly_maintenance:
                 estimated_minutes: 10,
                 ..NewChange::default()
             },
+            &ApprovalPolicy::default(),
             now(),
         )
         .unwrap();
-        c.submit("bob", &ApprovalPolicy::default(), now()).unwrap();
         c.approve("alice", None, now()).unwrap();
         c.schedule("ops", utc(2026, 11, 25, 14, 0), None, now()).unwrap();
-        c.ensure_executable(None, utc(2026, 11, 25, 14, 5)).unwrap();
-        c.complete("ops", false, utc(2026, 11, 25, 14, 9)).unwrap();
+        c.start("ops", None, utc(2026, 11, 25, 14, 5)).unwrap();
+        assert!(matches!(c.fail("ops", "", now()), Err(Error::Invalid { ref field, .. }) if field == "reason"));
+        c.fail("ops", "smoke checks failed", utc(2026, 11, 25, 14, 9)).unwrap();
         assert_eq!(c.state, ChangeState::Failed);
+        c.roll_back("ops", Some("api back on 1.4.0"), utc(2026, 11, 25, 14, 12)).unwrap();
+        assert_eq!(c.state, ChangeState::RolledBack);
+        let last = c.history.last().unwrap();
+        assert_eq!(
+            (last.action.as_str(), last.from, last.to),
+            ("roll_back", Some(ChangeState::Failed), ChangeState::RolledBack)
+        );
     }
 
     #[test]
-    fn scheduled_changes_export_to_icalendar_and_parse_back() {
+    fn changes_with_a_slot_export_to_icalendar_and_parse_back() {
         use icalendar::Component;
         let cal = Calendar::from_yaml(PLAN).unwrap();
-        let mut c = submitted(Risk::Low, &["alice"]);
+        let mut c = pending(Risk::Low, &["alice"]);
         c.approve("alice", None, now()).unwrap();
-        let draft_only = draft(Risk::Low, &["alice"]);
+        let pending_only = pending(Risk::Low, &["alice"]);
         let mut scheduled = c.clone();
         scheduled.schedule("ops", utc(2026, 12, 6, 2, 0), Some(&cal), now()).unwrap();
-        let text = changes_to_icalendar([&c, &draft_only, &scheduled]);
+        let mut cancelled = scheduled.clone();
+        cancelled.id = "CR-2".into();
+        cancelled.cancel("bob", "postponed", now()).unwrap();
+        let text = changes_to_icalendar([&c, &pending_only, &scheduled, &cancelled]);
         let parsed: icalendar::Calendar = text.parse().unwrap();
         let events: Vec<_> = parsed.events().collect();
-        assert_eq!(events.len(), 1, "only scheduled changes are exported");
+        assert_eq!(events.len(), 2, "only changes with a slot are exported");
         let e = events[0];
         assert_eq!(e.get_uid(), Some("CR-1@aindusdb-maint"));
         assert_eq!(e.get_summary(), Some("[CR-1] Update AindusDB to 2.0.0 (risk low, impact downtime)"));
         assert_eq!(e.get_start(), Some(utc(2026, 12, 6, 2, 0).into()));
         assert_eq!(e.get_end(), Some(utc(2026, 12, 6, 3, 0).into()));
         assert!(e.get_description().unwrap().contains("approved by: alice"));
+        assert!(e.get_description().unwrap().contains("state: scheduled"));
         assert_eq!(e.property_value("STATUS"), Some("CONFIRMED"));
+        assert_eq!(events[1].get_uid(), Some("CR-2@aindusdb-maint"));
+        assert_eq!(events[1].property_value("STATUS"), Some("CANCELLED"));
     }
 
     #[test]
     fn states_and_risks_parse() {
         assert_eq!("Scheduled".parse::<ChangeState>(), Ok(ChangeState::Scheduled));
-        assert!("pending".parse::<ChangeState>().is_err());
+        for s in ["in_progress", "in-progress", "In Progress"] {
+            assert_eq!(s.parse::<ChangeState>(), Ok(ChangeState::InProgress), "{s}");
+        }
+        for st in ChangeState::ALL {
+            assert_eq!(st.as_str().parse::<ChangeState>(), Ok(st));
+            assert_eq!(serde_json::to_value(st).unwrap(), st.as_str());
+        }
+        assert!("draft".parse::<ChangeState>().unwrap_err().contains("expected pending, approved"));
         assert_eq!("CRITICAL".parse::<Risk>(), Ok(Risk::Critical));
         assert!("huge".parse::<Risk>().unwrap_err().contains("expected low, medium, high or critical"));
     }

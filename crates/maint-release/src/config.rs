@@ -6,8 +6,8 @@ use maint_core::Secret;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ApprovalPolicy, DockerDeployer, DockerService, Error, HttpCheck, HttpChecks, MigratorOptions, Phase, SmokeChecks,
-    SmokeRunner, SmokeSuite, UpdateSettings,
+    ApprovalPolicy, DockerDeployer, DockerService, Error, HttpCheck, HttpChecks, MigratorOptions, PgChangeStore, Phase,
+    SmokeChecks, SmokeRunner, SmokeSuite, UpdateSettings,
 };
 
 /// The configuration of maint-release, as a binary reads it from TOML.
@@ -25,7 +25,7 @@ use crate::{
 /// external_command = ["alembic", "upgrade", "head"]
 ///
 /// [changes]
-/// dir = "/var/lib/maint/changes"
+/// database_url = "postgresql://maint@db/maint"
 /// approvals = { high = 2, critical = 3 }
 ///
 /// [backup]
@@ -281,14 +281,21 @@ impl MigrationsConfig {
     }
 }
 
-/// `[changes]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// `[changes]`: change requests in PostgreSQL (schema `maint_change`, created on first use).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChangesConfig {
-    /// The directory of change request JSON files.
-    pub dir: Option<PathBuf>,
+    /// The database that holds the change requests.
+    pub database_url: Option<Secret>,
     /// Approvals needed per risk.
     pub approvals: ApprovalPolicy,
+}
+
+impl ChangesConfig {
+    /// The store, when `database_url` is set (errors name `changes.database_url`).
+    pub fn store(&self) -> Result<Option<PgChangeStore>, Error> {
+        self.database_url.as_ref().map(|url| PgChangeStore::from_url(url.expose(), "changes.database_url")).transpose()
+    }
 }
 
 /// `[backup]`: where the pre-update backup goes; no backup step when `store` is absent.
@@ -363,6 +370,7 @@ mod tests {
             database_url = "postgresql://maint:pw@db/aindusdb"
             external_command = ["alembic", "upgrade", "head"]
             [changes]
+            database_url = "postgresql://maint:pw@db/maint"
             approvals = {{ high = 3 }}
             "#,
             dir.display()
@@ -376,6 +384,8 @@ mod tests {
         assert_eq!(opts.external_command, ["alembic", "upgrade", "head"]);
         assert_eq!(opts.table, "maint_release_migrations");
         assert_eq!(cfg.changes.approvals, ApprovalPolicy { high: 3, ..ApprovalPolicy::default() });
+        assert!(cfg.changes.store().unwrap().is_some());
+        assert!(Config::default().changes.store().unwrap().is_none());
         assert!(!format!("{cfg:?}").contains("pw@"), "the database URL is a secret");
 
         let field = |e: Error| match e {

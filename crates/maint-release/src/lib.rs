@@ -3,6 +3,7 @@
 mod audit;
 mod backup;
 mod change;
+mod change_pg;
 mod change_store;
 mod config;
 mod deploy;
@@ -23,9 +24,10 @@ pub use audit::{AUDIT_TABLE, AuditLog, AuditRecord, PgAuditLog};
 pub(crate) use backup::MockBackupGate;
 pub use backup::{BackupGate, StoreBackupGate};
 pub use change::{
-    Approval, ApprovalPolicy, ChangeRequest, ChangeState, NewChange, Risk, Transition, changes_to_icalendar,
+    Approval, ApprovalPolicy, ChangeEvent, ChangeRequest, ChangeState, NewChange, Risk, changes_to_icalendar,
 };
-pub use change_store::{ChangeStore, JsonDirStore, check_change_id};
+pub use change_pg::{CHANGE_DDL, CHANGE_SCHEMA, CHANGE_SCHEMA_LOCK_KEY, PgChangeStore};
+pub use change_store::{ChangeOp, ChangeStore, MemoryChangeStore, check_change_id};
 pub use config::{
     AuditConfig, BackupConfig, ChangesConfig, Config, DockerConfig, MigrationsConfig, SmokeConfig, UpdateConfig,
 };

@@ -9,7 +9,7 @@ use semver::Version;
 use serde::Serialize;
 
 use crate::{
-    AuditLog, AuditRecord, BackupGate, ChangeRequest, CheckResult, Deployer, Error, HealthChecks, Phase,
+    AuditLog, AuditRecord, BackupGate, ChangeRequest, ChangeStore, CheckResult, Deployer, Error, HealthChecks, Phase,
     SchemaMigrations, UpdateKind, VersionPolicy, check_update, describe_failures, image_tag, parse_version,
 };
 
@@ -112,12 +112,15 @@ pub struct Updater {
     suite: Option<(Arc<dyn HealthChecks>, bool)>,
     notify: Option<Dispatcher>,
     audit: Option<Arc<dyn AuditLog>>,
+    changes: Option<Arc<dyn ChangeStore>>,
 }
 
 struct Run<'a> {
     report: TaskReport,
     ctx: &'a TaskContext,
     from: Option<Version>,
+    /// The change this run moved to `in_progress` (it ends `completed`, `failed` or `rolled_back`).
+    started_change: Option<String>,
 }
 
 impl Run<'_> {
@@ -150,6 +153,7 @@ impl Updater {
             suite: None,
             notify: None,
             audit: None,
+            changes: None,
         })
     }
 
@@ -207,6 +211,15 @@ impl Updater {
         self
     }
 
+    /// Records the change's life in `store`: a real run moves the request's change to
+    /// `in_progress` when execution starts (refused outside its slot and window, checked in
+    /// the same transaction), then to `completed`, `failed`, or `failed` then `rolled_back`
+    /// when the undo after a failure succeeded. Without a store the change is only checked.
+    pub fn with_changes(mut self, store: Arc<dyn ChangeStore>) -> Self {
+        self.changes = Some(store);
+        self
+    }
+
     /// The image for a version (`repo:1.5.0`).
     pub fn image_for(&self, v: &Version) -> String {
         format!("{}:{v}", self.settings.image_repository.trim_end_matches(':'))
@@ -228,9 +241,15 @@ impl Updater {
 
     /// Runs the update. Never returns an error: failure is a report with status `failed`.
     pub async fn run(&self, req: &UpdateRequest, ctx: &TaskContext) -> TaskReport {
-        let mut run = Run { report: TaskReport::begin(UPDATE_TASK_ID, ctx.dry_run), ctx, from: req.from.clone() };
+        let mut run = Run {
+            report: TaskReport::begin(UPDATE_TASK_ID, ctx.dry_run),
+            ctx,
+            from: req.from.clone(),
+            started_change: None,
+        };
         run.report.metric("rolled_back", 0.0);
         let outcome = self.steps(req, &mut run).await;
+        let change_state = self.finish_change(&mut run, &outcome, req).await;
         let report = &mut run.report;
         let items = report.items.iter().filter(|i| i["status"] == "failed").count();
         report.metric("steps_failed", items as f64);
@@ -287,7 +306,51 @@ impl Updater {
                 }
             }
         }
+        if let Some((id, state)) = change_state {
+            report.item(serde_json::json!({ "change": id, "state": state }));
+        }
         report
+    }
+
+    fn change_actor(req: &UpdateRequest) -> String {
+        req.actor.clone().filter(|a| !a.trim().is_empty()).unwrap_or_else(|| "maint-update".into())
+    }
+
+    /// Records how a started change ended; returns its id and final state. A failure to
+    /// record it is a warning (the update itself is over).
+    async fn finish_change(
+        &self,
+        run: &mut Run<'_>,
+        outcome: &Result<Outcome, Failure>,
+        req: &UpdateRequest,
+    ) -> Option<(String, crate::ChangeState)> {
+        let (Some(id), Some(store)) = (run.started_change.take(), &self.changes) else { return None };
+        let by = Self::change_actor(req);
+        let now = Utc::now();
+        let recorded = match outcome {
+            Ok(_) => store.update(&id, &mut |c| c.complete(&by, now)).await,
+            Err(Failure { error, rolled_back }) => {
+                let reason = one_line(error);
+                let undone = *rolled_back == Some(true);
+                let detail = format!("{} back on the previous revision", self.settings.workloads.join(", "));
+                store
+                    .update(&id, &mut |c| {
+                        c.fail(&by, &reason, now)?;
+                        if undone {
+                            c.roll_back(&by, Some(&detail), now)?;
+                        }
+                        Ok(())
+                    })
+                    .await
+            }
+        };
+        match recorded {
+            Ok(c) => Some((c.id, c.state)),
+            Err(e) => {
+                run.report.warn(format!("cannot record the outcome of change {id}: {}", one_line(&e)));
+                None
+            }
+        }
     }
 
     async fn notify(
@@ -347,10 +410,29 @@ impl Updater {
         match &req.change {
             None => run.record(Step::Change, StepStatus::Skipped, "no change request", t),
             Some(c) => {
-                let check = self.check_change(c, &to, req);
+                let check = match (&self.changes, ctx.dry_run) {
+                    // Execution starts: the window is checked again in the transaction
+                    // that moves the stored change to in_progress.
+                    (Some(store), false) => {
+                        let (by, now) = (Self::change_actor(req), req.now.unwrap_or_else(Utc::now));
+                        let started = store
+                            .update(&c.id, &mut |c| {
+                                Self::check_target(c, &to)?;
+                                c.start(&by, req.calendar.as_ref(), now)
+                            })
+                            .await;
+                        started.map(|c| run.started_change = Some(c.id))
+                    }
+                    _ => self.check_change(c, &to, req),
+                };
                 match (check, ctx.dry_run) {
                     (Ok(()), _) => {
-                        run.record(Step::Change, StepStatus::Ok, format!("{} is scheduled and in its window", c.id), t);
+                        let detail = if run.started_change.is_some() {
+                            format!("{} is scheduled and in its window: now in_progress", c.id)
+                        } else {
+                            format!("{} is scheduled and in its window", c.id)
+                        };
+                        run.record(Step::Change, StepStatus::Ok, detail, t);
                     }
                     (Err(e), true) => {
                         run.report.warn(format!("would be refused now: {}", one_line(&e)));
@@ -458,13 +540,18 @@ impl Updater {
     }
 
     fn check_change(&self, c: &ChangeRequest, to: &Version, req: &UpdateRequest) -> Result<(), Error> {
+        Self::check_target(c, to)?;
+        c.ensure_executable(req.calendar.as_ref(), req.now.unwrap_or_else(Utc::now))
+    }
+
+    fn check_target(c: &ChangeRequest, to: &Version) -> Result<(), Error> {
         if let Some(target) = &c.target_version {
             let target = parse_version(&format!("change {}.target_version", c.id), target)?;
             if target.cmp_precedence(to).is_ne() {
                 return Err(Error::change(&c.id, format!("it covers version {target}, not {to}")));
             }
         }
-        c.ensure_executable(req.calendar.as_ref(), req.now.unwrap_or_else(Utc::now))
+        Ok(())
     }
 
     async fn migrate(&self, phase: Phase, run: &mut Run<'_>) -> Result<(), Error> {
@@ -580,7 +667,7 @@ impl Task for SystemUpdate {
 mod tests {
     use std::sync::Mutex;
 
-    use chrono::TimeZone;
+    use chrono::{TimeDelta, TimeZone};
     use maint_core::Status;
     use maint_notify::{Notifier, RetryPolicy, Target};
     use mockall::Sequence;
@@ -913,10 +1000,10 @@ mod tests {
                 target_version: Some("2.0.0".into()),
                 ..NewChange::default()
             },
+            &ApprovalPolicy::default(),
             at(1, 9, 0),
         )
         .unwrap();
-        cr.submit("bob", &ApprovalPolicy::default(), at(1, 9, 0)).unwrap();
         cr.approve("alice", None, at(1, 10, 0)).unwrap();
         cr.approve("carol", None, at(1, 10, 0)).unwrap();
         cr.schedule("ops", at(6, 2, 0), Some(&cal), at(1, 11, 0)).unwrap();
@@ -963,6 +1050,100 @@ mod tests {
         assert_eq!(r.items[1]["detail"], "CR-4 is scheduled and in its window");
         assert_eq!(r.metrics["update_major"], 1.0);
         assert_eq!(h.sent.0.lock().unwrap()[0].fields["change"], "CR-4");
+    }
+
+    /// A change in a memory store, scheduled at 2026-11-25 14:00 for 60 minutes.
+    async fn stored_change(store: &crate::MemoryChangeStore) -> (String, DateTime<Utc>) {
+        let start = Utc.with_ymd_and_hms(2026, 11, 25, 14, 0, 0).unwrap();
+        let new = NewChange {
+            title: "AindusDB 1.5.0".into(),
+            requester: "bob".into(),
+            approvers: vec!["alice".into()],
+            estimated_minutes: 60,
+            ..NewChange::default()
+        };
+        let c = store.create(new, &ApprovalPolicy::default(), start).await.unwrap();
+        store
+            .update(&c.id, &mut |c| {
+                c.approve("alice", None, start)?;
+                c.schedule("ops", start, None, start)
+            })
+            .await
+            .unwrap();
+        (c.id, start)
+    }
+
+    #[tokio::test]
+    async fn the_orchestrator_records_the_life_of_the_change_in_its_store() {
+        use crate::{ChangeState, MemoryChangeStore};
+        // Outside the slot: refused, and the stored change stays scheduled.
+        let store = Arc::new(MemoryChangeStore::new());
+        let (id, start) = stored_change(&store).await;
+        let mut d = deployer_at("1.4.0");
+        d.expect_set_image().never();
+        let h = harness(d, MockSchemaMigrations::new(), MockHealthChecks::new(), None);
+        let updater = h.updater.with_changes(store.clone());
+        let change = Some(store.load(&id).await.unwrap());
+        let late = UpdateRequest { change: change.clone(), now: Some(start + TimeDelta::hours(2)), ..to("1.5.0") };
+        let r = updater.run(&late, &TaskContext::new(false)).await;
+        assert!(r.error.as_deref().unwrap().contains("execution refused outside the approved slot"), "{:?}", r.error);
+        assert_eq!(store.load(&id).await.unwrap().state, ChangeState::Scheduled);
+
+        // Inside: in_progress, then completed.
+        let mut d = deployer_at("1.4.0");
+        d.expect_set_image().times(1).returning(|_, _| Ok(()));
+        d.expect_wait_rollout().times(1).returning(|_, _| Ok(()));
+        let mut m = MockSchemaMigrations::new();
+        m.expect_migrate().times(2).returning(|p, _| Ok(applied(p, &[])));
+        let mut c = MockHealthChecks::new();
+        c.expect_check().times(2).returning(|| check(true));
+        let updater = harness(d, m, c, None).updater.with_changes(store.clone());
+        let req = UpdateRequest {
+            change: change.clone(),
+            now: Some(start + TimeDelta::minutes(5)),
+            actor: Some("ops-alice".into()),
+            ..to("1.5.0")
+        };
+        let r = updater.run(&req, &TaskContext::new(false)).await;
+        assert_eq!(r.status, Status::Ok, "{r:#?}");
+        assert_eq!(r.items[1]["detail"], "CR-1 is scheduled and in its window: now in_progress");
+        assert_eq!(r.items.last().unwrap(), &serde_json::json!({ "change": "CR-1", "state": "completed" }));
+        let stored = store.load(&id).await.unwrap();
+        let actions: Vec<(&str, &str, ChangeState)> =
+            stored.history.iter().map(|e| (e.action.as_str(), e.by.as_str(), e.to)).collect();
+        assert_eq!(
+            &actions[3..],
+            [("start", "ops-alice", ChangeState::InProgress), ("complete", "ops-alice", ChangeState::Completed)]
+        );
+
+        // A failed smoke test that is undone: failed, then rolled_back.
+        let (id, start) = stored_change(&store).await;
+        let mut d = deployer_at("1.4.0");
+        let mut c = MockHealthChecks::new();
+        let mut seq = Sequence::new();
+        c.expect_check().times(1).in_sequence(&mut seq).returning(|| check(true));
+        c.expect_check().times(1).in_sequence(&mut seq).returning(|| check(false));
+        let mut m = MockSchemaMigrations::new();
+        m.expect_migrate().times(1).returning(|p, _| Ok(applied(p, &[])));
+        d.expect_set_image().times(1).returning(|_, _| Ok(()));
+        d.expect_wait_rollout().times(2).returning(|_, _| Ok(()));
+        d.expect_undo().times(1).returning(|_| Ok(()));
+        let updater = harness(d, m, c, None).updater.with_changes(store.clone());
+        let req = UpdateRequest {
+            change: Some(store.load(&id).await.unwrap()),
+            now: Some(start + TimeDelta::minutes(5)),
+            ..to("1.5.0")
+        };
+        let r = updater.run(&req, &TaskContext::new(false)).await;
+        assert_eq!(r.status, Status::Failed);
+        assert_eq!(r.items.last().unwrap()["state"], "rolled_back");
+        let stored = store.load(&id).await.unwrap();
+        let tail: Vec<(&str, ChangeState)> = stored.history.iter().map(|e| (e.action.as_str(), e.to)).collect();
+        assert_eq!(
+            &tail[3..],
+            [("start", ChangeState::InProgress), ("fail", ChangeState::Failed), ("roll_back", ChangeState::RolledBack)]
+        );
+        assert!(stored.history[4].detail.as_deref().unwrap().starts_with("smoke: smoke checks failed on 1.5.0"));
     }
 
     #[tokio::test]

@@ -205,6 +205,11 @@ fn main() -> ExitCode {
             } else {
                 for item in &report.items {
                     println!("{}", human(item));
+                    if report.task == "change-show" {
+                        for event in item["history"].as_array().into_iter().flatten() {
+                            println!("  {}", human_event(event));
+                        }
+                    }
                 }
             }
             report.status.exit_code().into()
@@ -265,6 +270,14 @@ fn human(item: &serde_json::Value) -> String {
         start,
         s("title")
     )
+}
+
+/// One event of a change's history for a terminal: when, who, what, from -> to, detail.
+fn human_event(e: &serde_json::Value) -> String {
+    let s = |k: &str| e[k].as_str().unwrap_or("").to_owned();
+    let from = e["from"].as_str().map(|f| format!("{f} -> ")).unwrap_or_default();
+    let detail = e["detail"].as_str().map(|d| format!("  ({d})")).unwrap_or_default();
+    format!("{}  {:<10} {:<9} {from}{}{detail}", s("at"), s("by"), s("action"), s("to"))
 }
 
 enum Output {

@@ -170,6 +170,12 @@ async fn a_change_is_started_inside_its_slot_then_fails_and_is_rolled_back() {
     assert_eq!(states, ["pending", "approved", "scheduled", "in_progress", "failed", "rolled_back"]);
     assert_eq!(item["history"][4]["detail"], "smoke checks failed");
     assert_eq!(item["history"][1]["detail"], "approval 1/1: fine");
+    let human = String::from_utf8_lossy(&change(url, &["show", "CR-1"]).stdout).into_owned();
+    let lines: Vec<&str> = human.lines().collect();
+    assert_eq!(lines.len(), 7, "the change, then one line per event: {human}");
+    assert!(lines[0].starts_with("CR-1  rolled_back  risk low"), "{human}");
+    assert!(lines[2].contains("  alice      approve   pending -> approved  (approval 1/1: fine)"), "{human}");
+    assert!(lines[6].contains("  ops        roll_back failed -> rolled_back  (api on 1.4.0 again)"), "{human}");
 }
 
 #[tokio::test]

@@ -406,3 +406,105 @@ async fn run_updates_docker_replicas_around_migrations_and_rolls_back_a_broken_v
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Serves the AindusDB stand-in on its own thread (the test blocks on maint-update).
+fn serve_standin(opts: aindusdb_standin::Options) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, aindusdb_standin::app(opts)).await.unwrap();
+        });
+    });
+    format!("http://{addr}")
+}
+
+fn smoke(token: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_maint-update"));
+    cmd.env_remove("MAINT_CONFIG").env_remove("MAINT_SMOKE_BASE_URL").env_remove("MAINT_SMOKE_TOKEN");
+    if let Some(t) = token {
+        cmd.env("MAINT_SMOKE_TOKEN", t);
+    }
+    cmd.args(args).output().unwrap()
+}
+
+#[test]
+fn smoke_runs_the_builtin_suite_writes_junit_and_fails_on_a_wrong_answer() {
+    let dir = temp_dir("smoke");
+    let good = serve_standin(aindusdb_standin::Options::default());
+    let junit = dir.join("junit.xml");
+    let junit_arg = junit.display().to_string();
+    let out = smoke(Some("standin-token"), &["--json", "smoke", "--base-url", &good, "--junit", &junit_arg]);
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    let r = json(&out);
+    assert_eq!((r["task"].as_str(), r["status"].as_str()), (Some("smoke"), Some("ok")));
+    assert_eq!((r["metrics"]["passed"].as_f64(), r["metrics"]["failed"].as_f64()), (Some(12.0), Some(0.0)));
+    assert_eq!(r["items"][11]["name"], "delete-index");
+    assert_eq!(r["items"][11]["phase"], "teardown");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("<testsuite name=\"aindusdb\" tests=\"12\" failures=\"0\" errors=\"0\" skipped=\"0\""),
+        "{xml}"
+    );
+    assert_eq!(xml.matches("<testcase ").count(), 12);
+
+    // The service answers 4.5 for sqrt(16): exit 1, the failures named, in JUnit too.
+    let wrong = serve_standin(aindusdb_standin::Options { veritas_offset: 0.5, ..Default::default() });
+    let out = smoke(Some("standin-token"), &["smoke", "--base-url", &wrong, "--junit", &junit_arg]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains(
+            "veritas-sqrt         failed   POST /v1/veritas/verify $.result: expected 4 (±0.000000001), got 4.5"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("delete-index         passed   DELETE /v1/vector/indexes/idx-1"), "{text}");
+    assert!(text.contains("error: aindusdb: 9 passed, 3 failed, 0 skipped; veritas-sqrt: "), "{text}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("tests=\"12\" failures=\"3\""), "{xml}");
+    assert!(xml.contains("<failure message=\"$.result: expected 5 (±0.000000001), got 5.5\""), "{xml}");
+
+    // A suite file of one's own, with a variable from --var.
+    let suite = dir.join("suite.toml");
+    std::fs::write(
+        &suite,
+        "name = \"mine\"\n[[steps]]\nname = \"version\"\npath = \"/version\"\n\
+         assert = [{ path = \"$.version\", equals = \"${expected}\" }]\n",
+    )
+    .unwrap();
+    let suite_arg = suite.display().to_string();
+    let ok = smoke(None, &["smoke", "--base-url", &good, "--suite", &suite_arg, "--var", "expected=0.1.0"]);
+    assert!(ok.status.success(), "{}\n{}", String::from_utf8_lossy(&ok.stdout), stderr(&ok));
+    let bad = smoke(None, &["smoke", "--base-url", &good, "--suite", &suite_arg, "--var", "expected=9.9.9"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("$.version: expected \"9.9.9\", got \"0.1.0\""));
+
+    // Bad input: one line naming the field, exit 2, nothing sent.
+    std::fs::write(&suite, "name = \"mine\"\n[[steps]]\nname = \"v\"\npath = \"version\"\n").unwrap();
+    let cases: Vec<(Option<&str>, Vec<&str>, String)> = vec![
+        (
+            None,
+            vec!["smoke", "--base-url", &good],
+            "maint-update: smoke.token: the built-in suite needs a bearer token".into(),
+        ),
+        (Some("t"), vec!["smoke"], "maint-update: --base-url: required".into()),
+        (Some("t"), vec!["smoke", "--base-url", "ftp://x"], "maint-update: smoke.base_url:".into()),
+        (
+            None,
+            vec!["smoke", "--base-url", &good, "--suite", &suite_arg],
+            format!("maint-update: smoke.suite: {suite_arg}: steps[0].path:"),
+        ),
+        (Some("t"), vec!["smoke", "--base-url", &good, "--var", "novalue"], "maint-update: --var:".into()),
+    ];
+    for (token, args, expected) in cases {
+        let out = smoke(token, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).starts_with(&expected), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out).trim_end().lines().count(), 1);
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -124,7 +124,8 @@ fn is_one(n: &u32) -> bool {
 pub struct Assertion {
     /// A JSON path (`$.matches[0].score`).
     pub path: String,
-    /// The value equals this (numbers compared as numbers: `5` equals `5.0`).
+    /// The value equals this (numbers compared as numbers: `5` equals `5.0`); `${name}`
+    /// variables are replaced, as in a body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub equals: Option<Value>,
     /// The path exists (`true`) or does not (`false`).
@@ -158,8 +159,9 @@ impl Assertion {
         Assertion { number: Some(n), tolerance: Some(tolerance), ..Assertion::new(path) }
     }
 
-    /// `None` when it holds, else what is wrong.
-    fn check(&self, path: &JsonPath, answer: &Value) -> Option<String> {
+    /// `None` when it holds, else what is wrong; `equals` is the expected value with its
+    /// variables replaced.
+    fn check(&self, path: &JsonPath, answer: &Value, equals: Option<&Value>) -> Option<String> {
         let got = path.select(answer);
         let p = path.as_str();
         if let Some(exists) = self.exists {
@@ -177,7 +179,7 @@ impl Assertion {
                 _ => Some(format!("{p}: expected {n} (±{tolerance}), got {}", short(got))),
             };
         }
-        let expected = self.equals.as_ref()?;
+        let expected = equals?;
         let same = match (expected.as_f64(), got.as_f64()) {
             (Some(a), Some(b)) => a == b,
             _ => expected == got,
@@ -394,7 +396,10 @@ impl SmokeSuite {
                         .iter()
                         .flat_map(|(k, v)| references(v).into_iter().map(move |r| (r, format!("headers.{k}")))),
                 )
-                .chain(s.body.iter().flat_map(value_references).map(|r| (r, "body".to_owned())));
+                .chain(s.body.iter().flat_map(value_references).map(|r| (r, "body".to_owned())))
+                .chain(s.assertions.iter().enumerate().flat_map(|(j, a)| {
+                    a.equals.iter().flat_map(value_references).map(move |r| (r, format!("assert[{j}].equals")))
+                }));
             for (r, where_) in refs {
                 let ok = known.contains(r)
                     || external(r)
@@ -819,7 +824,7 @@ impl SmokeRunner {
                     let status = resp.status().as_u16();
                     match resp.bytes().await {
                         Err(e) => (Some(status), Err(maint_core::one_line(&e.without_url()))),
-                        Ok(bytes) => (Some(status), Self::judge(s, status, &bytes)),
+                        Ok(bytes) => (Some(status), Self::judge(s, status, &bytes, vars)),
                     }
                 }
             };
@@ -843,7 +848,7 @@ impl SmokeRunner {
     }
 
     /// Checks one answer; Ok: the captured values.
-    fn judge(s: &SmokeStep, status: u16, body: &[u8]) -> Result<Vars, String> {
+    fn judge(s: &SmokeStep, status: u16, body: &[u8], vars: &Vars) -> Result<Vars, String> {
         if status != s.expect_status {
             let text = String::from_utf8_lossy(body);
             let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -862,9 +867,11 @@ impl SmokeRunner {
         let answer: Value = serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON ({e})"))?;
         let mut errors = Vec::new();
         for a in &s.assertions {
-            match JsonPath::parse(&a.path) {
-                Ok(p) => errors.extend(a.check(&p, &answer)),
-                Err(e) => errors.push(e),
+            let equals = a.equals.as_ref().map(|e| render_value(e, vars)).transpose();
+            match (JsonPath::parse(&a.path), equals) {
+                (Ok(p), Ok(equals)) => errors.extend(a.check(&p, &answer, equals.as_ref())),
+                (Err(e), _) => errors.push(e),
+                (_, Err(name)) => errors.push(format!("{}: needs ${{{name}}}, which no earlier step captured", a.path)),
             }
         }
         let mut captured = Vars::new();
@@ -1030,7 +1037,7 @@ mod tests {
     #[test]
     fn assertions_compare_numbers_with_tolerance() {
         let answer = json!({ "result": 5, "f": 0.30000000000000004, "s": "x" });
-        let check = |a: Assertion| a.check(&JsonPath::parse(&a.path).unwrap(), &answer);
+        let check = |a: Assertion| a.check(&JsonPath::parse(&a.path).unwrap(), &answer, a.equals.as_ref());
         assert_eq!(check(Assertion::number("$.result", 5.0, 0.0)), None);
         assert_eq!(
             check(Assertion::number("$.result", 5.1, 0.0)).as_deref(),

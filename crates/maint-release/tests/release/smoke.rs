@@ -166,6 +166,9 @@ steps:
     path: /v1/vector/indexes/${index_id}/query
     body: { vector: [2, 0, 0] }
     assert: [{ path: "$.matches[0].metadata.dim", equals: 3 }, { path: "$.matches[0].score", number: 1, tolerance: 1e-9 }]
+  - name: get
+    path: /v1/vector/indexes/${index_id}
+    assert: [{ path: $.id, equals: "${index_id}" }, { path: $.count, equals: "${dim}" }]
   - name: delete-early
     method: DELETE
     path: /v1/vector/indexes/${index_id}
@@ -185,6 +188,7 @@ teardown:
             ("create", SmokeStatus::Passed),
             ("upsert", SmokeStatus::Passed),
             ("query", SmokeStatus::Passed),
+            ("get", SmokeStatus::Failed),
             ("delete-early", SmokeStatus::Passed),
             ("delete", SmokeStatus::Failed),
         ],
@@ -192,6 +196,8 @@ teardown:
         r.summary()
     );
     assert!(!r.ok());
+    // A captured value compared with equals: the id matches, the count (1) is not the dimension (3).
+    assert_eq!(r.steps[3].error.as_deref(), Some("$.count: expected 3, got 1"));
     let teardown = r.steps.last().unwrap();
     assert_eq!(teardown.phase, SmokePhase::Teardown);
     assert_eq!(teardown.error.as_deref(), Some("HTTP 404 (expected 204): {\"error\":\"no index idx-1\"}"));
@@ -207,6 +213,7 @@ teardown:
             ("create", SmokeStatus::Failed),
             ("upsert", SmokeStatus::Skipped),
             ("query", SmokeStatus::Skipped),
+            ("get", SmokeStatus::Skipped),
             ("delete-early", SmokeStatus::Skipped),
             ("delete", SmokeStatus::Skipped),
         ]

@@ -155,4 +155,17 @@ mod tests {
         assert_eq!(bad("workloads = [{ name = \"api\" }, { name = \"api\" }]"), "kubernetes.workloads[1].name");
         assert_eq!(bad("workloads = [{ name = \"api\", container = \"\" }]"), "kubernetes.workloads[0].container");
     }
+
+    #[test]
+    fn the_deploy_example_parses() {
+        #[derive(Deserialize)]
+        struct File {
+            kubernetes: KubeConfig,
+        }
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/maint-update.toml");
+        let file: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let file: File = file.try_into().unwrap();
+        file.kubernetes.validate().unwrap();
+        assert_eq!(file.kubernetes.workloads[0].kind, Some(WorkloadKind::Rollout));
+    }
 }

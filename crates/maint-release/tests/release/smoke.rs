@@ -202,8 +202,13 @@ teardown:
     assert_eq!(teardown.phase, SmokePhase::Teardown);
     assert_eq!(teardown.error.as_deref(), Some("HTTP 404 (expected 204): {\"error\":\"no index idx-1\"}"));
     let elements = junit_elements(&r.to_junit());
-    let failed_case = elements.iter().position(|(n, _)| n == "failure").map(|i| &elements[i - 1].1).unwrap();
-    assert_eq!((failed_case["name"].as_str(), failed_case["classname"].as_str()), ("delete", "teardown.teardown"));
+    // Each failure element follows its testcase.
+    let failed: Vec<(&str, &str)> = elements
+        .windows(2)
+        .filter(|w| w[1].0 == "failure")
+        .map(|w| (w[0].1["name"].as_str(), w[0].1["classname"].as_str()))
+        .collect();
+    assert_eq!(failed, [("get", "teardown.steps"), ("delete", "teardown.teardown")]);
 
     // A wrong token: the create fails, what needs its capture is skipped, not failed.
     let r = SmokeRunner::new(&base).unwrap().secret("token", Secret::new("wrong")).run(&suite).await.unwrap();

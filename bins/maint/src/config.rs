@@ -31,6 +31,8 @@ pub(crate) struct MaintConfig {
     pub(crate) logs: maint_logs::Config,
     /// Redis cleanup (its `redis_url` defaults to `[health] redis_url`).
     pub(crate) cache: maint_cache::Config,
+    /// The Security Scan and the Full Security Audit.
+    pub(crate) security: crate::security::SecuritySection,
     /// The file this was read from.
     #[serde(skip)]
     pub(crate) source: Option<PathBuf>,
@@ -64,6 +66,7 @@ impl Default for MaintConfig {
             collect: maint_health::CollectConfig::default(),
             logs: maint_logs::Config::default(),
             cache: maint_cache::Config::default(),
+            security: crate::security::SecuritySection::default(),
             source: None,
         }
     }
@@ -86,6 +89,11 @@ impl MaintConfig {
             c.database_url.clone_from(&self.database.url);
         }
         c
+    }
+
+    /// The Redis of `[cache]`, or else of `[health]`.
+    pub(crate) fn redis_url(&self) -> Option<&Secret> {
+        self.cache.redis_url.as_ref().or(self.health.redis_url.as_ref())
     }
 
     /// Reads the file (if any), then applies `MAINT_*` environment overrides.
@@ -128,6 +136,7 @@ impl MaintConfig {
         if cfg.task_timeout_secs == 0 {
             return Err(Error::invalid("task_timeout_secs", "must be positive"));
         }
+        cfg.security.validate()?;
         Ok(cfg)
     }
 }

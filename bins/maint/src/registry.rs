@@ -66,7 +66,20 @@ pub(crate) fn build(id: &str, cfg: &MaintConfig) -> Result<Slot, Error> {
                 ),
             };
             let id = if id == "security-scan" { "security-scan" } else { "full-security-audit" };
-            Slot::Ready(Arc::new(crate::security::SecurityScan { id, findings: crate::security::audit(cfg), pg }))
+            let sec = &cfg.security;
+            let mut findings = crate::security::audit(cfg);
+            if id == "full-security-audit" {
+                findings.extend(crate::security::audit_files(cfg));
+            }
+            Slot::Ready(Arc::new(crate::security::SecurityScan {
+                id,
+                findings,
+                pg,
+                redis: cfg.redis_url().filter(|_| sec.redis).map(|url| (url.clone(), cfg.cache.mode)),
+                tls_endpoints: crate::security::tls_endpoints(cfg),
+                cert_warn_days: sec.cert_warn_days,
+                fail_from: crate::security::SEVERITIES.iter().position(|s| *s == sec.fail_on),
+            }))
         }
         "index-rebuild" | "performance-analysis" | "capacity-planning" => match &cfg.database.url {
             None => Slot::Unavailable("no database configured ([database] url or MAINT_DATABASE_URL)".into()),

@@ -117,13 +117,16 @@ mod run {
         let path = e.dir.join("maint.toml");
         let text = format!(
             "calendar = \"deploy/maintenance.yaml\"\nlock_file = \"{dir}/run.lock\"\nmetrics_textfile = \"{dir}/maint.prom\"\n\
-             [notify]\ntargets = [\"log://stderr\"]\n[health]\nredis_url = \"{redis}\"\n[logs]\npaths = [\"{dir}/app.log\"]\n[database]\nurl = \"{db}\"\n[backup]\nstore = \"{store}\"\nrolling_days = 7\n",
+             [notify]\ntargets = [\"log://stderr\"]\n[health]\nredis_url = \"{redis}\"\n[logs]\npaths = [\"{dir}/app.log\"]\n[database]\nurl = \"{db}\"\n[backup]\nstore = \"{store}\"\nrolling_days = 7\n\
+             [security]\nfail_on = \"never\"\n",
             dir = e.dir.display(),
             db = e.db.url(),
             redis = e.redis.url,
         );
         std::fs::write(&path, text).unwrap();
-        // It holds secrets: owner-only, or the security scan rightly fails the run.
+        // The test Redis has no password: the scans report it (asserted) without failing the
+        // runs (`fail_on = "never"`); `security_scan_fails_on_the_open_test_redis` checks the
+        // default threshold. The file holds secrets: owner-only, or the scan rightly objects.
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         path
     }
@@ -154,6 +157,27 @@ mod run {
     }
 
     #[tokio::test]
+    async fn security_scan_fails_on_the_open_test_redis() {
+        let e = env().await;
+        let cfg = write_config(&e, &format!("s3://{}", e.bucket.bucket));
+        let text = std::fs::read_to_string(&cfg).unwrap().replace("fail_on = \"never\"", "fail_on = \"high\"");
+        std::fs::write(&cfg, text).unwrap();
+        let (code, report, err) =
+            maint(&e, &["task", "security-scan", "--json", "--config", cfg.to_str().unwrap()]).await;
+        assert_eq!(code, 1, "{report} {err}");
+        let scan = &report; // `maint task --json` prints the TaskReport
+        assert_eq!(scan["task"], "security-scan", "{scan}");
+        assert_eq!(scan["status"], "failed", "{scan}");
+        let error = scan["error"].as_str().unwrap_or_else(|| panic!("{scan}"));
+        assert!(error.contains("of severity high or worse"), "{scan}");
+        assert!(
+            scan["metrics"]["findings_high"].as_f64().unwrap() + scan["metrics"]["findings_critical"].as_f64().unwrap()
+                >= 1.0
+        );
+        assert!(!report.to_string().contains(&e.db.password), "no secret in the report");
+    }
+
+    #[tokio::test]
     async fn weekly_runs_for_real_and_writes_metrics() {
         let e = env().await;
         let cfg = write_config(&e, &format!("s3://{}", e.bucket.bucket));
@@ -168,7 +192,9 @@ mod run {
         assert!(perf["status"] == "ok" || perf["status"] == "warning", "{perf}");
         let scan = task(&report, "security-scan");
         assert_eq!(scan["status"], "warning", "{scan}");
-        assert_eq!(scan["metrics"]["findings_high"], 0.0, "{scan}");
+        let checks: Vec<&str> = scan["items"].as_array().unwrap().iter().filter_map(|i| i["check"].as_str()).collect();
+        assert!(checks.contains(&"redis-default-user-nopass"), "the open test Redis is reported: {scan}");
+        assert!(!checks.contains(&"config-permissions"), "{scan}");
         let prom = std::fs::read_to_string(e.dir.join("maint.prom")).unwrap();
         assert!(prom.contains("maint_task_status{task=\"backup-verification\",window=\"weekly\"} 0"), "{prom}");
         assert!(prom.contains("maint_task_last_success_timestamp_seconds{task=\"database-optimization\"}"));

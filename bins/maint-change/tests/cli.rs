@@ -191,6 +191,7 @@ async fn bad_input_is_one_line_naming_the_field_with_exit_code_2() {
         (&["create", "--title", "t", "--requester", "bob", "--approver", "bob"], "--approver"),
         (&["create", "--title", "t", "--requester", "b", "--approver", "a", "--risk", "high"], "--rollback-plan"),
         (&["approve", "12", "--by", "alice"], "id"),
+        (&["approve", "CR-01", "--by", "alice"], "id"),
         (&["schedule", "CR-1", "--start", "tomorrow", "--by", "ops"], "--start"),
         (&["list", "--state", "draft"], "--state"),
         (

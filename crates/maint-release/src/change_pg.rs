@@ -271,6 +271,10 @@ impl ChangeStore for PgChangeStore {
     ) -> Result<ChangeRequest, Error> {
         // Validated before any I/O: bad input is refused even without a database.
         let change = ChangeRequest::new("CR-0", new, policy, now)?;
+        let minutes = i32::try_from(change.estimated_minutes)
+            .map_err(|_| Error::invalid("estimated_minutes", "must be at most 2147483647"))?;
+        let required = i32::try_from(change.required_approvals)
+            .map_err(|_| Error::invalid("approvals", "must be at most 2147483647"))?;
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(query_err("BEGIN"))?;
         let sql = format!(
@@ -279,7 +283,6 @@ impl ChangeStore for PgChangeStore {
              created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, {}) RETURNING id",
             at("$14")
         );
-        let (minutes, required) = (change.estimated_minutes as i32, change.required_approvals as i32);
         let n: i64 = tx
             .query_one(
                 &sql,
@@ -326,7 +329,7 @@ impl ChangeStore for PgChangeStore {
         let (approvals, events) = (change.approvals.len(), change.history.len());
         // A refusal drops the transaction: nothing was written.
         op(&mut change)?;
-        if change.id != id || change.approvals.len() < approvals || change.history.len() < events {
+        if id_number(&change.id) != Some(n) || change.approvals.len() < approvals || change.history.len() < events {
             return Err(Error::change(id, "an operation may only append approvals and events"));
         }
         let sql = format!(

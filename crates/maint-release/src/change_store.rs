@@ -30,9 +30,10 @@ pub trait ChangeStore: Send + Sync + Debug + 'static {
     async fn list(&self) -> Result<Vec<ChangeRequest>, Error>;
 }
 
-/// The number in `CR-<n>`.
+/// The number in `CR-<n>` (written without sign or leading zeros: one id, one spelling).
 pub(crate) fn id_number(id: &str) -> Option<i64> {
-    id.strip_prefix("CR-")?.parse().ok().filter(|n| *n > 0)
+    let n: i64 = id.strip_prefix("CR-")?.parse().ok().filter(|n| *n > 0)?;
+    (format!("CR-{n}") == id).then_some(n)
 }
 
 /// Checks an id given on a command line (`CR-12`); `field` names it.
@@ -131,6 +132,8 @@ mod tests {
         assert!(matches!(store.load("../etc").await, Err(Error::Invalid { .. })));
         assert_eq!(store.list().await.unwrap().len(), 2);
         assert!(check_change_id("--change", "CR-0").is_err());
+        assert!(check_change_id("--change", "CR-01").is_err(), "one id, one spelling");
+        assert!(check_change_id("--change", "CR-+1").is_err());
         assert!(check_change_id("--change", "12").unwrap_err().to_string().starts_with("--change: \"12\""));
     }
 }

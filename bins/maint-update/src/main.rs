@@ -81,7 +81,7 @@ struct SmokeArgs {
     /// A suite file, .toml, .yaml or .json (overrides [smoke] suite; default: the built-in AindusDB suite).
     #[arg(long)]
     suite: Option<PathBuf>,
-    /// Also write the results as JUnit XML to this file.
+    /// Also write the results as JUnit XML to this file (overrides [smoke] junit).
     #[arg(long)]
     junit: Option<PathBuf>,
     /// A suite variable, NAME=VALUE (repeat). The token comes from [smoke] token or MAINT_SMOKE_TOKEN.
@@ -322,7 +322,7 @@ async fn smoke(mut cfg: SmokeConfig, args: SmokeArgs, dry_run: bool) -> Result<T
         return Ok(report.finish());
     }
     let result = runner.run(&suite).await?;
-    if let Some(path) = &args.junit {
+    if let Some(path) = args.junit.as_ref().or(cfg.junit.as_ref()) {
         std::fs::write(path, result.to_junit()).map_err(|source| Error::Io {
             operation: "cannot write",
             path: path.clone(),

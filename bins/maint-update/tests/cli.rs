@@ -292,7 +292,11 @@ async fn run_updates_docker_replicas_around_migrations_and_rolls_back_a_broken_v
     let service = format!("cli-standin-{}", std::process::id());
     // The built-in AindusDB suite through a load balancer, before and after each rollout.
     let proxy = sticky_proxy(service.clone());
-    let smoke = format!("[smoke]\nbase_url = \"{proxy}\"\ntoken = \"standin-token\"\npre_checks = true\n");
+    let junit = dir.join("smoke-junit.xml");
+    let smoke = format!(
+        "[smoke]\nbase_url = \"{proxy}\"\ntoken = \"standin-token\"\npre_checks = true\njunit = \"{}\"\n",
+        junit.display()
+    );
     let config = dir.join("maint.toml");
     std::fs::write(
         &config,
@@ -383,6 +387,9 @@ async fn run_updates_docker_replicas_around_migrations_and_rolls_back_a_broken_v
     assert_eq!(r["metrics"]["rolled_back"], 1.0);
     assert!(stderr(&wrong).contains("AindusDB update failed and was rolled back"), "{}", stderr(&wrong));
     assert_eq!(running_images(&service), vec![format!("{standin}:1.1.0"); 3], "1.1.0 serves again");
+    // The JUnit file is the latest suite run's: the one on 1.3.0-wrong.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<testsuite name=\"aindusdb\" tests=\"12\" failures=\"3\""), "{xml}");
 
     type Row = (String, Option<String>, String, Option<String>, String);
     let audit: Vec<Row> = client

@@ -61,6 +61,7 @@ pub struct Config {
 /// token = "…"                        # ${token}; default: MAINT_SMOKE_TOKEN
 /// variables = { tenant = "ops" }
 /// pre_checks = true
+/// junit = "/var/lib/maint/smoke-junit.xml"   # the latest run's JUnit XML
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -76,11 +77,20 @@ pub struct SmokeConfig {
     pub variables: BTreeMap<String, String>,
     /// Run the suite on the running version before anything changes, too.
     pub pre_checks: bool,
+    /// Write the JUnit XML of the latest suite run here.
+    pub junit: Option<PathBuf>,
 }
 
 impl Default for SmokeConfig {
     fn default() -> Self {
-        SmokeConfig { base_url: None, suite: None, token: None, variables: BTreeMap::new(), pre_checks: true }
+        SmokeConfig {
+            base_url: None,
+            suite: None,
+            token: None,
+            variables: BTreeMap::new(),
+            pre_checks: true,
+            junit: None,
+        }
     }
 }
 
@@ -120,7 +130,11 @@ impl SmokeConfig {
     /// The suite as checks for the orchestrator, or `None` without `base_url`.
     pub fn checks(&self) -> Result<Option<SmokeChecks>, Error> {
         let Some(base) = self.base_url.as_deref() else { return Ok(None) };
-        SmokeChecks::new(self.runner(base)?, self.load_suite()?).map(Some)
+        let checks = SmokeChecks::new(self.runner(base)?, self.load_suite()?)?;
+        Ok(Some(match &self.junit {
+            Some(path) => checks.with_junit(path),
+            None => checks,
+        }))
     }
 }
 

@@ -894,6 +894,7 @@ impl SmokeRunner {
 pub struct SmokeChecks {
     runner: SmokeRunner,
     suite: SmokeSuite,
+    junit: Option<std::path::PathBuf>,
 }
 
 impl SmokeChecks {
@@ -905,7 +906,15 @@ impl SmokeChecks {
             }
             other => other,
         })?;
-        Ok(SmokeChecks { runner, suite })
+        Ok(SmokeChecks { runner, suite, junit: None })
+    }
+
+    /// Writes the JUnit XML of every run to `path` (the latest run wins: after an update,
+    /// the suite on the new version, or the pre-checks' run when they failed). A failure
+    /// to write it is logged, never a failed check.
+    pub fn with_junit(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.junit = Some(path.into());
+        self
     }
 
     /// The suite.
@@ -930,21 +939,28 @@ impl HealthChecks for SmokeChecks {
                 error: Some(maint_core::one_line(&e)),
                 attempts: 0,
             }],
-            Ok(report) => report
-                .steps
-                .into_iter()
-                .filter(|s| s.status != SmokeStatus::Skipped)
-                .map(|s| CheckResult {
-                    name: match s.phase {
-                        SmokePhase::Step => s.name,
-                        SmokePhase::Teardown => format!("teardown {}", s.name),
-                    },
-                    ok: s.status == SmokeStatus::Passed,
-                    status: s.http_status,
-                    error: s.error,
-                    attempts: s.attempts,
-                })
-                .collect(),
+            Ok(report) => {
+                if let Some(path) = &self.junit
+                    && let Err(e) = std::fs::write(path, report.to_junit())
+                {
+                    tracing::warn!("cannot write the smoke JUnit report {}: {e}", path.display());
+                }
+                report
+                    .steps
+                    .into_iter()
+                    .filter(|s| s.status != SmokeStatus::Skipped)
+                    .map(|s| CheckResult {
+                        name: match s.phase {
+                            SmokePhase::Step => s.name,
+                            SmokePhase::Teardown => format!("teardown {}", s.name),
+                        },
+                        ok: s.status == SmokeStatus::Passed,
+                        status: s.http_status,
+                        error: s.error,
+                        attempts: s.attempts,
+                    })
+                    .collect()
+            }
         }
     }
 }

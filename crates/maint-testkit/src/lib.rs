@@ -43,8 +43,13 @@ async fn start(
 ) -> Started {
     let (name, tag) = image_from_env(env_var, default_image);
     let image = GenericImage::new(&name, &tag).with_exposed_port(ContainerPort::Tcp(port)).with_wait_for(wait);
-    let request =
-        configure(image).with_label("maint-testkit", "1").with_startup_timeout(std::time::Duration::from_secs(120));
+    // The run label lets `scripts/test` remove this run's containers (they live as long as
+    // the test binary's statics, which are never dropped) and no other run's.
+    let run = std::env::var("MAINT_TEST_RUN_ID").unwrap_or_else(|_| "none".to_owned());
+    let request = configure(image)
+        .with_label("maint-testkit", "1")
+        .with_label("maint-testkit.run", run)
+        .with_startup_timeout(std::time::Duration::from_secs(120));
     let hint = "is Docker running and is the image there? Run scripts/test-env (it installs Docker, \
                 builds the local images and exports MAINT_TEST_*_IMAGE)";
     let container = request

@@ -3,7 +3,7 @@
 //! (what an operator would otherwise run), and whether both find the same top 10.
 //!
 //! Run: `scripts/test-env cargo bench -p maint-db --bench bloat`
-//! Size: `MAINT_BENCH_ROWS` rows per clean table (default 20,000).
+//! Size: `MAINT_BENCH_ROWS` rows per table (default 100,000).
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -18,7 +18,7 @@ async fn main() {
         println!("skipped: run with `cargo bench`");
         return;
     }
-    let rows: i64 = std::env::var("MAINT_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let rows: i64 = std::env::var("MAINT_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let pg = Postgres::shared().await;
     let db = pg.fresh_database().await;
     let client = db.pool().get().await.unwrap();

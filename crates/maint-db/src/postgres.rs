@@ -45,15 +45,17 @@ fn table_bloat_sql() -> String {
 /// the table's `pg_stats`, or the index's own for expressions, aligned to 8, a 4-byte
 /// line pointer) at the index's fillfactor (90 by default) plus the metapage, against `relpages`.
 fn index_bloat_sql() -> String {
+    // The statistics of each index column are looked up by one equality (the table's
+    // column, or the index's own for an expression), so the join can hash.
     format!(
-        "WITH i AS ( \
-           SELECT ci.oid, n.nspname::text AS schema, ci.relname::text AS name, ct.relname::text AS tbl, ct.oid AS toid, \
-             ci.reltuples::numeric AS tuples, ci.relpages::numeric AS pages, current_setting('block_size')::numeric AS bs, \
-             coalesce((regexp_match(array_to_string(ci.reloptions, ','), 'fillfactor=([0-9]+)'))[1]::numeric, 90) AS ff, \
-             sum((1 - coalesce(s.null_frac, 0)) * coalesce(s.avg_width, 0))::numeric AS width, \
-             bool_or(s.avg_width IS NULL) AS missing, \
-             NOT EXISTS (SELECT 1 FROM pg_constraint x WHERE x.conindid = ci.oid AND x.contype = 'x') \
-               AND NOT EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.relid = ct.oid) AS reindexable \
+        "WITH st AS MATERIALIZED ( \
+           SELECT schemaname, tablename, attname, null_frac, avg_width FROM pg_stats \
+           WHERE schemaname NOT IN ('pg_catalog', 'information_schema')), \
+         cols AS ( \
+           SELECT ci.oid, n.nspname AS nsp, ci.relname AS name, ct.relname AS tbl, ct.oid AS toid, \
+             ci.reltuples, ci.relpages, ci.reloptions, \
+             CASE WHEN ta.attname IS NULL THEN ci.relname ELSE ct.relname END AS stable, \
+             coalesce(ta.attname, a.attname) AS satt \
            FROM pg_index x \
            JOIN pg_class ci ON ci.oid = x.indexrelid \
            JOIN pg_class ct ON ct.oid = x.indrelid \
@@ -61,16 +63,22 @@ fn index_bloat_sql() -> String {
            JOIN pg_am am ON am.oid = ci.relam AND am.amname = 'btree' \
            JOIN pg_attribute a ON a.attrelid = ci.oid AND a.attnum > 0 \
            LEFT JOIN pg_attribute ta ON ta.attrelid = ct.oid AND ta.attnum = x.indkey[a.attnum - 1] AND ta.attnum > 0 \
-           LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND ( \
-                (ta.attname IS NOT NULL AND s.tablename = ct.relname AND s.attname = ta.attname) \
-             OR (ta.attname IS NULL AND s.tablename = ci.relname AND s.attname = a.attname)) \
            WHERE x.indisvalid AND x.indisready AND ct.relkind IN ('r', 'm') AND ct.relpersistence <> 't' \
-             AND {USER_SCHEMAS} \
-           GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 12) \
+             AND {USER_SCHEMAS}), \
+         i AS ( \
+           SELECT c.oid, c.nsp::text AS schema, c.name::text AS name, c.tbl::text AS tbl, c.toid, \
+             c.reltuples::numeric AS tuples, c.relpages::numeric AS pages, current_setting('block_size')::numeric AS bs, \
+             coalesce((regexp_match(array_to_string(c.reloptions, ','), 'fillfactor=([0-9]+)'))[1]::numeric, 90) AS ff, \
+             sum((1 - coalesce(s.null_frac, 0)) * coalesce(s.avg_width, 0))::numeric AS width, \
+             bool_or(s.avg_width IS NULL) AS missing \
+           FROM cols c LEFT JOIN st s ON s.schemaname = c.nsp AND s.tablename = c.stable AND s.attname = c.satt \
+           GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9) \
          SELECT oid, schema, name, tbl, toid, (pages * bs)::bigint, \
            CASE WHEN tuples < 0 OR (missing AND tuples > 0) THEN 0 \
                 ELSE greatest(0, pages - 1 - ceil(tuples * (12 + ceil(width / 8) * 8) / ((bs - 40) * ff / 100))) * bs \
-           END::bigint, reindexable \
+           END::bigint, \
+           NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.oid AND k.contype = 'x') \
+             AND NOT EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.relid = i.toid) \
          FROM i"
     )
 }
@@ -378,10 +386,15 @@ impl DbBackend for PgBackend {
     }
 
     async fn bloat_estimates(&self) -> Result<Vec<BloatEstimate>, Error> {
-        let client = self.db.client().await?;
+        let mut client = self.db.client().await?;
+        // The catalog row estimates are poor (a handful of rows), which makes the planner
+        // pick nested loops over pg_stats: quadratic in the number of columns. Hash joins
+        // keep the estimate of 1,000 indexes in tens of milliseconds.
+        let tx = client.transaction().await.map_err(query_err("BEGIN"))?;
+        tx.batch_execute("SET LOCAL enable_nestloop = off").await.map_err(query_err("SET LOCAL enable_nestloop"))?;
         let mut out = Vec::new();
         for (kind, sql) in [(RelKind::Table, table_bloat_sql()), (RelKind::Index, index_bloat_sql())] {
-            let rows = client.query(&sql, &[]).await.map_err(query_err("estimate bloat"))?;
+            let rows = tx.query(&sql, &[]).await.map_err(query_err("estimate bloat"))?;
             out.extend(rows.iter().map(|r| BloatEstimate {
                 kind,
                 oid: r.get(0),
@@ -394,6 +407,7 @@ impl DbBackend for PgBackend {
                 reindexable: kind == RelKind::Index && r.get::<_, bool>(7),
             }));
         }
+        tx.commit().await.map_err(query_err("COMMIT"))?;
         Ok(out)
     }
 

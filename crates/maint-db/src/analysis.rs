@@ -1,16 +1,19 @@
 //! The index rebuild, performance analysis and PostgreSQL security audit tasks.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use maint_core::tokio_util::sync::CancellationToken;
 use maint_core::{Impact, Task, TaskContext, TaskReport, one_line};
 use serde_json::json;
+use tokio::task::JoinSet;
 
 use crate::error::describe_blockers;
 use crate::task::{check, cleanup_invalid_indexes, connect, take_run_lock};
 use crate::{
-    BloatEntry, Config, Db, DbBackend, Error, Finding, PgBackend, RelKind, Settings, Severity, assess_health,
-    audit_security, bloat_candidates, plan_reindex, qualified, reindex_sql,
+    BloatEntry, BloatEstimate, Config, Db, DbBackend, Error, Finding, PgBackend, ReindexJob, RelKind, Settings,
+    Severity, assess_health, audit_security, bloat_candidates, plan_reindex, qualified, reindex_sql,
 };
 
 /// The calendar id of the monthly index rebuild.
@@ -86,6 +89,52 @@ pub(crate) async fn bloat_scan(
     Ok(entries)
 }
 
+/// Runs the rebuilds over `workers` sessions: different tables in parallel, the indexes
+/// of one table one after the other (in plan order). Returns one outcome per job, in plan
+/// order; `None` for a job not started because of cancellation.
+async fn rebuild_in_parallel<F, Fut>(
+    jobs: &[ReindexJob],
+    workers: usize,
+    cancel: CancellationToken,
+    rebuild: F,
+) -> Vec<Option<Result<i64, Error>>>
+where
+    F: Fn(BloatEstimate) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<i64, Error>> + Send,
+{
+    let mut groups: Vec<Vec<(usize, BloatEstimate)>> = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
+        match groups.last_mut() {
+            Some(g) if g[0].1.table_oid == job.index.table_oid => g.push((i, job.index.clone())),
+            _ => groups.push(vec![(i, job.index.clone())]),
+        }
+    }
+    let queue = Arc::new(Mutex::new(groups.into_iter().collect::<VecDeque<_>>()));
+    let mut set = JoinSet::new();
+    for _ in 0..workers.clamp(1, jobs.len().max(1)) {
+        let (queue, rebuild, cancel) = (Arc::clone(&queue), rebuild.clone(), cancel.clone());
+        set.spawn(async move {
+            let mut done = Vec::new();
+            loop {
+                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                let Some(group) = next else { break };
+                for (i, index) in group {
+                    let outcome = if cancel.is_cancelled() { None } else { Some(rebuild(index).await) };
+                    done.push((i, outcome));
+                }
+            }
+            done
+        });
+    }
+    let mut out: Vec<Option<Result<i64, Error>>> = (0..jobs.len()).map(|_| None).collect();
+    while let Some(joined) = set.join_next().await {
+        for (i, outcome) in joined.unwrap_or_default() {
+            out[i] = outcome;
+        }
+    }
+    out
+}
+
 /// The monthly "Index Rebuild": cleans `_ccnew`/`_ccold` leftovers, estimates and measures
 /// index bloat, rebuilds the indexes over the `[reindex]` thresholds with
 /// `REINDEX INDEX CONCURRENTLY`, one at a time, then cleans leftovers again. Invalid
@@ -116,37 +165,38 @@ impl IndexRebuild {
         let entries = bloat_scan(backend, &self.settings, ctx, report).await?;
         let jobs = plan_reindex(&entries, &self.settings.reindex);
         report.metric("indexes_planned", jobs.len() as f64);
+        let outcomes = if ctx.dry_run {
+            Vec::new()
+        } else {
+            let backend = Arc::clone(&self.backend);
+            let rebuild = move |ix: BloatEstimate| {
+                let backend = Arc::clone(&backend);
+                async move { backend.reindex(&ix).await }
+            };
+            rebuild_in_parallel(&jobs, self.settings.jobs, ctx.cancel.clone(), rebuild).await
+        };
         let mut rebuilt = 0u32;
-        let mut attempted = false;
-        for job in &jobs {
+        let attempted = outcomes.iter().any(Option::is_some);
+        for (i, job) in jobs.iter().enumerate() {
             let ix = &job.index;
             let mut item = json!({"step": "reindex", "index": ix.qualified(), "table": qualified(&ix.schema, &ix.table),
                 "sql": reindex_sql(ix), "basis": job.basis, "bloat_bytes": job.bloat_bytes,
                 "leaf_density": job.leaf_density, "bytes_before": ix.bytes});
-            if ctx.dry_run {
-                item["outcome"] = "would_rebuild".into();
-                report.item(item);
-                continue;
-            }
-            if ctx.cancel.is_cancelled() {
-                item["outcome"] = "not_started".into();
-                report.item(item);
-                continue;
-            }
-            attempted = true;
-            match self.backend.reindex(ix).await {
-                Ok(after) => {
+            match outcomes.get(i) {
+                None => item["outcome"] = "would_rebuild".into(),
+                Some(None) => item["outcome"] = "not_started".into(),
+                Some(Some(Ok(after))) => {
                     rebuilt += 1;
                     item["outcome"] = "done".into();
-                    item["bytes_after"] = after.into();
+                    item["bytes_after"] = (*after).into();
                 }
-                Err(Error::LockTimeout { blockers, .. }) => {
-                    report.warn(format!("{}: skipped, locked by {}", reindex_sql(ix), describe_blockers(&blockers)));
+                Some(Some(Err(Error::LockTimeout { blockers, .. }))) => {
+                    report.warn(format!("{}: skipped, locked by {}", reindex_sql(ix), describe_blockers(blockers)));
                     item["outcome"] = "skipped".into();
                     item["blockers"] = json!(blockers);
                 }
-                Err(e) => {
-                    let msg = one_line(&e);
+                Some(Some(Err(e))) => {
+                    let msg = one_line(e);
                     failures.push(msg.clone());
                     report.warn(msg.clone());
                     item["outcome"] = "failed".into();
@@ -351,6 +401,8 @@ impl Task for PgSecurityAudit {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use maint_core::Status;
 
     use super::*;
@@ -487,6 +539,50 @@ mod tests {
         let locked = report.items.iter().find(|i| i["index"] == "\"public\".\"locked\"").unwrap();
         assert_eq!((locked["outcome"].as_str(), locked["blockers"][0]["pid"].as_i64()), (Some("skipped"), Some(42)));
         assert!(report.warnings.iter().any(|w| w.contains("locked by pid 42")));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rebuilds_run_in_parallel_across_tables_and_one_at_a_time_per_table() {
+        use std::sync::Mutex;
+        let job = |name: &str, table_oid: u32| {
+            let mut index = estimate(name, RelKind::Index, 100 * MB, 60 * MB);
+            index.table_oid = table_oid;
+            ReindexJob { index, bloat_bytes: 60 * MB, leaf_density: None, basis: "estimated" }
+        };
+        // Grouped by table, as plan_reindex returns them.
+        let jobs = [job("a_one", 7), job("a_two", 7), job("b_idx", 8)];
+        // Tables in flight; each rebuild waits (up to 2 s) for a second one to be in flight.
+        let in_flight = Arc::new(Mutex::new((Vec::<u32>::new(), 0usize)));
+        let (tx, rx) = tokio::sync::watch::channel(0usize);
+        let tx = Arc::new(tx);
+        let state = Arc::clone(&in_flight);
+        let rebuild = move |ix: BloatEstimate| {
+            let (state, tx, mut rx) = (Arc::clone(&state), Arc::clone(&tx), rx.clone());
+            async move {
+                let same_table = {
+                    let mut s = state.lock().unwrap();
+                    s.0.push(ix.table_oid);
+                    s.1 = s.1.max(s.0.len());
+                    tx.send_replace(s.0.len());
+                    s.0.iter().filter(|t| **t == ix.table_oid).count()
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|n| *n >= 2)).await;
+                let mut s = state.lock().unwrap();
+                let pos = s.0.iter().position(|t| *t == ix.table_oid).unwrap();
+                s.0.remove(pos);
+                tx.send_replace(s.0.len());
+                if same_table > 1 { Err(Error::invalid("test", "two rebuilds of one table at once")) } else { Ok(MB) }
+            }
+        };
+        let out = rebuild_in_parallel(&jobs, 2, CancellationToken::new(), rebuild.clone()).await;
+        assert!(out.iter().all(|o| matches!(o, Some(Ok(_)))), "{out:?}");
+        assert_eq!(in_flight.lock().unwrap().1, 2, "the two tables were rebuilt at the same time");
+
+        // Cancelled before the start: nothing is started.
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let out = rebuild_in_parallel(&jobs, 2, cancel, rebuild).await;
+        assert!(out.iter().all(Option::is_none), "{out:?}");
     }
 
     #[tokio::test]

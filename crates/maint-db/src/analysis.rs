@@ -344,7 +344,8 @@ impl Task for PerformanceAnalysis {
 
 /// The PostgreSQL findings of the security audit for one database: superuser and login
 /// roles, passwords that never expire (when required), `trust` lines in `pg_hba.conf`,
-/// `password_encryption`, `ssl`, CREATE on schema public for PUBLIC. Most severe first.
+/// `password_encryption`, `ssl`, CREATE on schema public for PUBLIC, extensions that no
+/// object depends on (info). Most severe first.
 pub async fn pg_security_audit(db: &Db, audit: &crate::AuditConfig) -> Result<Vec<Finding>, Error> {
     use crate::DbBackend as _;
     let snapshot = PgBackend::new(db.clone()).security().await?;

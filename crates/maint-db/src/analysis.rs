@@ -132,8 +132,20 @@ where
             out[i] = outcome;
         }
     }
+    // PostgreSQL 14+ lets concurrent builds of plain indexes ignore each other; those of
+    // expression or partial indexes wait for each other's snapshots, and the deadlock
+    // detector may cancel one (40P01). Such a rebuild gets one more try, alone.
+    for (i, job) in jobs.iter().enumerate() {
+        let deadlocked = matches!(&out[i], Some(Err(e)) if e.sqlstate() == Some(DEADLOCK_DETECTED));
+        if deadlocked && !cancel.is_cancelled() {
+            out[i] = Some(rebuild(job.index.clone()).await);
+        }
+    }
     out
 }
+
+/// SQLSTATE of "deadlock detected".
+const DEADLOCK_DETECTED: &str = "40P01";
 
 /// The monthly "Index Rebuild": cleans `_ccnew`/`_ccold` leftovers, estimates and measures
 /// index bloat, rebuilds the indexes over the `[reindex]` thresholds with

@@ -33,6 +33,8 @@ pub(crate) struct MaintConfig {
     pub(crate) cache: maint_cache::Config,
     /// The Security Scan and the Full Security Audit.
     pub(crate) security: crate::security::SecuritySection,
+    /// The update the monthly System Updates task carries out (none: it is skipped).
+    pub(crate) system_updates: Option<crate::updates::SystemUpdatesSection>,
     /// The file this was read from.
     #[serde(skip)]
     pub(crate) source: Option<PathBuf>,
@@ -67,6 +69,7 @@ impl Default for MaintConfig {
             logs: maint_logs::Config::default(),
             cache: maint_cache::Config::default(),
             security: crate::security::SecuritySection::default(),
+            system_updates: None,
             source: None,
         }
     }

@@ -8,6 +8,7 @@ mod metrics;
 mod registry;
 mod runner;
 mod security;
+mod updates;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -118,6 +118,12 @@ pub(crate) fn build(id: &str, cfg: &MaintConfig) -> Result<Slot, Error> {
             collect.store = backup_store(cfg)?;
             Slot::Ready(Arc::new(maint_health::MetricsCollection::new(collect)))
         }
+        "system-updates" => match &cfg.system_updates {
+            None => Slot::Unavailable(
+                "no update planned ([system_updates] config = the maint-update file, to = the version)".into(),
+            ),
+            Some(section) => Slot::Ready(Arc::new(crate::updates::SystemUpdates::new(section)?)),
+        },
         other => Slot::Unavailable(format!("{other} has no implementation in this version yet")),
     };
     Ok(slot)

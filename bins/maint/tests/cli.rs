@@ -203,7 +203,7 @@ mod run {
         let (code, report, err) =
             maint(&e, &["run", "monthly", "--force", "--json", "--config", cfg.to_str().unwrap()]).await;
         assert_eq!(code, 0, "{report} {err}");
-        assert_eq!(task(&report, "system-updates")["status"], "skipped", "not driven by maint run yet");
+        assert_eq!(task(&report, "system-updates")["status"], "skipped", "no [system_updates]: no update planned");
         for id in ["index-rebuild", "full-security-audit", "capacity-planning"] {
             let t = task(&report, id);
             assert!(t["status"] == "ok" || t["status"] == "warning", "{id}: {t}");
@@ -332,4 +332,51 @@ fn only_in_window_skips_outside_the_window() {
         assert_eq!(report["tasks"][0]["status"], "skipped");
         assert!(report["tasks"][0]["warnings"][0].as_str().unwrap().contains("not inside the monthly window"));
     }
+}
+
+/// `[system_updates]` drives the same procedure as `maint-update run`: a dry run plans the
+/// planned update step by step; a bad version is refused before anything runs (exit 2).
+#[test]
+fn system_updates_plans_the_configured_update() {
+    let dir = std::env::temp_dir().join(format!("maint-updates-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let update = dir.join("maint-update.toml");
+    std::fs::write(&update, "[update]\nimage = \"registry.example/aindusdb\"\nworkloads = [\"api\", \"worker\"]\n")
+        .unwrap();
+    let cfg = dir.join("maint.toml");
+    let write = |to: &str| {
+        let text = format!(
+            "lock_file = \"{dir}/run.lock\"\n[system_updates]\nconfig = \"{update}\"\nto = \"{to}\"\nfrom = \"1.4.2\"\n",
+            dir = dir.display(),
+            update = update.display()
+        );
+        std::fs::write(&cfg, text).unwrap();
+    };
+    write("1.5.0");
+    let (code, out, err) = maint(&["task", "system-updates", "--dry-run", "--json", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out} {err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["task"], "system-updates");
+    let steps: Vec<(&str, &str)> = report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["step"].as_str().unwrap(), i["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(steps[0], ("version", "ok"), "{report}");
+    assert!(report["items"][0]["detail"].as_str().unwrap().contains("minor update 1.4.2 -> 1.5.0"), "{report}");
+    let rollout = report["items"].as_array().unwrap().iter().find(|i| i["step"] == "rollout").unwrap();
+    assert!(
+        rollout["detail"].as_str().unwrap().contains("registry.example/aindusdb:1.5.0 on api, worker"),
+        "{rollout}"
+    );
+
+    write("2.0.0");
+    let (code, out, _) = maint(&["task", "system-updates", "--dry-run", "--json", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 1, "a major update without a change request is refused: {out}");
+    write("2.0");
+    let (code, _, err) = maint(&["task", "system-updates", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.starts_with("maint: system_updates.to: ") && err.trim_end().lines().count() == 1, "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -149,6 +149,7 @@ pub async fn prepare(mut file: File, target: Target, dry_run: bool) -> Result<(U
             .ok_or_else(|| Error::invalid("migrations.database_url", "required"))?;
         updater = updater.with_migrations(Arc::new(Migrator::new(pool(url, "migrations.database_url")?, opts)?));
     }
+    updater = updater.with_disk_checks(file.update.disk_checks()?);
     if let Some(checks) = file.update.http_checks()? {
         updater = updater.with_checks(Arc::new(checks));
     }

@@ -161,12 +161,24 @@ pub struct UpdateConfig {
     pub calendar: Option<PathBuf>,
     /// Health/smoke checks (HTTP GET).
     pub checks: Vec<HttpCheck>,
+    /// Free-space pre-checks: `[{ path = "/var/lib/docker", min_free_gib = 10 }]`.
+    pub disk: Vec<DiskSpace>,
     /// Per-request timeout of a check, in seconds.
     pub check_timeout_secs: f64,
     /// Attempts per check.
     pub check_attempts: u32,
     /// Pause between two attempts, in seconds.
     pub check_pause_secs: f64,
+}
+
+/// One `[update] disk` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskSpace {
+    /// A path on the filesystem to check.
+    pub path: PathBuf,
+    /// The least free space, GiB.
+    pub min_free_gib: f64,
 }
 
 impl Default for UpdateConfig {
@@ -177,6 +189,7 @@ impl Default for UpdateConfig {
             rollout_timeout_secs: 600,
             calendar: None,
             checks: Vec::new(),
+            disk: Vec::new(),
             check_timeout_secs: 10.0,
             check_attempts: 3,
             check_pause_secs: 2.0,
@@ -202,6 +215,25 @@ impl UpdateConfig {
             image_repository: self.image.trim().to_owned(),
             rollout_timeout: Duration::from_secs(self.rollout_timeout_secs),
         })
+    }
+
+    /// The free-space pre-checks.
+    pub fn disk_checks(&self) -> Result<Vec<crate::DiskCheck>, Error> {
+        self.disk
+            .iter()
+            .map(|d| {
+                if !(d.min_free_gib.is_finite() && d.min_free_gib > 0.0) {
+                    return Err(Error::invalid(
+                        "update.disk.min_free_gib",
+                        format!("{} is not a positive size", d.min_free_gib),
+                    ));
+                }
+                Ok(crate::DiskCheck {
+                    path: d.path.clone(),
+                    min_free_bytes: (d.min_free_gib * 1024.0 * 1024.0 * 1024.0) as u64,
+                })
+            })
+            .collect()
     }
 
     /// The HTTP checks, or `None` when none are configured.

@@ -29,7 +29,8 @@ pub use change::{
 pub use change_pg::{CHANGE_DDL, CHANGE_SCHEMA, CHANGE_SCHEMA_LOCK_KEY, PgChangeStore};
 pub use change_store::{ChangeOp, ChangeStore, MemoryChangeStore, check_change_id};
 pub use config::{
-    AuditConfig, BackupConfig, ChangesConfig, Config, DockerConfig, MigrationsConfig, SmokeConfig, UpdateConfig,
+    AuditConfig, BackupConfig, ChangesConfig, Config, DiskSpace, DockerConfig, MigrationsConfig, SmokeConfig,
+    UpdateConfig,
 };
 #[cfg(test)]
 pub(crate) use deploy::MockDeployer;
@@ -50,7 +51,9 @@ pub use smoke::{CheckResult, HealthChecks, HttpCheck, HttpChecks, describe_failu
 pub use suite::{
     Assertion, SmokeChecks, SmokePhase, SmokeReport, SmokeRunner, SmokeStatus, SmokeStep, SmokeStepResult, SmokeSuite,
 };
-pub use update::{Step, StepRecord, StepStatus, SystemUpdate, UPDATE_TASK_ID, UpdateRequest, UpdateSettings, Updater};
+pub use update::{
+    DiskCheck, Step, StepRecord, StepStatus, SystemUpdate, UPDATE_TASK_ID, UpdateRequest, UpdateSettings, Updater,
+};
 pub use version::{UpdateKind, VersionDecision, VersionPolicy, check_update, classify, parse_version};
 
 /// Re-exported because [`DockerDeployer::new`] takes its client.

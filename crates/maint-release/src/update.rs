@@ -113,7 +113,40 @@ pub struct Updater {
     notify: Option<Dispatcher>,
     audit: Option<Arc<dyn AuditLog>>,
     changes: Option<Arc<dyn ChangeStore>>,
+    disk: Vec<DiskCheck>,
 }
+
+/// A pre-check: at least `min_free_bytes` available (to unprivileged users, as `df` shows)
+/// on the filesystem holding `path` (the engine's image store, the database volume, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskCheck {
+    /// A path on the filesystem to check.
+    pub path: std::path::PathBuf,
+    /// The least free space that lets the update go on.
+    pub min_free_bytes: u64,
+}
+
+impl DiskCheck {
+    /// `None` when there is enough room, else what is wrong.
+    pub fn shortfall(&self) -> Option<String> {
+        match rustix::fs::statvfs(&self.path) {
+            Ok(st) => {
+                let free = st.f_bavail.saturating_mul(st.f_frsize);
+                (free < self.min_free_bytes).then(|| {
+                    format!(
+                        "{}: {:.1} GiB free, {:.1} GiB required",
+                        self.path.display(),
+                        free as f64 / GIB,
+                        self.min_free_bytes as f64 / GIB
+                    )
+                })
+            }
+            Err(e) => Some(format!("{}: cannot read its free space: {e}", self.path.display())),
+        }
+    }
+}
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 struct Run<'a> {
     report: TaskReport,
@@ -154,7 +187,14 @@ impl Updater {
             notify: None,
             audit: None,
             changes: None,
+            disk: Vec::new(),
         })
+    }
+
+    /// Free-space pre-checks: the update stops before changing anything when one fails.
+    pub fn with_disk_checks(mut self, checks: Vec<DiskCheck>) -> Self {
+        self.disk = checks;
+        self
     }
 
     /// Runs migrations (expand before, contract after the rollout).
@@ -446,9 +486,22 @@ impl Updater {
             }
         }
 
-        // 3. pre-checks
+        // 3. pre-checks: free space, then the HTTP checks and the smoke suite
         let t = Instant::now();
-        if let Some(results) = self.run_checks(true).await {
+        let short: Vec<String> = self.disk.iter().filter_map(DiskCheck::shortfall).collect();
+        if !short.is_empty() {
+            let e = Error::invalid(
+                "update.disk",
+                format!("not enough free space, nothing was changed: {}", short.join("; ")),
+            );
+            run.record(Step::PreChecks, StepStatus::Failed, one_line(&e), t);
+            return Err(Failure::before(e));
+        }
+        let checks = self.run_checks(true).await;
+        if checks.is_none() && !self.disk.is_empty() {
+            run.record(Step::PreChecks, StepStatus::Ok, format!("{} disk check(s) passed", self.disk.len()), t);
+        }
+        if let Some(results) = checks {
             if results.iter().any(|r| !r.ok) {
                 let e =
                     Error::Smoke(format!("pre-checks failed, nothing was changed: {}", describe_failures(&results)));
@@ -950,6 +1003,43 @@ mod tests {
         let h = harness(d, m, c, Some(b));
         let r = h.updater.run(&to("1.4.1"), &TaskContext::new(false)).await;
         assert_eq!(r.error.as_deref(), Some("backup: pg_dump: not found"));
+    }
+
+    #[tokio::test]
+    async fn too_little_free_space_stops_before_anything_changes() {
+        // the real free space of the filesystem holding the temp dir
+        let tmp = std::env::temp_dir();
+        let need = |bytes| vec![DiskCheck { path: tmp.clone(), min_free_bytes: bytes }];
+        let mut d = deployer_at("1.4.0");
+        let mut m = MockSchemaMigrations::new();
+        let mut c = MockHealthChecks::new();
+        c.expect_check().never();
+        m.expect_migrate().never();
+        d.expect_set_image().never();
+        let h = harness(d, m, c, None);
+        let updater = h.updater.with_disk_checks(need(u64::MAX / 2));
+        let r = updater.run(&to("1.4.1"), &TaskContext::new(false)).await;
+        assert_eq!(r.status, Status::Failed);
+        assert_eq!(steps(&r).last().unwrap(), &("pre-checks".to_owned(), "failed".to_owned()));
+        let e = r.error.unwrap();
+        assert!(e.contains("not enough free space, nothing was changed") && e.contains("GiB required"), "{e}");
+        let missing = vec![DiskCheck { path: "/nonexistent/volume".into(), min_free_bytes: 1 }];
+        let h = harness(deployer_at("1.4.0"), MockSchemaMigrations::new(), MockHealthChecks::new(), None);
+        let r = h.updater.with_disk_checks(missing).run(&to("1.4.1"), &TaskContext::new(true)).await;
+        assert!(r.error.unwrap().contains("/nonexistent/volume: cannot read its free space"));
+        // enough room: the step passes and says so (dry run: the rest is only planned)
+        let mut m = MockSchemaMigrations::new();
+        m.expect_migrate().returning(|p, _| Ok(applied(p, &[])));
+        let h = harness(deployer_at("1.4.0"), m, MockHealthChecks::new(), None);
+        let mut c = MockHealthChecks::new();
+        c.expect_check().returning(|| check(true));
+        let r = h
+            .updater
+            .with_checks(Arc::new(c))
+            .with_disk_checks(need(1))
+            .run(&to("1.4.1"), &TaskContext::new(true))
+            .await;
+        assert!(steps(&r).contains(&("pre-checks".to_owned(), "ok".to_owned())), "{r:?}");
     }
 
     #[tokio::test]

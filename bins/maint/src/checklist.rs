@@ -105,6 +105,93 @@ async fn monitoring(cfg: &MaintConfig) -> Item {
     }
 }
 
+async fn integrity(cfg: &MaintConfig) -> Item {
+    const NAME: &str = "data integrity (amcheck over the btree indexes)";
+    if cfg.database.url.is_none() {
+        return not_configured(NAME, "[database] url");
+    }
+    let task = match maint_db::IndexIntegrity::new(&cfg.database) {
+        Ok(t) => t,
+        Err(e) => return item(NAME, Err(one_line(&e))),
+    };
+    let r = task.run(&TaskContext::new(false)).await;
+    let checked = r.metrics.get("indexes_checked").copied().unwrap_or(0.0);
+    match r.status {
+        Status::Failed => item(NAME, Err(r.error.unwrap_or_default())),
+        _ if checked == 0.0 => not_configured(NAME, "the amcheck extension (or [database.amcheck] create_extension)"),
+        _ => item(NAME, Ok(format!("{checked} indexes checked, none corrupt"))),
+    }
+}
+
+/// Leftovers of interrupted maintenance: scratch databases of restore tests, invalid
+/// `_ccnew`/`_ccold` indexes of a failed `REINDEX CONCURRENTLY`, temporary archives of a
+/// killed log rotation. Each is dropped or cleaned by the next run of its task; until then
+/// it takes space (and an invalid index slows every write to its table).
+async fn leftovers(cfg: &MaintConfig) -> Item {
+    const NAME: &str = "no leftovers of interrupted maintenance";
+    let mut found = Vec::new();
+    for dir in log_dirs(cfg) {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                found.push(format!("temporary archive {}", e.path().display()));
+            }
+        }
+    }
+    let Some(url) = cfg.database.url.as_ref() else {
+        return match (found.is_empty(), log_dirs(cfg).is_empty()) {
+            (_, true) => not_configured(NAME, "[database] url or [logs] paths"),
+            (true, false) => item(NAME, Ok("no temporary archives".into())),
+            (false, false) => item(NAME, Err(found.join(", "))),
+        };
+    };
+    let pg = async {
+        use maint_db::deadpool_postgres::tokio_postgres::{self, NoTls};
+        let (client, conn) = tokio_postgres::connect(url.expose(), NoTls).await?;
+        tokio::spawn(conn);
+        let scratch = client
+            .query("SELECT datname FROM pg_database WHERE datname LIKE 'maint\\_restore\\_%' ORDER BY 1", &[])
+            .await?;
+        let invalid = client
+            .query(
+                "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_index i \
+                 JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE NOT i.indisvalid AND c.relname ~ '_cc(new|old)[0-9]*$' ORDER BY 1",
+                &[],
+            )
+            .await?;
+        Ok::<_, tokio_postgres::Error>((scratch, invalid))
+    };
+    match pg.await {
+        Ok((scratch, invalid)) => {
+            found.extend(scratch.iter().map(|r| format!("scratch database {}", r.get::<_, String>(0))));
+            found.extend(invalid.iter().map(|r| format!("invalid index {}", r.get::<_, String>(0))));
+        }
+        Err(e) => return item(NAME, Err(format!("cannot look: {}", one_line(&e)))),
+    }
+    if found.is_empty() {
+        item(NAME, Ok("no scratch database, invalid _ccnew index or temporary archive".into()))
+    } else {
+        item(NAME, Err(format!("{} (the next run of its task removes it)", found.join(", "))))
+    }
+}
+
+/// The directories of the configured logs and of their archives.
+fn log_dirs(cfg: &MaintConfig) -> Vec<std::path::PathBuf> {
+    let mut dirs: Vec<std::path::PathBuf> = cfg
+        .logs
+        .paths
+        .iter()
+        .filter_map(|p| std::path::Path::new(p).parent().map(std::path::Path::to_path_buf))
+        .filter(|d| !d.to_string_lossy().contains(['*', '?', '[']))
+        .collect();
+    dirs.extend(cfg.logs.archive_dir.clone());
+    dirs.sort();
+    dirs.dedup();
+    dirs
+}
+
 /// Runs the checklist; the report fails when an automated item fails.
 pub(crate) async fn run(which: &str, cfg: &MaintConfig, max_backup_age_hours: i64) -> Result<TaskReport, Error> {
     let items = match which {
@@ -112,6 +199,7 @@ pub(crate) async fn run(which: &str, cfg: &MaintConfig, max_backup_age_hours: i6
             fresh_verified_backup(cfg, max_backup_age_hours).await,
             health(cfg).await,
             baseline(cfg).await,
+            integrity(cfg).await,
             monitoring(cfg).await,
             manual("stakeholders notified of the window"),
             manual("status page updated"),
@@ -121,6 +209,8 @@ pub(crate) async fn run(which: &str, cfg: &MaintConfig, max_backup_age_hours: i6
             health(cfg).await,
             baseline(cfg).await,
             fresh_verified_backup(cfg, max_backup_age_hours).await,
+            integrity(cfg).await,
+            leftovers(cfg).await,
             monitoring(cfg).await,
             manual("performance compared with the baseline by a person"),
             manual("status page updated: maintenance over"),

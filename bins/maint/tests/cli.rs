@@ -118,7 +118,7 @@ mod run {
         let text = format!(
             "calendar = \"deploy/maintenance.yaml\"\nlock_file = \"{dir}/run.lock\"\nmetrics_textfile = \"{dir}/maint.prom\"\n\
              [notify]\ntargets = [\"log://stderr\"]\n[health]\nredis_url = \"{redis}\"\n[logs]\npaths = [\"{dir}/app.log\"]\n[database]\nurl = \"{db}\"\n[backup]\nstore = \"{store}\"\nrolling_days = 7\n\
-             [security]\nfail_on = \"never\"\n",
+             [database.amcheck]\ncreate_extension = true\n[security]\nfail_on = \"never\"\n",
             dir = e.dir.display(),
             db = e.db.url(),
             redis = e.redis.url,
@@ -246,11 +246,32 @@ mod run {
         assert_eq!(code, 0, "{report}");
         assert_eq!(report["status"], "warning", "manual items are warnings, never passes: {report}");
         assert_eq!(report["metrics"]["items_failed"], 0.0);
+        let state = |report: &serde_json::Value, prefix: &str| {
+            let items = report["items"].as_array().unwrap();
+            let i = items.iter().find(|i| i["item"].as_str().unwrap().starts_with(prefix)).unwrap();
+            (i["state"].as_str().unwrap().to_owned(), i["detail"].as_str().unwrap().to_owned())
+        };
+        let (integrity, detail) = state(&report, "data integrity");
+        assert_eq!(integrity, "passed", "{report}");
+        assert!(detail.ends_with("indexes checked, none corrupt"), "{detail}");
         // A stale backup fails the gate.
         let (code, report, _) =
             maint(&e, &["checklist", "pre", "--json", "--config", cfg, "--max-backup-age-hours", "0"]).await;
         assert_eq!(code, 1);
         assert!(report["error"].as_str().unwrap().contains("h old"), "{report}");
+        // After the window: a restore test's scratch database left by a crash fails the
+        // post-checklist, by name; once it is gone the gate opens.
+        let admin = e.db.pool().get().await.unwrap();
+        admin.batch_execute("CREATE DATABASE maint_restore_20200101000000000_1").await.unwrap();
+        let (code, report, _) = maint(&e, &["checklist", "post", "--json", "--config", cfg]).await;
+        admin.batch_execute("DROP DATABASE maint_restore_20200101000000000_1").await.unwrap();
+        assert_eq!(code, 1, "{report}");
+        let (leftovers, detail) = state(&report, "no leftovers");
+        assert_eq!(leftovers, "failed");
+        assert!(detail.contains("scratch database maint_restore_20200101000000000_1"), "{detail}");
+        let (code, report, _) = maint(&e, &["checklist", "post", "--json", "--config", cfg]).await;
+        assert_eq!(code, 0, "{report}");
+        assert_eq!(state(&report, "no leftovers").0, "passed", "{report}");
     }
 
     #[tokio::test]

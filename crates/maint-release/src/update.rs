@@ -224,8 +224,10 @@ impl Updater {
 
     /// The checks, then the suite (before the rollout only when it runs before); `None`
     /// when there is nothing to run.
-    async fn run_checks(&self, before: bool) -> Option<Vec<CheckResult>> {
-        let suite = self.suite.as_ref().filter(|(_, pre)| !before || *pre).map(|(s, _)| s);
+    /// The checks, and the smoke suite unless `before` excludes it. A dry run never runs
+    /// the suite: its steps write (create an index, upsert, delete).
+    async fn run_checks(&self, before: bool, dry_run: bool) -> Option<Vec<CheckResult>> {
+        let suite = self.suite.as_ref().filter(|(_, pre)| (!before || *pre) && !dry_run).map(|(s, _)| s);
         if self.checks.is_none() && suite.is_none() {
             return None;
         }
@@ -450,29 +452,12 @@ impl Updater {
         match &req.change {
             None => run.record(Step::Change, StepStatus::Skipped, "no change request", t),
             Some(c) => {
-                let check = match (&self.changes, ctx.dry_run) {
-                    // Execution starts: the window is checked again in the transaction
-                    // that moves the stored change to in_progress.
-                    (Some(store), false) => {
-                        let (by, now) = (Self::change_actor(req), req.now.unwrap_or_else(Utc::now));
-                        let started = store
-                            .update(&c.id, &mut |c| {
-                                Self::check_target(c, &to)?;
-                                c.start(&by, req.calendar.as_ref(), now)
-                            })
-                            .await;
-                        started.map(|c| run.started_change = Some(c.id))
-                    }
-                    _ => self.check_change(c, &to, req),
-                };
+                // Only checked here: the stored change moves to in_progress once the
+                // pre-checks have passed, so a failed pre-check leaves it scheduled.
+                let check = self.check_change(c, &to, req);
                 match (check, ctx.dry_run) {
                     (Ok(()), _) => {
-                        let detail = if run.started_change.is_some() {
-                            format!("{} is scheduled and in its window: now in_progress", c.id)
-                        } else {
-                            format!("{} is scheduled and in its window", c.id)
-                        };
-                        run.record(Step::Change, StepStatus::Ok, detail, t);
+                        run.record(Step::Change, StepStatus::Ok, format!("{} is scheduled and in its window", c.id), t);
                     }
                     (Err(e), true) => {
                         run.report.warn(format!("would be refused now: {}", one_line(&e)));
@@ -497,7 +482,11 @@ impl Updater {
             run.record(Step::PreChecks, StepStatus::Failed, one_line(&e), t);
             return Err(Failure::before(e));
         }
-        let checks = self.run_checks(true).await;
+        let checks = self.run_checks(true, ctx.dry_run).await;
+        if ctx.dry_run && self.suite.as_ref().is_some_and(|(_, pre)| *pre) {
+            run.report
+                .warn("dry run: the smoke suite was not run (its steps write); it runs before and after the rollout");
+        }
         if checks.is_none() && !self.disk.is_empty() {
             run.record(Step::PreChecks, StepStatus::Ok, format!("{} disk check(s) passed", self.disk.len()), t);
         }
@@ -509,6 +498,29 @@ impl Updater {
                 return Err(Failure::before(e));
             }
             run.record(Step::PreChecks, StepStatus::Ok, format!("{} check(s) passed", results.len()), t);
+        }
+
+        // Execution starts: the window is checked again in the transaction that moves the
+        // stored change to in_progress.
+        if let (Some(store), Some(c), false) = (&self.changes, &req.change, ctx.dry_run) {
+            let t = Instant::now();
+            let (by, now) = (Self::change_actor(req), req.now.unwrap_or_else(Utc::now));
+            let started = store
+                .update(&c.id, &mut |c| {
+                    Self::check_target(c, &to)?;
+                    c.start(&by, req.calendar.as_ref(), now)
+                })
+                .await;
+            match started {
+                Ok(c) => {
+                    run.record(Step::Change, StepStatus::Ok, format!("{}: now in_progress", c.id), t);
+                    run.started_change = Some(c.id);
+                }
+                Err(e) => {
+                    run.record(Step::Change, StepStatus::Failed, one_line(&e), t);
+                    return Err(Failure::before(e));
+                }
+            }
         }
 
         // 4. backup
@@ -576,7 +588,7 @@ impl Updater {
 
         // 7. smoke
         let t = Instant::now();
-        if let Some(results) = self.run_checks(false).await {
+        if let Some(results) = self.run_checks(false, ctx.dry_run).await {
             if results.iter().any(|r| !r.ok) {
                 let e = Error::Smoke(format!("smoke checks failed on {to}: {}", describe_failures(&results)));
                 run.record(Step::Smoke, StepStatus::Failed, one_line(&e), t);
@@ -1179,6 +1191,17 @@ mod tests {
         assert!(r.error.as_deref().unwrap().contains("execution refused outside the approved slot"), "{:?}", r.error);
         assert_eq!(store.load(&id).await.unwrap().state, ChangeState::Scheduled);
 
+        // Inside, but a pre-check fails: nothing changed, the change included (still scheduled).
+        let mut d = deployer_at("1.4.0");
+        d.expect_set_image().never();
+        let mut c = MockHealthChecks::new();
+        c.expect_check().times(1).returning(|| check(false));
+        let updater = harness(d, MockSchemaMigrations::new(), c, None).updater.with_changes(store.clone());
+        let req = UpdateRequest { change: change.clone(), now: Some(start + TimeDelta::minutes(5)), ..to("1.5.0") };
+        let r = updater.run(&req, &TaskContext::new(false)).await;
+        assert!(r.error.as_deref().unwrap().contains("pre-checks failed, nothing was changed"), "{:?}", r.error);
+        assert_eq!(store.load(&id).await.unwrap().state, ChangeState::Scheduled);
+
         // Inside: in_progress, then completed.
         let mut d = deployer_at("1.4.0");
         d.expect_set_image().times(1).returning(|_, _| Ok(()));
@@ -1196,7 +1219,8 @@ mod tests {
         };
         let r = updater.run(&req, &TaskContext::new(false)).await;
         assert_eq!(r.status, Status::Ok, "{r:#?}");
-        assert_eq!(r.items[1]["detail"], "CR-1 is scheduled and in its window: now in_progress");
+        assert_eq!(r.items[1]["detail"], "CR-1 is scheduled and in its window");
+        assert!(r.items.iter().any(|i| i["step"] == "change" && i["detail"] == "CR-1: now in_progress"), "{r:#?}");
         assert_eq!(r.items.last().unwrap(), &serde_json::json!({ "change": "CR-1", "state": "completed" }));
         let stored = store.load(&id).await.unwrap();
         let actions: Vec<(&str, &str, ChangeState)> =

@@ -140,6 +140,7 @@ impl MaintConfig {
             return Err(Error::invalid("task_timeout_secs", "must be positive"));
         }
         cfg.security.validate()?;
+        cfg.collect.validate()?;
         Ok(cfg)
     }
 }
@@ -160,6 +161,9 @@ mod tests {
         std::fs::write(&bad, "task_timeout_secs = 10\n[backup]\nstroe = \"s3://x\"\n").unwrap();
         let err = MaintConfig::load(Some(&bad)).unwrap_err().to_string();
         assert!(err.contains("unknown field `stroe`"), "{err}");
+        std::fs::write(&bad, "[collect]\npushgateway = \"pushgw:9091\"\n").unwrap();
+        let err = MaintConfig::load(Some(&bad)).unwrap_err().to_string();
+        assert_eq!(err, "collect.pushgateway: not an http(s) URL");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -109,6 +109,18 @@ impl SecuritySection {
                 format!("{:?} is not one of never, {}", self.fail_on, SEVERITIES.join(", ")),
             ));
         }
+        for (i, e) in self.tls_endpoints.iter().enumerate() {
+            let host_port = !e.contains("://")
+                && e.rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && !h.contains('@') && p.parse::<u16>().is_ok());
+            if maint_health::https_endpoint(e).is_none() && !host_port {
+                // the value is not repeated: it could be a URL with credentials
+                return Err(maint_core::Error::invalid(
+                    format!("security.tls_endpoints[{i}]"),
+                    "neither an https:// URL nor host:port",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -300,15 +312,17 @@ impl Task for SecurityScan {
             .metric("findings", findings.len() as f64)
             .metric("findings_critical", count("critical"))
             .metric("findings_high", count("high"));
-        if let Some(from) = self.fail_from {
-            let failing = findings.iter().filter(|f| rank(f.severity) >= from).count();
-            if failing > 0 {
-                errors.push(format!("{failing} finding(s) of severity {} or worse", SEVERITIES[from]));
-            }
-        }
+        // The PostgreSQL audit's findings on the same scale: its "warning" (needs attention)
+        // is medium, "critical" is critical.
+        let mut pg_counts = Vec::new();
         match &self.pg {
             Some(pg) => {
                 let r = pg.run(ctx).await;
+                for (k, sev) in
+                    [("findings_critical", "critical"), ("findings_warning", "medium"), ("findings_info", "info")]
+                {
+                    pg_counts.push((sev, r.metrics.get(k).copied().unwrap_or(0.0) as usize));
+                }
                 for (k, v) in r.metrics {
                     report.metric(format!("pg_{k}"), v);
                 }
@@ -320,6 +334,13 @@ impl Task for SecurityScan {
             }
             None => {
                 report.warn("no database configured: the PostgreSQL audit did not run");
+            }
+        }
+        if let Some(from) = self.fail_from {
+            let failing = findings.iter().filter(|f| rank(f.severity) >= from).count()
+                + pg_counts.iter().filter(|(sev, _)| rank(sev) >= from).map(|(_, n)| n).sum::<usize>();
+            if failing > 0 {
+                errors.push(format!("{failing} finding(s) of severity {} or worse", SEVERITIES[from]));
             }
         }
         if !errors.is_empty() {
@@ -411,6 +432,11 @@ mod tests {
                 "hooks.slack.com:443"
             ]
         );
+        assert!(cfg.security.validate().is_ok());
+        cfg.security.tls_endpoints.push("http://user:token@grafana.internal/".into());
+        let err = cfg.security.validate().unwrap_err().to_string();
+        assert!(err.starts_with("security.tls_endpoints[2]: ") && !err.contains("token"), "{err}");
+        cfg.security.tls_endpoints.pop();
         cfg.security.fail_on = "severe".into();
         assert!(cfg.security.validate().unwrap_err().to_string().contains("security.fail_on"));
     }

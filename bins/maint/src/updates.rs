@@ -50,6 +50,9 @@ impl SystemUpdates {
         if let Some(from) = &section.from {
             maint_release::parse_version("system_updates.from", from).map_err(bad)?;
         }
+        if let Some(change) = &section.change {
+            maint_release::check_change_id("system_updates.change", change).map_err(bad)?;
+        }
         Ok(SystemUpdates { section: section.clone() })
     }
 }

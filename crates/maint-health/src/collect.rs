@@ -39,6 +39,21 @@ pub struct CollectConfig {
     pub store: Option<Arc<dyn ObjectStore>>,
 }
 
+impl CollectConfig {
+    /// Checks what can be checked before a run: the Pushgateway URL (named
+    /// `collect.pushgateway`; the value is not repeated, it may hold credentials).
+    pub fn validate(&self) -> Result<(), maint_core::Error> {
+        if let Some(url) = &self.pushgateway {
+            let ok = reqwest::Url::parse(url.expose())
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+            if !ok {
+                return Err(maint_core::Error::invalid("collect.pushgateway", "not an http(s) URL"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The metrics-collection task (`metrics-collection`, impact none).
 #[derive(Debug, Clone)]
 pub struct MetricsCollection {

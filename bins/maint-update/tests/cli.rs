@@ -504,6 +504,11 @@ fn smoke_runs_the_builtin_suite_writes_junit_and_fails_on_a_wrong_answer() {
         (Some("t"), vec!["smoke"], "maint-update: --base-url: required".into()),
         (Some("t"), vec!["smoke", "--base-url", "ftp://x"], "maint-update: smoke.base_url:".into()),
         (
+            Some("t"),
+            vec!["smoke", "--base-url", "http://ops:hunter2@aindusdb:8080"],
+            "maint-update: smoke.base_url: credentials in the URL are not supported".into(),
+        ),
+        (
             None,
             vec!["smoke", "--base-url", &good, "--suite", &suite_arg],
             format!("maint-update: smoke.suite: {suite_arg}: steps[0].path:"),
@@ -514,6 +519,7 @@ fn smoke_runs_the_builtin_suite_writes_junit_and_fails_on_a_wrong_answer() {
         let out = smoke(token, &args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).starts_with(&expected), "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("hunter2"), "the password is never repeated");
         assert_eq!(stderr(&out).trim_end().lines().count(), 1);
     }
     std::fs::remove_dir_all(dir).unwrap();

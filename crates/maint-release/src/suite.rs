@@ -686,10 +686,17 @@ pub struct SmokeRunner {
 impl SmokeRunner {
     /// A runner for `base_url` (`http://aindusdb:8080`, a path prefix is kept).
     pub fn new(base_url: &str) -> Result<Self, Error> {
-        let u =
-            url::Url::parse(base_url).map_err(|e| Error::invalid("smoke.base_url", format!("{base_url:?}: {e}")))?;
+        // The value is never repeated in errors or reports' properties with credentials:
+        // a URL with user:password is refused (the token goes in [smoke] token).
+        let u = url::Url::parse(base_url).map_err(|e| Error::invalid("smoke.base_url", format!("not a URL: {e}")))?;
         if !matches!(u.scheme(), "http" | "https") {
-            return Err(Error::invalid("smoke.base_url", format!("{base_url:?}: not http or https")));
+            return Err(Error::invalid("smoke.base_url", format!("{:?}: not http or https", u.scheme())));
+        }
+        if !u.username().is_empty() || u.password().is_some() {
+            return Err(Error::invalid(
+                "smoke.base_url",
+                "credentials in the URL are not supported (they would show in reports): use [smoke] token",
+            ));
         }
         Ok(SmokeRunner {
             base_url: base_url.trim_end_matches('/').to_owned(),

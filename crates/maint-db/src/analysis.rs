@@ -91,7 +91,8 @@ pub(crate) async fn bloat_scan(
 
 /// Runs the rebuilds over `workers` sessions: different tables in parallel, the indexes
 /// of one table one after the other (in plan order). Returns one outcome per job, in plan
-/// order; `None` for a job not started because of cancellation.
+/// order; `None` for a job not started because of cancellation. A worker that dies (panic)
+/// fails the jobs it had taken.
 async fn rebuild_in_parallel<F, Fut>(
     jobs: &[ReindexJob],
     workers: usize,
@@ -109,14 +110,23 @@ where
             _ => groups.push(vec![(i, job.index.clone())]),
         }
     }
-    let queue = Arc::new(Mutex::new(groups.into_iter().collect::<VecDeque<_>>()));
+    // The groups still to do, and which jobs a worker has taken.
+    let queue = Arc::new(Mutex::new((groups.into_iter().collect::<VecDeque<_>>(), vec![false; jobs.len()])));
+    let workers = workers.clamp(1, jobs.len().max(1));
     let mut set = JoinSet::new();
-    for _ in 0..workers.clamp(1, jobs.len().max(1)) {
+    for _ in 0..workers {
         let (queue, rebuild, cancel) = (Arc::clone(&queue), rebuild.clone(), cancel.clone());
         set.spawn(async move {
             let mut done = Vec::new();
             loop {
-                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                let next = {
+                    let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+                    let next = q.0.pop_front();
+                    for (i, _) in next.iter().flatten() {
+                        q.1[*i] = true;
+                    }
+                    next
+                };
                 let Some(group) = next else { break };
                 for (i, index) in group {
                     let outcome = if cancel.is_cancelled() { None } else { Some(rebuild(index).await) };
@@ -127,9 +137,26 @@ where
         });
     }
     let mut out: Vec<Option<Result<i64, Error>>> = (0..jobs.len()).map(|_| None).collect();
+    let mut reported = vec![false; jobs.len()];
+    let mut died = Vec::new();
     while let Some(joined) = set.join_next().await {
-        for (i, outcome) in joined.unwrap_or_default() {
-            out[i] = outcome;
+        match joined {
+            Ok(done) => {
+                for (i, outcome) in done {
+                    reported[i] = true;
+                    out[i] = outcome;
+                }
+            }
+            Err(e) => died.push(one_line(&e)),
+        }
+    }
+    if !died.is_empty() {
+        // Jobs taken by a worker that never reported back belong to the one(s) that died.
+        let claimed = queue.lock().unwrap_or_else(|e| e.into_inner()).1.clone();
+        for i in 0..jobs.len() {
+            if claimed[i] && !reported[i] {
+                out[i] = Some(Err(Error::Worker { message: died.join("; ") }));
+            }
         }
     }
     // PostgreSQL 14+ lets concurrent builds of plain indexes ignore each other; those of
@@ -596,6 +623,49 @@ mod tests {
         cancel.cancel();
         let out = rebuild_in_parallel(&jobs, 2, cancel, rebuild).await;
         assert!(out.iter().all(Option::is_none), "{out:?}");
+    }
+
+    /// A mock for a rebuild of the indexes `a` (table 7) and `b` (table 8), over 2 sessions.
+    fn two_table_rebuild(reindex: impl Fn(&BloatEstimate) -> Result<i64, Error> + Send + 'static) -> IndexRebuild {
+        let mut mock = MockDbBackend::new();
+        mock.expect_lock_run().times(1).returning(|| Ok(RunLockAttempt::Acquired(RunLock::detached())));
+        mock.expect_invalid_indexes().times(2).returning(|| Ok(vec![]));
+        mock.expect_bloat_estimates().times(1).returning(|| {
+            let mut b = estimate("b", RelKind::Index, 100 * MB, 60 * MB);
+            b.table_oid = 8;
+            Ok(vec![estimate("a", RelKind::Index, 100 * MB, 60 * MB), b])
+        });
+        mock.expect_pgstattuple().times(1).returning(|_| Ok(false));
+        mock.expect_reindex().returning(reindex);
+        let settings = Settings { jobs: 2, ..Settings::default() };
+        IndexRebuild::with_backend(settings, Arc::new(mock))
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_dies_fails_its_rebuilds_and_the_run() {
+        let task = two_table_rebuild(|ix| if ix.name == "a" { panic!("worker exploded") } else { Ok(MB) });
+        let report = task.run(&TaskContext::new(false)).await;
+        assert_eq!(report.status, Status::Failed, "{report:#?}");
+        let error = report.error.as_deref().unwrap();
+        assert!(error.contains("rebuild worker failed") && error.contains("worker exploded"), "{error}");
+        let a = report.items.iter().find(|i| i["index"] == "\"public\".\"a\"").unwrap();
+        assert_eq!(a["outcome"], "failed");
+
+        // Without the mock (whose lock a panic poisons): the other worker's rebuild stands.
+        let job = |name: &str, table_oid: u32| {
+            let mut index = estimate(name, RelKind::Index, 100 * MB, 60 * MB);
+            index.table_oid = table_oid;
+            ReindexJob { index, bloat_bytes: 60 * MB, leaf_density: None, basis: "estimated" }
+        };
+        let rebuild = |ix: BloatEstimate| async move {
+            if ix.name == "a" {
+                panic!("worker exploded");
+            }
+            Ok(MB)
+        };
+        let out = rebuild_in_parallel(&[job("a", 7), job("b", 8)], 2, CancellationToken::new(), rebuild).await;
+        assert!(matches!(&out[0], Some(Err(e @ Error::Worker { .. })) if e.to_string().contains("worker exploded")));
+        assert!(matches!(out[1], Some(Ok(MB))), "{out:?}");
     }
 
     #[tokio::test]

@@ -77,6 +77,12 @@ pub enum Error {
     /// The work was cancelled before it finished.
     #[error("cancelled")]
     Cancelled,
+    /// A worker task died (panicked) before reporting its work.
+    #[error("rebuild worker failed: {message}")]
+    Worker {
+        /// The task's error.
+        message: String,
+    },
 }
 
 impl Error {

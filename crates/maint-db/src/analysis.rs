@@ -160,15 +160,26 @@ where
         }
     }
     // PostgreSQL 14+ lets concurrent builds of plain indexes ignore each other; those of
-    // expression or partial indexes wait for each other's snapshots, and the deadlock
-    // detector may cancel one (40P01). Such a rebuild gets one more try, alone.
+    // expression or partial indexes wait for each other's snapshots: the deadlock detector
+    // may cancel one (40P01), or one waits for the other session's snapshot until its lock
+    // timeout (then no outside blocker is named, as our own sessions are left out). Such a
+    // rebuild gets one more try, alone.
     for (i, job) in jobs.iter().enumerate() {
-        let deadlocked = matches!(&out[i], Some(Err(e)) if e.sqlstate() == Some(DEADLOCK_DETECTED));
-        if deadlocked && !cancel.is_cancelled() {
+        if retry_alone(&out[i], workers) && !cancel.is_cancelled() {
             out[i] = Some(rebuild(job.index.clone()).await);
         }
     }
     out
+}
+
+/// Whether a rebuild run next to others (`workers` sessions) gets one more try, alone:
+/// cancelled by the deadlock detector, or timed out with nobody else to blame.
+fn retry_alone(outcome: &Option<Result<i64, Error>>, workers: usize) -> bool {
+    match outcome {
+        Some(Err(e)) if e.sqlstate() == Some(DEADLOCK_DETECTED) => true,
+        Some(Err(Error::LockTimeout { blockers, .. })) => workers > 1 && blockers.is_empty(),
+        _ => false,
+    }
 }
 
 /// SQLSTATE of "deadlock detected".
@@ -176,7 +187,8 @@ const DEADLOCK_DETECTED: &str = "40P01";
 
 /// The monthly "Index Rebuild": cleans `_ccnew`/`_ccold` leftovers, estimates and measures
 /// index bloat, rebuilds the indexes over the `[reindex]` thresholds with
-/// `REINDEX INDEX CONCURRENTLY`, one at a time, then cleans leftovers again. Invalid
+/// `REINDEX INDEX CONCURRENTLY` over `jobs` sessions (different tables in parallel, one
+/// table's indexes one after the other), then cleans leftovers again. Invalid
 /// indexes that are not leftovers are reported and never touched. One run per database
 /// at a time (the same advisory lock as `database-optimization`).
 #[derive(Debug, Clone)]
@@ -639,6 +651,43 @@ mod tests {
         mock.expect_reindex().returning(reindex);
         let settings = Settings { jobs: 2, ..Settings::default() };
         IndexRebuild::with_backend(settings, Arc::new(mock))
+    }
+
+    #[tokio::test]
+    async fn a_parallel_rebuild_timed_out_with_no_outside_blocker_is_retried_alone() {
+        let calls = Arc::new(Mutex::new(Vec::<String>::new()));
+        let seen = Arc::clone(&calls);
+        let task = two_table_rebuild(move |ix| {
+            let mut calls = seen.lock().unwrap();
+            calls.push(ix.name.clone());
+            // The first rebuild of `a` waited for the other session's snapshot.
+            if ix.name == "a" && calls.iter().filter(|n| *n == "a").count() == 1 {
+                Err(Error::LockTimeout { operation: "REINDEX".into(), attempts: 3, blockers: vec![] })
+            } else {
+                Ok(MB)
+            }
+        });
+        let report = task.run(&TaskContext::new(false)).await;
+        assert_eq!(report.status, Status::Ok, "{report:#?}");
+        assert_eq!(report.metrics["indexes_rebuilt"], 2.0);
+        let mut calls = calls.lock().unwrap().clone();
+        assert_eq!(calls.pop().as_deref(), Some("a"), "the retry comes after the parallel phase");
+        calls.sort();
+        assert_eq!(calls, ["a", "b"]);
+    }
+
+    #[test]
+    fn only_a_parallel_timeout_with_no_blocker_or_a_deadlock_is_retried() {
+        let timeout = |blockers: Vec<crate::Blocker>| {
+            Some(Err(Error::LockTimeout { operation: "REINDEX".into(), attempts: 3, blockers }))
+        };
+        assert!(retry_alone(&timeout(vec![]), 2));
+        assert!(!retry_alone(&timeout(vec![]), 1), "alone already");
+        let app = crate::Blocker { pid: 42, mode: "snapshot".into(), state: "active".into(), query: "SELECT".into() };
+        assert!(!retry_alone(&timeout(vec![app]), 2), "an outside session holds it up");
+        assert!(!retry_alone(&Some(Err(Error::invalid("x", "boom"))), 2));
+        assert!(!retry_alone(&Some(Ok(MB)), 2));
+        assert!(!retry_alone(&None, 2));
     }
 
     #[tokio::test]

@@ -19,7 +19,7 @@ pub const CHANGE_SCHEMA: &str = "maint_change";
 /// must not race on `CREATE ... IF NOT EXISTS`): `maintCAB` in ASCII.
 pub const CHANGE_SCHEMA_LOCK_KEY: i64 = 0x6d61_696e_7443_4142;
 
-/// The tables, created on first use (every statement is idempotent).
+/// The tables, created on the first write (every statement is idempotent).
 pub const CHANGE_DDL: &str = "
 CREATE SCHEMA IF NOT EXISTS maint_change;
 CREATE TABLE IF NOT EXISTS maint_change.change_request (
@@ -82,7 +82,7 @@ fn parse<T: std::str::FromStr<Err = String>>(id: &str, what: &str, s: &str) -> R
 }
 
 /// [`ChangeStore`] in PostgreSQL, in the schema `maint_change` ([`CHANGE_DDL`], created
-/// on first use under an advisory lock).
+/// on the first write under an advisory lock; reads create nothing).
 ///
 /// Ids come from the database (an identity column: `CR-<id>`). Every operation on a
 /// change runs in one transaction that starts with `SELECT ... FOR UPDATE` on the change's
@@ -116,14 +116,20 @@ impl PgChangeStore {
         Ok(Self::new(pool))
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Client, Error> {
-        let mut client = self.pool.get().await.map_err(|e| Error::Connect {
+    /// A connection for reading: creates nothing (a missing table reads as no changes).
+    async fn connection(&self) -> Result<deadpool_postgres::Client, Error> {
+        self.pool.get().await.map_err(|e| Error::Connect {
             target: "the change database".into(),
             source: match e {
                 deadpool_postgres::PoolError::Backend(e) => Box::new(e),
                 other => Box::new(other),
             },
-        })?;
+        })
+    }
+
+    /// A connection for writing: creates the schema and tables on first use.
+    async fn client(&self) -> Result<deadpool_postgres::Client, Error> {
+        let mut client = self.connection().await?;
         if !self.ready.load(Ordering::Acquire) {
             let tx = client.transaction().await.map_err(query_err("BEGIN"))?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHANGE_SCHEMA_LOCK_KEY])
@@ -261,6 +267,12 @@ impl PgChangeStore {
     }
 }
 
+/// Whether `e` is "relation does not exist" (42P01): the change tables were never created.
+fn undefined_table(e: &Error) -> bool {
+    matches!(e, Error::Query { source, .. }
+        if source.code() == Some(&deadpool_postgres::tokio_postgres::error::SqlState::UNDEFINED_TABLE))
+}
+
 #[async_trait]
 impl ChangeStore for PgChangeStore {
     async fn create(
@@ -315,9 +327,12 @@ impl ChangeStore for PgChangeStore {
 
     async fn load(&self, id: &str) -> Result<ChangeRequest, Error> {
         check_change_id("id", id)?;
-        let mut client = self.client().await?;
+        let mut client = self.connection().await?;
         let tx = Self::read_tx(&mut client).await?;
-        Self::read_one(&tx, id, false).await
+        match Self::read_one(&tx, id, false).await {
+            Err(e) if undefined_table(&e) => Err(Error::ChangeNotFound(id.to_owned())),
+            other => other,
+        }
     }
 
     async fn update(&self, id: &str, op: &mut ChangeOp<'_>) -> Result<ChangeRequest, Error> {
@@ -346,9 +361,12 @@ impl ChangeStore for PgChangeStore {
     }
 
     async fn list(&self) -> Result<Vec<ChangeRequest>, Error> {
-        let mut client = self.client().await?;
+        let mut client = self.connection().await?;
         let tx = Self::read_tx(&mut client).await?;
-        let rows = tx.query(&Self::select("ORDER BY id"), &[]).await.map_err(query_err("list changes"))?;
+        let rows = match tx.query(&Self::select("ORDER BY id"), &[]).await.map_err(query_err("list changes")) {
+            Err(e) if undefined_table(&e) => return Ok(Vec::new()),
+            other => other?,
+        };
         Self::with_details(&tx, rows).await
     }
 }

@@ -70,6 +70,24 @@ async fn event_rows(db: &TestDb, id: &str) -> Vec<(String, String, Option<String
 }
 
 #[tokio::test]
+async fn reading_a_database_without_changes_creates_nothing() {
+    let db = fresh().await;
+    let s = store(&db);
+    assert!(s.list().await.unwrap().is_empty());
+    assert!(matches!(s.load("CR-1").await, Err(Error::ChangeNotFound(ref id)) if id == "CR-1"));
+    let schemas: i64 = session(&db)
+        .await
+        .query_one("SELECT count(*) FROM pg_namespace WHERE nspname = 'maint_change'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(schemas, 0, "a read created the change schema");
+    // The first write creates it, and reads then see the change.
+    let created = s.create(change(Risk::Low, &["alice"]), &policy(), Utc::now()).await.unwrap();
+    assert_eq!(s.load(&created.id).await.unwrap().id, created.id);
+}
+
+#[tokio::test]
 async fn ids_come_from_the_database_and_bad_input_stores_nothing() {
     let db = fresh().await;
     let (a, b) = (store(&db), store(&db));

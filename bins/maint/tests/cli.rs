@@ -200,10 +200,44 @@ mod run {
         assert!(prom.contains("maint_task_last_success_timestamp_seconds{task=\"database-optimization\"}"));
         assert!(!prom.contains(&e.db.password), "no secret in the metrics");
 
+        // The monthly window carries out the planned update: the stand-in (local images from
+        // scripts/test-env) to 1.1.0 on one Docker replica, admitted once its readiness answers.
+        let service = format!("maint-run-{}", e.db.name);
+        let update = e.dir.join("maint-update.toml");
+        let run_id = std::env::var("MAINT_TEST_RUN_ID").unwrap_or_else(|_| "none".into());
+        std::fs::write(
+            &update,
+            format!(
+                "[update]\nimage = \"local/aindusdb-standin\"\nworkloads = [\"{service}\"]\nrollout_timeout_secs = 120\n\
+                 [docker]\nservices = [{{ name = \"{service}\", replicas = 1, port = 8080, readiness_path = \"/health/ready\", \
+                 labels = {{ maint-testkit = \"1\", \"maint-testkit.run\" = \"{run_id}\" }} }}]\n"
+            ),
+        )
+        .unwrap();
+        let mut text = std::fs::read_to_string(&cfg).unwrap();
+        text.push_str(&format!(
+            "[system_updates]\nconfig = \"{}\"\nto = \"1.1.0\"\nfrom = \"1.0.0\"\n",
+            update.display()
+        ));
+        std::fs::write(&cfg, text).unwrap();
         let (code, report, err) =
             maint(&e, &["run", "monthly", "--force", "--json", "--config", cfg.to_str().unwrap()]).await;
+        let running = std::process::Command::new("docker")
+            .args(["ps", "--filter", &format!("label=maint.release.service={service}"), "--format", "{{.Image}}"])
+            .output()
+            .unwrap();
+        let _ = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("docker ps -aq --filter label=maint.release.service={service} | xargs -r docker rm -f"))
+            .output();
         assert_eq!(code, 0, "{report} {err}");
-        assert_eq!(task(&report, "system-updates")["status"], "skipped", "no [system_updates]: no update planned");
+        let updates = task(&report, "system-updates");
+        assert_eq!(updates["status"], "ok", "{updates}");
+        assert!(
+            updates["items"].as_array().unwrap().iter().any(|i| i["step"] == "rollout" && i["status"] == "ok"),
+            "{updates}"
+        );
+        assert_eq!(String::from_utf8_lossy(&running.stdout).trim(), "local/aindusdb-standin:1.1.0");
         for id in ["index-rebuild", "full-security-audit", "capacity-planning"] {
             let t = task(&report, id);
             assert!(t["status"] == "ok" || t["status"] == "warning", "{id}: {t}");

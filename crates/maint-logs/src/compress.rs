@@ -3,6 +3,8 @@
 
 use std::io::{Read, SeekFrom};
 use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
 use async_compression::Level;
 use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
@@ -54,7 +56,52 @@ impl Codec {
     }
 }
 
-fn encoder(codec: Codec, out: BufWriter<tokio::fs::File>) -> Box<dyn AsyncWrite + Unpin + Send> {
+/// How many bytes of the archive are surely in the file, and whether the writer is done.
+type Written = tokio::sync::watch::Sender<(u64, bool)>;
+
+/// The archive file under the encoder, publishing how much of it is written, so that the
+/// verification can decompress it again while it grows (on the other core) instead of
+/// after. tokio's `File` hands each write to a blocking thread and returns at once; that
+/// write is complete when the next `poll_write`, `poll_flush` or `poll_shutdown` returns.
+struct Published {
+    file: tokio::fs::File,
+    tx: Written,
+    confirmed: u64,
+    in_flight: u64,
+}
+
+impl Published {
+    fn confirm(&mut self, done: bool) {
+        self.confirmed += std::mem::take(&mut self.in_flight);
+        self.tx.send_replace((self.confirmed, done));
+    }
+}
+
+impl AsyncWrite for Published {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let n = ready!(Pin::new(&mut this.file).poll_write(cx, buf))?;
+        this.confirm(false);
+        this.in_flight = n as u64;
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        ready!(Pin::new(&mut this.file).poll_flush(cx))?;
+        this.confirm(false);
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        ready!(Pin::new(&mut this.file).poll_shutdown(cx))?;
+        this.confirm(true);
+        Poll::Ready(Ok(()))
+    }
+}
+
+fn encoder(codec: Codec, out: BufWriter<Published>) -> Box<dyn AsyncWrite + Unpin + Send> {
     let level = Level::Precise(codec.level);
     match codec.compression {
         Compression::Gzip => Box::new(GzipEncoder::with_quality(out, level)),
@@ -70,7 +117,10 @@ fn encoder(codec: Codec, out: BufWriter<tokio::fs::File>) -> Box<dyn AsyncWrite 
     }
 }
 
-fn decoder(c: Compression, input: BufReader<tokio::fs::File>) -> Box<dyn AsyncRead + Unpin + Send> {
+fn decoder<R: tokio::io::AsyncBufRead + Unpin + Send + 'static>(
+    c: Compression,
+    input: R,
+) -> Box<dyn AsyncRead + Unpin + Send> {
     match c {
         Compression::Gzip => {
             let mut d = GzipDecoder::new(input);
@@ -121,7 +171,40 @@ async fn compress_inner(
         .open(tmp)
         .await
         .map_err(Error::io("create", tmp))?;
-    let mut w = encoder(codec, BufWriter::with_capacity(BUF, out));
+    let (tx, rx) = tokio::sync::watch::channel((0, false));
+    let verifier = tokio::spawn(verify_growing(tmp.to_owned(), codec.compression, rx, cancel.clone()));
+    let written = write_archive(&mut input, src, out, tx, tmp, codec, limit, cancel).await;
+    let (total, hash) = match written {
+        Ok(v) => v,
+        Err(e) => {
+            verifier.abort();
+            return Err(e);
+        }
+    };
+    // fsync through a fresh descriptor: it flushes the inode, whichever fd wrote it.
+    let f = tokio::fs::File::open(tmp).await.map_err(Error::io("open", tmp))?;
+    f.sync_all().await.map_err(Error::io("fsync", tmp))?;
+    let bytes_out = f.metadata().await.map_err(Error::io("stat", tmp))?.len();
+    drop(f);
+    let verified = verifier.await.map_err(|e| Error::Verify { path: tmp.to_owned(), detail: e.to_string() })??;
+    check(tmp, verified, (bytes_out, total, hash))?;
+    Ok(Packed { bytes_in: total, bytes_out, hash })
+}
+
+/// Streams the log through the encoder into the archive; returns the bytes read and their xxh3.
+#[allow(clippy::too_many_arguments)]
+async fn write_archive(
+    input: &mut tokio::fs::File,
+    src: &Path,
+    out: tokio::fs::File,
+    tx: Written,
+    tmp: &Path,
+    codec: Codec,
+    limit: Option<u64>,
+    cancel: &CancellationToken,
+) -> Result<(u64, u64)> {
+    let published = Published { file: out, tx, confirmed: 0, in_flight: 0 };
+    let mut w = encoder(codec, BufWriter::with_capacity(BUF, published));
     let mut buf = vec![0u8; BUF];
     let mut hasher = Xxh3::new();
     let mut total = 0u64;
@@ -150,15 +233,76 @@ async fn compress_inner(
         return Err(Error::Verify { path: src.to_owned(), detail: format!("log shrank: read {total} of {l} bytes") });
     }
     w.shutdown().await.map_err(Error::io("write", tmp))?;
-    drop(w);
-    // fsync through a fresh descriptor: it flushes the inode, whichever fd wrote it.
-    let f = tokio::fs::File::open(tmp).await.map_err(Error::io("open", tmp))?;
-    f.sync_all().await.map_err(Error::io("fsync", tmp))?;
-    let bytes_out = f.metadata().await.map_err(Error::io("stat", tmp))?.len();
-    drop(f);
-    let hash = hasher.digest();
-    verify(tmp, codec.compression, total, hash, cancel).await?;
-    Ok(Packed { bytes_in: total, bytes_out, hash })
+    Ok((total, hasher.digest()))
+}
+
+/// Compares what the verification read and decompressed with what was written.
+fn check(tmp: &Path, (read, len, hash): (u64, u64, u64), (bytes_out, total, expected): (u64, u64, u64)) -> Result<()> {
+    let fail = |detail: String| Err(Error::Verify { path: tmp.to_owned(), detail });
+    if read != bytes_out {
+        return fail(format!("read {read} of the archive's {bytes_out} bytes"));
+    }
+    if len != total {
+        return fail(format!("{len} bytes, expected {total}"));
+    }
+    if hash != expected {
+        return fail("checksum differs".to_owned());
+    }
+    Ok(())
+}
+
+/// Decompresses the archive while it is being written: reads the file up to what the writer
+/// has published (a separate descriptor: the bytes are read back from the file, as after
+/// the fsync), feeds them to the decoder, and hashes its output. Returns the archive bytes
+/// read, the decompressed length and its xxh3.
+async fn verify_growing(
+    path: std::path::PathBuf,
+    c: Compression,
+    mut rx: tokio::sync::watch::Receiver<(u64, bool)>,
+    cancel: CancellationToken,
+) -> Result<(u64, u64, u64)> {
+    let mut file = tokio::fs::File::open(&path).await.map_err(Error::io("open", &path))?;
+    let (mut pipe_w, pipe_r) = tokio::io::duplex(BUF);
+    let feed = async move {
+        let mut buf = vec![0u8; BUF];
+        let mut pos = 0u64;
+        loop {
+            let (avail, done) = *rx.borrow_and_update();
+            if pos < avail {
+                let want = ((avail - pos) as usize).min(BUF);
+                file.read_exact(&mut buf[..want]).await?;
+                pipe_w.write_all(&buf[..want]).await?;
+                pos += want as u64;
+            } else if done {
+                pipe_w.shutdown().await?;
+                return Ok(pos);
+            } else if rx.changed().await.is_err() {
+                return Err(std::io::Error::other("the writer stopped"));
+            }
+        }
+    };
+    let decoded_path = path.clone();
+    let decode = async move {
+        let path = decoded_path;
+        let mut r = decoder(c, BufReader::with_capacity(BUF, pipe_r));
+        let mut buf = vec![0u8; BUF];
+        let (mut hasher, mut total) = (Xxh3::new(), 0u64);
+        loop {
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let n = r.read(&mut buf).await.map_err(|e| Error::Verify { path: path.clone(), detail: e.to_string() })?;
+            if n == 0 {
+                return Ok((total, hasher.digest()));
+            }
+            hasher.update(&buf[..n]);
+            total += n as u64;
+        }
+    };
+    let (fed, decoded) = tokio::join!(feed, decode);
+    let (total, hash) = decoded?;
+    let read = fed.map_err(|e| Error::Verify { path: path.clone(), detail: e.to_string() })?;
+    Ok((read, total, hash))
 }
 
 /// Decompresses `path` and checks that it gives `len` bytes hashing to `hash`.
@@ -204,4 +348,41 @@ pub(crate) fn hash_prefix(path: &Path, len: u64) -> std::io::Result<Option<u64>>
         total += n as u64;
     }
     Ok((total == len).then(|| hasher.digest()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The overlapped verification really decompresses what is in the file: bytes that are
+    /// not gzip fail it, a correct archive passes with the right length and hash.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_growing_verification_reads_the_file_back() {
+        let dir = std::env::temp_dir().join(format!("maint-logs-verify-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let garbage = dir.join("garbage.gz");
+        std::fs::write(&garbage, b"this is not gzip at all").unwrap();
+        let (tx, rx) = tokio::sync::watch::channel((23, true));
+        let err = verify_growing(garbage, Compression::Gzip, rx, CancellationToken::new()).await.unwrap_err();
+        assert!(matches!(err, Error::Verify { .. }), "{err:?}");
+        drop(tx);
+
+        let src = dir.join("app.log");
+        let text: String = (0..50_000).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&src, &text).unwrap();
+        let tmp = dir.join(".app.log.gz.tmp");
+        let packed =
+            compress_verified(&src, 0, None, &tmp, Codec::new(Compression::Gzip, 6), &CancellationToken::new())
+                .await
+                .unwrap();
+        assert_eq!(packed.bytes_in, text.len() as u64);
+        assert_eq!(packed.hash, xxhash_rust::xxh3::xxh3_64(text.as_bytes()));
+        assert_eq!(packed.bytes_out, std::fs::metadata(&tmp).unwrap().len());
+        // The writer stopping before it is done (an error on its side) ends the verification.
+        let (tx, rx) = tokio::sync::watch::channel((0, false));
+        drop(tx);
+        let err = verify_growing(tmp, Compression::Gzip, rx, CancellationToken::new()).await.unwrap_err();
+        assert!(matches!(err, Error::Verify { .. }), "{err:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -1,4 +1,4 @@
-//! Streaming compression to a temporary file, fsync, verification, and the final rename.
+//! Streaming compression to a temporary file, verification (overlapping it), fsync.
 //! Memory stays bounded: one read buffer plus the encoder's window, whatever the file size.
 
 use std::io::{Read, SeekFrom};
@@ -137,8 +137,9 @@ fn decoder<R: tokio::io::AsyncBufRead + Unpin + Send + 'static>(
 }
 
 /// Compresses bytes `offset..offset+limit` of `src` (to its end when `limit` is `None`,
-/// including whatever is appended while reading) into `tmp`, fsyncs `tmp`, then decompresses
-/// it and checks length and xxh3 against what was read. `tmp` is removed on any error.
+/// including whatever is appended while reading) into `tmp` and fsyncs it; meanwhile `tmp` is
+/// read back and decompressed, and its length and xxh3 are checked against what was read.
+/// `tmp` is removed on any error.
 pub async fn compress_verified(
     src: &Path,
     offset: u64,

@@ -99,8 +99,8 @@ async fn feed(
 }
 
 /// Reads `pg_restore --verbose`: it names each table (`processing data for table
-/// "schema.table"`) before loading it, and prints its next line only once that load has
-/// committed, so the table named before any later line is complete: its index in
+/// "schema.table"`) before loading it, and prints its next step only once that load has
+/// committed, so the table named before the next step line is complete: its index in
 /// `tables` is sent. Returns the error lines (the info lines left out), for the message of
 /// a failed restore.
 fn watch_restore(
@@ -117,7 +117,12 @@ fn watch_restore(
         let mut lines = tokio::io::BufReader::new(stderr).lines();
         let mut loading: Option<usize> = None;
         while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(i) = loading.take() {
+            // Only pg_restore's own step lines mean it moved on; a server NOTICE or a
+            // warning printed during a COPY does not.
+            let step = line
+                .strip_prefix("pg_restore: ")
+                .is_some_and(|rest| !["warning", "error", "detail", "hint"].iter().any(|p| rest.starts_with(p)));
+            if step && let Some(i) = loading.take() {
                 let _ = loaded.send(i);
             }
             if let Some(name) =

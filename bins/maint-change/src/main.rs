@@ -286,10 +286,7 @@ enum Output {
 }
 
 fn load_config(path: Option<&PathBuf>) -> Result<Config, Error> {
-    let Some(path) = path else { return Ok(Config::default()) };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::invalid("--config", format!("cannot read {}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| Error::invalid(path.display().to_string(), e.message().to_owned()))
+    maint_release::load_toml(path.map(PathBuf::as_path))
 }
 
 /// The store, from `--database-url` (or its variable), else `[changes] database_url`.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use maint_core::chrono::Utc;
 use maint_core::{Calendar, Secret, one_line};
-use maint_release::deadpool_postgres::{self, Runtime, tokio_postgres::NoTls};
+use maint_release::deadpool_postgres;
 use maint_release::maint_backup::{CreateOptions, open_store};
 use maint_release::{
     AuditConfig, BackupConfig, ChangeStore, ChangesConfig, Deployer, DockerConfig, Error, MigrationsConfig, Migrator,
@@ -97,16 +97,11 @@ impl Deployer for NoDeployer {
 
 /// Reads the configuration file (none: the defaults).
 pub fn load(path: Option<&Path>) -> Result<File, Error> {
-    let Some(path) = path else { return Ok(File::default()) };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::invalid("--config", format!("cannot read {}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| Error::invalid(path.display().to_string(), e.message().to_owned()))
+    maint_release::load_toml(path)
 }
 
 fn pool(url: &Secret, field: &str) -> Result<deadpool_postgres::Pool, Error> {
-    let cfg = deadpool_postgres::Config { url: Some(url.expose().to_owned()), ..deadpool_postgres::Config::default() };
-    // The driver's message never contains the password; the URL itself is not repeated.
-    cfg.create_pool(Some(Runtime::Tokio1), NoTls).map_err(|e| Error::invalid(field, one_line(&e)))
+    maint_release::pg_pool(url.expose(), field)
 }
 
 /// The deployer: [kubernetes] when the section is there, else the [docker] services.

@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::tokio_postgres::{IsolationLevel, NoTls, Row, Transaction};
-use deadpool_postgres::{Pool, Runtime};
+use deadpool_postgres::Pool;
+use deadpool_postgres::tokio_postgres::{IsolationLevel, Row, Transaction};
 
 use crate::change::person_key;
 use crate::change_store::{ChangeOp, check_change_id, id_number};
@@ -109,11 +109,7 @@ impl PgChangeStore {
     /// A store over a new pool for `url`; a malformed URL is an [`Error::Invalid`] naming
     /// `field` (the message never repeats the URL). No connection is made here.
     pub fn from_url(url: &str, field: &str) -> Result<Self, Error> {
-        let cfg = deadpool_postgres::Config { url: Some(url.to_owned()), ..deadpool_postgres::Config::default() };
-        let pool = cfg
-            .create_pool(Some(Runtime::Tokio1), NoTls)
-            .map_err(|e| Error::invalid(field, maint_core::one_line(&e)))?;
-        Ok(Self::new(pool))
+        Ok(Self::new(crate::pg_pool(url, field)?))
     }
 
     /// A connection for reading: creates nothing (a missing table reads as no changes).

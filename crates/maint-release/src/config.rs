@@ -1,5 +1,5 @@
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use maint_core::Secret;
@@ -396,6 +396,22 @@ impl DockerConfig {
         }
         DockerDeployer::connect_local(self.services.clone(), Duration::from_secs(self.readiness_timeout_secs)).map(Some)
     }
+}
+
+/// Reads a TOML configuration file (none: the defaults); a bad file is an error naming it.
+pub fn load_toml<T: serde::de::DeserializeOwned + Default>(path: Option<&Path>) -> Result<T, Error> {
+    let Some(path) = path else { return Ok(T::default()) };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::invalid("--config", format!("cannot read {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| Error::invalid(path.display().to_string(), e.message().to_owned()))
+}
+
+/// A connection pool for a PostgreSQL URL; a bad URL is an error naming `field` (the
+/// driver's message never contains the password, and the URL itself is not repeated).
+pub fn pg_pool(url: &str, field: &str) -> Result<deadpool_postgres::Pool, Error> {
+    let cfg = deadpool_postgres::Config { url: Some(url.to_owned()), ..deadpool_postgres::Config::default() };
+    cfg.create_pool(Some(deadpool_postgres::Runtime::Tokio1), deadpool_postgres::tokio_postgres::NoTls)
+        .map_err(|e| Error::invalid(field, maint_core::one_line(&e)))
 }
 
 #[cfg(test)]

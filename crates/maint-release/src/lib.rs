@@ -30,7 +30,7 @@ pub use change_pg::{CHANGE_DDL, CHANGE_SCHEMA, CHANGE_SCHEMA_LOCK_KEY, PgChangeS
 pub use change_store::{ChangeOp, ChangeStore, MemoryChangeStore, check_change_id};
 pub use config::{
     AuditConfig, BackupConfig, ChangesConfig, Config, DiskSpace, DockerConfig, MigrationsConfig, SmokeConfig,
-    UpdateConfig,
+    UpdateConfig, load_toml, pg_pool,
 };
 #[cfg(test)]
 pub(crate) use deploy::MockDeployer;

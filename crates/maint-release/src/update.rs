@@ -222,10 +222,9 @@ impl Updater {
         self
     }
 
-    /// The checks, then the suite (before the rollout only when it runs before); `None`
-    /// when there is nothing to run.
-    /// The checks, and the smoke suite unless `before` excludes it. A dry run never runs
-    /// the suite: its steps write (create an index, upsert, delete).
+    /// The checks, then the smoke suite unless `before` excludes it; `None` when there is
+    /// nothing to run. A dry run never runs the suite: its steps write (create an index,
+    /// upsert, delete).
     async fn run_checks(&self, before: bool, dry_run: bool) -> Option<Vec<CheckResult>> {
         let suite = self.suite.as_ref().filter(|(_, pre)| (!before || *pre) && !dry_run).map(|(s, _)| s);
         if self.checks.is_none() && suite.is_none() {

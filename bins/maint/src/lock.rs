@@ -67,19 +67,10 @@ pub(crate) async fn acquire(database: Option<&Secret>, lock_file: &Path) -> Resu
                 return Ok(Ok(RunLock::Postgres { _session: client }));
             }
             let pg_err = |e: tokio_postgres::Error| Error::invalid("database.url", one_line(&e));
-            let holder = client
-                .query(
-                    "SELECT l.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local') \
-                     FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
-                     WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                     AND l.classid::bigint = ($1::bigint >> 32) AND l.objid::bigint = ($1::bigint & 4294967295) AND l.objsubid = 1",
-                    &[&RUN_LOCK_KEY],
-                )
+            let holder = maint_db::advisory_lock_holder(&client, RUN_LOCK_KEY)
                 .await
                 .map_err(pg_err)?
-                .first()
-                .map(|r| format!("pid {} ({} from {})", r.get::<_, i32>(0), r.get::<_, String>(1), r.get::<_, String>(2)))
-                .unwrap_or_else(|| "another session".into());
+                .map_or_else(|| "another session".into(), |h| h.to_string());
             Ok(Err(format!("another maint run holds the database run lock: {holder}")))
         }
         None => {

@@ -223,18 +223,49 @@ impl Db {
         if got {
             return Ok(RunLockAttempt::Acquired(RunLock { client: Some(client) }));
         }
-        let holder = client
-            .query_opt(
-                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
-                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                   AND classid = $1 AND objid = $2 AND objsubid = 1 LIMIT 1",
-                &[&((RUN_LOCK_KEY >> 32) as u32), &(RUN_LOCK_KEY as u32)],
-            )
+        let holder = advisory_lock_holder(&client, RUN_LOCK_KEY)
             .await
             .map_err(query_err("find the run lock holder"))?
-            .map(|r| r.get::<_, i32>(0));
+            .map(|h| h.pid);
         Ok(RunLockAttempt::Busy { holder })
     }
+}
+
+/// A session holding a session-level advisory lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockHolder {
+    /// Its backend pid.
+    pub pid: i32,
+    /// Its `application_name` (may be empty).
+    pub application: String,
+    /// Its client address, or `local` for a Unix socket.
+    pub client: String,
+}
+
+impl fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid {} ({} from {})", self.pid, self.application, self.client)
+    }
+}
+
+/// Who holds the session advisory lock `key` in the current database (`None`: nobody this
+/// role can see). The one query behind every "a run is in progress, held by …" message.
+pub async fn advisory_lock_holder(
+    client: &tokio_postgres::Client,
+    key: i64,
+) -> Result<Option<LockHolder>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT l.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local') \
+             FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted \
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND l.classid::bigint = ($1::bigint >> 32) AND l.objid::bigint = ($1::bigint & 4294967295) \
+               AND l.objsubid = 1 LIMIT 1",
+            &[&key],
+        )
+        .await?;
+    Ok(row.map(|r| LockHolder { pid: r.get(0), application: r.get(1), client: r.get(2) }))
 }
 
 /// The outcome of [`Db::try_lock_run`].

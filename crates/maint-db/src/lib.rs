@@ -33,7 +33,7 @@ pub use config::{
     Config, Order, ReindexConfig, RetentionConfig, RetentionRule, RetentionRuleConfig, Settings, Steps, parse_duration,
     parse_size,
 };
-pub use db::{Db, RUN_LOCK_KEY, RunLock, RunLockAttempt, retry_pause};
+pub use db::{Db, LockHolder, RUN_LOCK_KEY, RunLock, RunLockAttempt, advisory_lock_holder, retry_pause};
 pub use error::{Blocker, Error};
 pub use findings::{
     ExtensionInfo, Finding, HbaRule, HealthFigures, HealthSnapshot, IndexUsage, ReplicaInfo, RoleInfo,

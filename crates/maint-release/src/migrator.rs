@@ -194,16 +194,10 @@ impl Migrator {
             }
             waited = true;
             if started.elapsed() >= self.opts.lock_wait {
-                let holder = client
-                    .query_opt(
-                        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
-                           AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                           AND classid = $1 AND objid = $2 AND objsubid = 1 LIMIT 1",
-                        &[&((MIGRATION_LOCK_KEY >> 32) as u32), &(MIGRATION_LOCK_KEY as u32)],
-                    )
+                let holder = maint_db::advisory_lock_holder(client, MIGRATION_LOCK_KEY)
                     .await
                     .map_err(query_err("find the migration lock holder"))?
-                    .map(|r| r.get::<_, i32>(0));
+                    .map(|h| h.pid);
                 return Err(Error::LockBusy { holder, waited: started.elapsed() });
             }
             tokio::select! {

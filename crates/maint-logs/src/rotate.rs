@@ -76,6 +76,16 @@ impl Shared {
         st.save(&self.state_path)
     }
 
+    /// Records a finished rotation: nothing pending, rotated now.
+    async fn rotated(&self, path: &Path) -> Result<()> {
+        let now = Utc::now();
+        self.update(path, |f| {
+            f.pending = None;
+            f.last_rotated = Some(now);
+        })
+        .await
+    }
+
     fn step(&self, name: &str) -> Result<()> {
         if self.crash_after.as_deref() == Some(name) {
             // Fault injection for tests: the process ends here, as under kill -9.
@@ -358,13 +368,7 @@ async fn finish_rename(
     fs::remove_file(staging).map_err(Error::io("remove", staging))?;
     sync_dir(staging)?;
     shared.step("source-removed")?;
-    let now = Utc::now();
-    shared
-        .update(log, |f| {
-            f.pending = None;
-            f.last_rotated = Some(now);
-        })
-        .await?;
+    shared.rotated(log).await?;
     Ok(true)
 }
 
@@ -398,13 +402,7 @@ async fn rotate_copy(shared: &Shared, log: &Path, out: &mut FileOutcome) -> Resu
         }
         shared.step("source-removed")?;
     }
-    let now = Utc::now();
-    shared
-        .update(log, |f| {
-            f.pending = None;
-            f.last_rotated = Some(now);
-        })
-        .await?;
+    shared.rotated(log).await?;
     out.action = "rotated".to_owned();
     Ok(())
 }

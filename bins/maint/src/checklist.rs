@@ -130,8 +130,9 @@ async fn integrity(cfg: &MaintConfig) -> Item {
 async fn leftovers(cfg: &MaintConfig) -> Item {
     const NAME: &str = "no leftovers of interrupted maintenance";
     let mut found = Vec::new();
-    for dir in log_dirs(cfg) {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+    let dirs = log_dirs(cfg);
+    for dir in &dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else { continue };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') && name.ends_with(".tmp") {
@@ -140,7 +141,7 @@ async fn leftovers(cfg: &MaintConfig) -> Item {
         }
     }
     let Some(url) = cfg.database.url.as_ref() else {
-        return match (found.is_empty(), log_dirs(cfg).is_empty()) {
+        return match (found.is_empty(), dirs.is_empty()) {
             (_, true) => not_configured(NAME, "[database] url or [logs] paths"),
             (true, false) => item(NAME, Ok("no temporary archives".into())),
             (false, false) => item(NAME, Err(found.join(", "))),

@@ -256,7 +256,13 @@ impl SecurityScan {
             for f in maint_cache::check_security(node.as_ref()).await.map_err(|e| one_line(&e))? {
                 out.push(Finding {
                     check: format!("redis-{}", f.id),
-                    severity: SEVERITIES[f.severity as usize],
+                    severity: match f.severity {
+                        maint_cache::Severity::Info => "info",
+                        maint_cache::Severity::Low => "low",
+                        maint_cache::Severity::Medium => "medium",
+                        maint_cache::Severity::High => "high",
+                        maint_cache::Severity::Critical => "critical",
+                    },
                     detail: f.message,
                     action: "see docs/cache-cleanup.md (Redis security check)",
                 });

@@ -306,31 +306,13 @@ async fn verify_growing(
     Ok((read, total, hash))
 }
 
-/// Decompresses `path` and checks that it gives `len` bytes hashing to `hash`.
+/// Decompresses `path` and checks that it gives `len` bytes hashing to `hash` (the same
+/// check as during compression, on a finished file).
 pub async fn verify(path: &Path, c: Compression, len: u64, hash: u64, cancel: &CancellationToken) -> Result<()> {
-    let input = tokio::fs::File::open(path).await.map_err(Error::io("open", path))?;
-    let mut r = decoder(c, BufReader::with_capacity(BUF, input));
-    let mut buf = vec![0u8; BUF];
-    let mut hasher = Xxh3::new();
-    let mut total = 0u64;
-    loop {
-        if cancel.is_cancelled() {
-            return Err(Error::Cancelled);
-        }
-        let n = r.read(&mut buf).await.map_err(|e| Error::Verify { path: path.to_owned(), detail: e.to_string() })?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        total += n as u64;
-    }
-    if total != len {
-        return Err(Error::Verify { path: path.to_owned(), detail: format!("{total} bytes, expected {len}") });
-    }
-    if hasher.digest() != hash {
-        return Err(Error::Verify { path: path.to_owned(), detail: "checksum differs".to_owned() });
-    }
-    Ok(())
+    let size = tokio::fs::metadata(path).await.map_err(Error::io("stat", path))?.len();
+    let (_done, rx) = tokio::sync::watch::channel((size, true));
+    let verified = verify_growing(path.to_owned(), c, rx, cancel.clone()).await?;
+    check(path, verified, (size, len, hash))
 }
 
 /// xxh3 of the first `len` bytes of a file, or `None` when it is shorter.
@@ -379,6 +361,13 @@ mod tests {
         assert_eq!(packed.bytes_in, text.len() as u64);
         assert_eq!(packed.hash, xxhash_rust::xxh3::xxh3_64(text.as_bytes()));
         assert_eq!(packed.bytes_out, std::fs::metadata(&tmp).unwrap().len());
+        // The same check on the finished file: the right length and hash pass, others do not.
+        let cancel = CancellationToken::new();
+        verify(&tmp, Compression::Gzip, packed.bytes_in, packed.hash, &cancel).await.unwrap();
+        let err = verify(&tmp, Compression::Gzip, packed.bytes_in, packed.hash ^ 1, &cancel).await.unwrap_err();
+        assert!(err.to_string().contains("checksum differs"), "{err}");
+        let err = verify(&tmp, Compression::Gzip, packed.bytes_in + 1, packed.hash, &cancel).await.unwrap_err();
+        assert!(err.to_string().contains("bytes, expected"), "{err}");
         // The writer stopping before it is done (an error on its side) ends the verification.
         let (tx, rx) = tokio::sync::watch::channel((0, false));
         drop(tx);

@@ -151,7 +151,8 @@ async fn redis_info(url: &Secret) -> Result<BTreeMap<String, f64>, String> {
 }
 
 /// Replaces this host's group on a Pushgateway with `text` (`PUT
-/// <base>/metrics/job/<job>/instance/<host>`, the Pushgateway's API).
+/// <base>/metrics/job/<job>/instance/<host>`, the Pushgateway's API). A redirect is a
+/// failure and is not followed (nor is a `Referer` sent): the URL may carry credentials.
 pub async fn push_to_gateway(base: &Secret, job: &str, text: &str) -> Result<(), String> {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
     let mut url = reqwest::Url::parse(base.expose()).map_err(|e| format!("pushgateway: not a URL: {e}"))?;
@@ -162,14 +163,29 @@ pub async fn push_to_gateway(base: &Secret, job: &str, text: &str) -> Result<(),
         "instance",
         if host.is_empty() { "unknown" } else { &host },
     ]);
-    let resp = reqwest::Client::new()
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| format!("pushgateway: {}", one_line(&e)))?;
+    let resp = client
         .put(url)
         .header("content-type", "text/plain; version=0.0.4")
-        .timeout(std::time::Duration::from_secs(10))
         .body(text.to_owned())
         .send()
         .await
         .map_err(|e| format!("pushgateway: {}", one_line(&e.without_url())))?;
+    if resp.status().is_redirection() {
+        let host = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|loc| resp.url().join(loc).ok())
+            .and_then(|u| u.host_str().map(|h| format!(" to {h}")))
+            .unwrap_or_default();
+        return Err(format!("pushgateway: redirected (HTTP {}){host}, not followed", resp.status().as_u16()));
+    }
     if !resp.status().is_success() {
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();

@@ -29,9 +29,12 @@ pub fn https_endpoint(url: &str) -> Option<String> {
 
 /// Connects to `https://host:port/`, completes the handshake and an HTTP request (any status
 /// will do; a GET of `/`: some servers never answer a HEAD), and reads the leaf certificate's subject and expiry.
+/// A redirect is not followed: the certificate is the endpoint's own, from that one connection.
 pub async fn certificate_expiry(endpoint: &str, timeout: Duration) -> Result<CertificateInfo, String> {
     let client = reqwest::Client::builder()
         .tls_info(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
         // Only the certificate is read (the request is a GET of /, its body unread): an untrusted or expired
         // certificate must still be readable to be reported.
         .tls_danger_accept_invalid_certs(true)

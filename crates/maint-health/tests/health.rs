@@ -183,11 +183,18 @@ impl Drop for TlsServer {
 }
 
 async fn tls_server(days: u32) -> TlsServer {
+    tls_server_as("maint-tls-test", days, None)
+}
+
+/// A TLS server for the certificate `CN=cn`, valid for `days`: a status page (`-www`), or,
+/// with `redirect_to`, a `307` to that URL on its first connection (s_server relays its stdin).
+fn tls_server_as(cn: &str, days: u32, redirect_to: Option<&str>) -> TlsServer {
+    use std::io::{BufRead, Write};
     use std::process::{Command, Stdio};
-    let dir = std::env::temp_dir().join(format!("maint-tls-{}-{days}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("maint-tls-{}-{cn}-{days}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let st = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=maint-tls-test", "-days"])
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", &format!("/CN={cn}"), "-days"])
         .arg(days.to_string())
         .arg("-keyout")
         .arg(dir.join("key.pem"))
@@ -198,25 +205,48 @@ async fn tls_server(days: u32) -> TlsServer {
         .expect("openssl is installed by scripts/test-env");
     assert!(st.success());
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new("openssl")
-        .args(["s_server", "-quiet", "-www", "-accept"])
+    let mut child = Command::new("openssl")
+        .args(if redirect_to.is_some() { &["s_server", "-accept"][..] } else { &["s_server", "-www", "-accept"][..] })
         .arg(format!("127.0.0.1:{port}"))
         .arg("-cert")
         .arg(dir.join("cert.pem"))
         .arg("-key")
         .arg(dir.join("key.pem"))
-        .stdout(Stdio::null())
+        .stdin(if redirect_to.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let endpoint = format!("127.0.0.1:{port}");
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(&endpoint).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // Ready when it says ACCEPT (a probe connection would use up the relayed answer).
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap() > 0 && !line.contains("ACCEPT") {
+        line.clear();
     }
-    TlsServer { endpoint, child, dir }
+    assert!(line.contains("ACCEPT"), "openssl s_server did not start");
+    // s_server prints what it receives: the answer goes once the request has ended (sooner,
+    // the client would see an answer to no request).
+    let mut answer = redirect_to.map(|location| {
+        (
+            child.stdin.take().unwrap(),
+            format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"),
+        )
+    });
+    std::thread::spawn(move || {
+        let mut in_request = false;
+        line.clear();
+        while out.read_line(&mut line).is_ok_and(|n| n > 0) {
+            in_request |= line.starts_with("GET ");
+            if in_request
+                && line.trim().is_empty()
+                && let Some((mut stdin, text)) = answer.take()
+            {
+                let _ = stdin.write_all(text.as_bytes());
+            }
+            line.clear();
+        }
+    });
+    TlsServer { endpoint: format!("127.0.0.1:{port}"), child, dir }
 }
 
 #[tokio::test]
@@ -237,4 +267,40 @@ async fn certificate_expiry_is_read_from_a_real_handshake() {
     );
     assert_eq!(maint_health::https_endpoint("https://api.internal:8443/v1"), Some("api.internal:8443".into()));
     assert_eq!(maint_health::https_endpoint("http://api.internal/"), None);
+}
+
+#[tokio::test]
+async fn certificate_expiry_reads_the_endpoints_own_certificate_not_a_redirect_targets() {
+    use maint_core::chrono::{TimeDelta, Utc};
+    let elsewhere = tls_server_as("maint-tls-elsewhere", 400, None);
+    let server = tls_server_as("maint-tls-redirecting", 3, Some(&format!("https://{}/", elsewhere.endpoint)));
+    let info = maint_health::certificate_expiry(&server.endpoint, std::time::Duration::from_secs(10)).await.unwrap();
+    assert!(info.subject.contains("maint-tls-redirecting"), "{info:?}");
+    let left = info.not_after - Utc::now();
+    assert!(left > TimeDelta::days(2) && left <= TimeDelta::days(3), "{info:?}");
+}
+
+#[tokio::test]
+async fn a_redirecting_pushgateway_is_a_failure_and_is_not_followed() {
+    use std::sync::{Arc, Mutex};
+    let caught: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = caught.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new()
+        .route(
+            "/caught",
+            axum::routing::any(move |headers: axum::http::HeaderMap| async move {
+                seen.lock().unwrap().push(format!("{headers:?}"));
+                "thanks"
+            }),
+        )
+        .fallback(move || async move {
+            (StatusCode::TEMPORARY_REDIRECT, [("location", format!("http://{addr}/caught"))], "moved PUSHSECRET")
+        });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = Secret::new(format!("http://maint:PUSHSECRET@{addr}/gw/PATHSECRET/"));
+    let err = maint_health::push_to_gateway(&base, "maint", "up 1\n").await.unwrap_err();
+    assert_eq!(err, "pushgateway: redirected (HTTP 307) to 127.0.0.1, not followed");
+    assert!(caught.lock().unwrap().is_empty(), "the redirect was followed: {:?}", caught.lock().unwrap());
 }

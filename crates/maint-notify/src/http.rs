@@ -4,18 +4,22 @@ use std::time::Duration;
 
 use crate::Error;
 
-/// Builds the client a backend keeps (one per target, per-attempt timeout).
+/// Builds the client a backend keeps (one per target, per-attempt timeout). It follows no
+/// redirect and sends no `Referer`: either would hand the URL's secret path, or the body
+/// with its routing key, to wherever the destination points.
 pub(crate) fn client(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
         .user_agent(concat!("aindusdb-maint/", env!("CARGO_PKG_VERSION")))
         .build()
         .unwrap_or_default()
 }
 
 /// POSTs a JSON body. 2xx is success; 408, 429 and 5xx are retryable (with the
-/// `Retry-After` the server sent); other statuses are permanent. Transport errors are
-/// retryable, and never carry the URL (it holds the secret).
+/// `Retry-After` the server sent); other statuses are permanent, a 3xx too (see
+/// [`redirected`]). Transport errors are retryable, and never carry the URL (it holds the secret).
 pub(crate) async fn post_json(
     client: &reqwest::Client,
     url: &str,
@@ -35,6 +39,9 @@ pub(crate) async fn post_json(
     if status.is_success() {
         return Ok(());
     }
+    if status.is_redirection() {
+        return Err(Error::permanent(redirected(&resp)));
+    }
     let retry_after =
         resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
     let text = resp.text().await.unwrap_or_default();
@@ -42,6 +49,19 @@ pub(crate) async fn post_json(
     let reason = format!("HTTP {}: {}", status.as_u16(), excerpt.trim());
     let retryable = status.as_u16() == 408 || status.as_u16() == 429 || status.is_server_error();
     Err(Error::Send { reason, retryable, retry_after })
+}
+
+/// The error for a redirect, which is never followed: the status and at most the target's
+/// host (`redirected (HTTP 307) to example.com, not followed`), never a path or query.
+pub(crate) fn redirected(resp: &reqwest::Response) -> String {
+    let host = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|loc| resp.url().join(loc).ok())
+        .and_then(|u| u.host_str().map(|h| format!(" to {h}")))
+        .unwrap_or_default();
+    format!("redirected (HTTP {}){host}, not followed", resp.status().as_u16())
 }
 
 /// `Retry-After` as seconds or as an HTTP date.

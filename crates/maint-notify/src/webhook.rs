@@ -60,7 +60,7 @@ pub enum VerifyError {
     /// The secret is not a valid `whsec_` secret.
     #[error("bad signing secret: {0}")]
     BadSecret(String),
-    /// `webhook-timestamp` is not a number.
+    /// `webhook-timestamp` is not a number, or so far from `now` that the difference overflows.
     #[error("webhook-timestamp is not a unix time")]
     BadTimestamp,
     /// The timestamp is more than [`WEBHOOK_TOLERANCE`] away from now (a replay, or a clock problem).
@@ -83,7 +83,7 @@ pub fn verify(
 ) -> Result<(), VerifyError> {
     let key = decode_secret(secret).map_err(VerifyError::BadSecret)?;
     let ts: i64 = timestamp.trim().parse().map_err(|_| VerifyError::BadTimestamp)?;
-    let skew = now - ts;
+    let skew = now.checked_sub(ts).ok_or(VerifyError::BadTimestamp)?;
     if skew.unsigned_abs() > WEBHOOK_TOLERANCE.as_secs() {
         return Err(VerifyError::OutsideTolerance(skew));
     }
@@ -167,5 +167,27 @@ mod tests {
         assert_eq!(verify(SECRET, "msg_1", "1000", &sig, b"{}", 699), Err(VerifyError::OutsideTolerance(-301)));
         assert_eq!(verify(SECRET, "msg_1", "later", &sig, b"{}", 1000), Err(VerifyError::BadTimestamp));
         assert!(matches!(verify("whsec_!!", "msg_1", "1000", &sig, b"{}", 1000), Err(VerifyError::BadSecret(_))));
+    }
+
+    #[test]
+    fn extreme_timestamps_are_rejected_without_overflow() {
+        let key = decode_secret(SECRET).unwrap();
+        for ts in [i64::MIN, i64::MAX] {
+            let sig = sign(&key, "msg_1", ts, b"{}");
+            for now in [0, 1_700_000_000, -1_700_000_000, i64::MIN, i64::MAX] {
+                if now == ts {
+                    continue;
+                }
+                let got = verify(SECRET, "msg_1", &ts.to_string(), &sig, b"{}", now);
+                assert!(
+                    matches!(got, Err(VerifyError::BadTimestamp | VerifyError::OutsideTolerance(_))),
+                    "ts {ts}, now {now}: {got:?}"
+                );
+            }
+        }
+        assert_eq!(
+            verify(SECRET, "msg_1", "-9223372036854775808", "v1,AAAA", b"{}", 1_700_000_000),
+            Err(VerifyError::BadTimestamp)
+        );
     }
 }

@@ -331,3 +331,55 @@ async fn no_secret_reaches_logs_errors_or_reports() {
         assert!(!everything.contains(s), "secret {s} leaked: {everything}");
     }
 }
+
+/// A destination that answers every POST with a redirect to `/caught` on the same server,
+/// and records what reaches `/caught` (method, path and `Referer`).
+async fn redirecting(status: u16) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let caught: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = caught.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new()
+        .route(
+            "/caught/{*rest}",
+            axum::routing::any(move |uri: axum::http::Uri, headers: HeaderMap| async move {
+                let referer = headers.get("referer").map(|v| v.to_str().unwrap_or("?").to_owned()).unwrap_or_default();
+                seen.lock().unwrap().push(format!("{uri} referer={referer}"));
+                "thanks"
+            }),
+        )
+        .fallback(move || async move {
+            (StatusCode::from_u16(status).unwrap(), [("location", format!("http://{addr}/caught/it"))], "moved")
+        });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, caught)
+}
+
+#[tokio::test]
+async fn a_redirect_is_a_failure_and_is_not_followed() {
+    for status in [301, 302, 303, 307, 308] {
+        let (addr, caught) = redirecting(status).await;
+        let d = config(&[
+            format!("slack+http://{addr}/services/T0/B0/SLACKSECRET"),
+            format!("teams+http://{addr}/workflows/TEAMSSECRET?sig=SIGSECRET"),
+            format!("pagerduty+http://PDROUTINGSECRET@{addr}/v2/enqueue"),
+            format!("webhook+http://{addr}/hooks/HOOKSECRET?secret={WHSEC}"),
+        ])
+        .build()
+        .unwrap();
+        let out = d.send(&alert()).await;
+        for delivery in &out {
+            assert_eq!((delivery.outcome, delivery.attempts), (Outcome::Failed, 1), "{status}: {out:?}");
+            assert_eq!(
+                delivery.error.as_deref(),
+                Some(format!("redirected (HTTP {status}) to 127.0.0.1, not followed").as_str()),
+                "{out:?}"
+            );
+        }
+        assert!(caught.lock().unwrap().is_empty(), "{status} was followed: {:?}", caught.lock().unwrap());
+        let everything = serde_json::to_string(&out).unwrap();
+        for secret in ["SLACKSECRET", "TEAMSSECRET", "SIGSECRET", "PDROUTINGSECRET", "HOOKSECRET", WHSEC] {
+            assert!(!everything.contains(secret), "{secret} leaked: {everything}");
+        }
+    }
+}

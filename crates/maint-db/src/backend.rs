@@ -104,25 +104,39 @@ pub struct InvalidIndex {
 /// What the catalog says about a retention rule's table and column.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RuleTarget {
-    /// The table's oid; `None` when there is no such table.
+    /// The named table's oid; `None` when there is no such table.
     pub oid: Option<u32>,
-    /// The table is partitioned (`ctid` batches would not be unique across partitions).
-    pub partitioned: bool,
+    /// The tables that hold its rows, each planned on its own (`DELETE FROM ONLY`): the
+    /// named table unless it is partitioned, then every inheritance child and partition
+    /// below it that is an ordinary table.
+    pub tables: Vec<RetentionTable>,
     /// The column's type (`timestamp with time zone`); `None` when there is no such column.
     pub column_type: Option<String>,
     /// The cutoff as `timestamptz` text (now minus the rule's age).
     pub cutoff_tz: String,
-    /// The same instant as `timestamp` text in the session time zone.
-    pub cutoff_local: String,
+    /// The same instant as `timestamp` text in the rule's time zone; `None` when the
+    /// server does not know that zone.
+    pub cutoff_local: Option<String>,
 }
 
-/// A retention rule checked against the catalog.
+/// One table a retention rule deletes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RetentionTable {
+    /// `pg_class.oid`.
+    pub oid: u32,
+    /// Schema.
+    pub schema: String,
+    /// Name.
+    pub name: String,
+}
+
+/// A retention rule checked against the catalog, for one of its tables.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ResolvedRule {
     /// The rule.
     pub rule: RetentionRule,
-    /// The table's oid.
-    pub oid: u32,
+    /// The table (the rule's own, or one of its children or partitions).
+    pub table: RetentionTable,
     /// `timestamptz` or `timestamp` (dates compare with timestamps).
     pub cast: &'static str,
     /// The cutoff text for that cast.

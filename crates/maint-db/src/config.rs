@@ -1,3 +1,4 @@
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use maint_core::Secret;
@@ -50,6 +51,10 @@ pub struct RetentionRuleConfig {
     pub column: String,
     /// Rows whose column is older than now minus this are deleted (`30d`, `12h`, `0s`).
     pub older_than: String,
+    /// The time zone a `timestamp` (without time zone) or `date` column is written in
+    /// (`UTC`, `Europe/Paris`); "now" is taken in it, whatever the session's `TimeZone`.
+    /// Not used for `timestamptz` columns.
+    pub timezone: String,
 }
 
 impl Default for RetentionRuleConfig {
@@ -59,6 +64,7 @@ impl Default for RetentionRuleConfig {
             table: String::new(),
             column: String::new(),
             older_than: "0s".into(),
+            timezone: "UTC".into(),
         }
     }
 }
@@ -378,6 +384,8 @@ pub struct RetentionRule {
     pub column: String,
     /// Maximum age (zero: "in the past").
     pub older_than: Duration,
+    /// Time zone of a `timestamp` or `date` column (an IANA name).
+    pub timezone: String,
 }
 
 /// A validated [`Config`].
@@ -470,6 +478,32 @@ fn retention_age(field: &str, text: &str) -> Result<Duration, Error> {
     Ok(d)
 }
 
+/// Where the host keeps its time zone database (`$TZDIR`, else `/usr/share/zoneinfo`).
+fn tz_database() -> PathBuf {
+    std::env::var_os("TZDIR").map_or_else(|| PathBuf::from("/usr/share/zoneinfo"), PathBuf::from)
+}
+
+/// A time zone as `AT TIME ZONE` takes it, limited to IANA names (`UTC`, `Europe/Paris`):
+/// no POSIX forms such as `UTC+3`, whose sign is the reverse of what it reads. When the
+/// host has a time zone database (`tzdb`) the name must be in it; the server checks it again
+/// before anything is deleted.
+fn time_zone(field: &str, zone: &str, tzdb: &Path) -> Result<String, Error> {
+    let iana = zone.len() <= 64
+        && zone.split('/').all(|part| {
+            part.starts_with(|c: char| c.is_ascii_alphabetic())
+                && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+'))
+        })
+        && !zone.starts_with("UTC+")
+        && !zone.starts_with("UTC-");
+    if !iana {
+        return Err(Error::invalid(field, format!("{zone:?} is not a time zone name such as UTC or Europe/Paris")));
+    }
+    if tzdb.is_dir() && !tzdb.join(zone).is_file() {
+        return Err(Error::invalid(field, format!("{zone:?} is not in the time zone database {}", tzdb.display())));
+    }
+    Ok(zone.to_owned())
+}
+
 fn name(field: &str, value: &str) -> Result<String, Error> {
     if value.is_empty() {
         return Err(Error::invalid(field, "empty name"));
@@ -517,6 +551,7 @@ impl Config {
         }
         let pause = duration("retention.pause", &self.retention.pause)?;
         let mut rules = Vec::new();
+        let tzdb = tz_database();
         for (i, r) in self.retention.rules.iter().enumerate() {
             let at = format!("retention.rules[{i}]");
             rules.push(RetentionRule {
@@ -524,6 +559,7 @@ impl Config {
                 table: name(&format!("{at}.table"), &r.table)?,
                 column: name(&format!("{at}.column"), &r.column)?,
                 older_than: retention_age(&format!("{at}.older_than"), &r.older_than)?,
+                timezone: time_zone(&format!("{at}.timezone"), &r.timezone, &tzdb)?,
             });
         }
         if self.bloat.measure_top > 10_000 {
@@ -639,6 +675,33 @@ mod tests {
         let mut c = Config::default();
         c.retention.rules[1].table = String::new();
         assert_eq!(field(c), "retention.rules[1].table");
+        let mut c = Config::default();
+        c.retention.rules[0].timezone = "Europe/Paris'; DROP TABLE logs; --".into();
+        assert_eq!(field(c), "retention.rules[0].timezone");
+    }
+
+    #[test]
+    fn retention_time_zones_are_iana_names_in_the_hosts_database() {
+        let tzdb = std::env::temp_dir().join(format!("maint-db-tzdb-{}", std::process::id()));
+        std::fs::create_dir_all(tzdb.join("Europe")).unwrap();
+        std::fs::write(tzdb.join("Europe/Paris"), "TZif").unwrap();
+        std::fs::write(tzdb.join("UTC"), "TZif").unwrap();
+        let check = |zone: &str| time_zone("retention.rules[0].timezone", zone, &tzdb);
+        assert_eq!(check("Europe/Paris").unwrap(), "Europe/Paris");
+        assert_eq!(check("UTC").unwrap(), "UTC");
+        let e = check("Europe/Pariss").unwrap_err().to_string();
+        assert!(
+            e.starts_with(r#"retention.rules[0].timezone: "Europe/Pariss" is not in the time zone database"#),
+            "{e}"
+        );
+        for bad in ["", "Europe", "../etc/passwd", "/etc/passwd", "Europe/", "UTC+3", "+05:00", "Europe/Paris x"] {
+            let e = check(bad).unwrap_err().to_string();
+            assert!(e.starts_with("retention.rules[0].timezone: "), "{bad}: {e}");
+        }
+        std::fs::remove_dir_all(&tzdb).unwrap();
+        // Without a database on the host the name is only checked for its shape.
+        assert_eq!(check("Mars/Olympus").unwrap(), "Mars/Olympus");
+        assert!(check("UTC-5").is_err());
     }
 
     #[test]
@@ -681,7 +744,7 @@ mod tests {
         let s = c.validate().unwrap();
         assert_eq!((s.jobs, s.batch_size, s.pause), (4, 10, Duration::from_millis(100)));
         assert_eq!(s.rules.len(), 1);
-        assert_eq!(s.rules[0].schema, "public");
+        assert_eq!((s.rules[0].schema.as_str(), s.rules[0].timezone.as_str()), ("public", "UTC"));
         assert!(toml::from_str::<Config>("jobz = 1").is_err());
     }
 }

@@ -20,8 +20,8 @@ pub use analysis::{
     PgSecurityAudit, pg_security_audit,
 };
 pub use backend::{
-    BtreeIndex, DbBackend, IndexCheck, InvalidIndex, Reason, ResolvedRule, RetentionScan, RuleTarget, TableJob,
-    TableOutcome, TableStats, TableWork,
+    BtreeIndex, DbBackend, IndexCheck, InvalidIndex, Reason, ResolvedRule, RetentionScan, RetentionTable, RuleTarget,
+    TableJob, TableOutcome, TableStats, TableWork,
 };
 pub use bloat::{
     BloatEntry, BloatEstimate, BloatMeasurement, ReindexJob, RelKind, bloat_candidates, index_waste, needs_rebuild,

@@ -106,18 +106,14 @@ pub fn plan_invalid_indexes(indexes: Vec<InvalidIndex>) -> InvalidIndexPlan {
     plan
 }
 
-/// Checks what the catalog said about rule number `i`; the error names the field.
-pub fn resolve_rule(i: usize, rule: &RetentionRule, target: RuleTarget) -> Result<ResolvedRule, Error> {
+/// Checks what the catalog said about rule number `i`; the error names the field. One
+/// [`ResolvedRule`] per table that holds the rule's rows (none for a partitioned table
+/// without partitions).
+pub fn resolve_rule(i: usize, rule: &RetentionRule, target: RuleTarget) -> Result<Vec<ResolvedRule>, Error> {
     let at = format!("retention.rules[{i}]");
     let table = qualified(&rule.schema, &rule.table);
-    let Some(oid) = target.oid else {
+    if target.oid.is_none() {
         return Err(Error::invalid(format!("{at}.table"), format!("table {table} does not exist")));
-    };
-    if target.partitioned {
-        return Err(Error::invalid(
-            format!("{at}.table"),
-            format!("table {table} is partitioned: write one rule per partition (or drop old partitions)"),
-        ));
     }
     let Some(ty) = target.column_type else {
         return Err(Error::invalid(
@@ -127,7 +123,15 @@ pub fn resolve_rule(i: usize, rule: &RetentionRule, target: RuleTarget) -> Resul
     };
     let (cast, cutoff) = match ty.as_str() {
         "timestamp with time zone" => ("timestamptz", target.cutoff_tz),
-        "timestamp without time zone" | "date" => ("timestamp", target.cutoff_local),
+        "timestamp without time zone" | "date" => {
+            let Some(cutoff) = target.cutoff_local else {
+                return Err(Error::invalid(
+                    format!("{at}.timezone"),
+                    format!("time zone {:?} is not known to the server", rule.timezone),
+                ));
+            };
+            ("timestamp", cutoff)
+        }
         other => {
             return Err(Error::invalid(
                 format!("{at}.column"),
@@ -135,7 +139,17 @@ pub fn resolve_rule(i: usize, rule: &RetentionRule, target: RuleTarget) -> Resul
             ));
         }
     };
-    Ok(ResolvedRule { rule: rule.clone(), oid, cast, cutoff })
+    Ok(target
+        .tables
+        .into_iter()
+        .map(|table| ResolvedRule { rule: rule.clone(), table, cast, cutoff: cutoff.clone() })
+        .collect())
+}
+
+/// `ONLY schema.table`: the rule's one table, never its children (each child is a
+/// rule of its own, and its `ctid`s are not the parent's).
+fn only(rule: &ResolvedRule) -> String {
+    format!("ONLY {}", qualified(&rule.table.schema, &rule.table.name))
 }
 
 /// `WHERE` clause of a rule (`$1` is the cutoff text).
@@ -145,10 +159,16 @@ fn expired(rule: &ResolvedRule) -> String {
     format!("{} < (SELECT $1::text::{})", crate::quote_ident(&rule.rule.column), rule.cast)
 }
 
-/// One batch: `DELETE ... WHERE ctid = ANY(ARRAY(SELECT ctid ... LIMIT $2))`.
+/// One batch: `DELETE FROM ONLY t WHERE ctid = ANY(ARRAY(SELECT ctid FROM ONLY t WHERE
+/// <expired> LIMIT $2)) AND <expired>`. The predicate is repeated so that a row updated
+/// while the `DELETE` waits for its lock (a session extended) is checked again in its new
+/// version: a TID scan alone would delete it (servers without PostgreSQL's "Add missing EPQ
+/// recheck for TID Scan" fix).
 pub fn delete_batch_sql(rule: &ResolvedRule) -> String {
-    let table = qualified(&rule.rule.schema, &rule.rule.table);
-    format!("DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE {} LIMIT $2))", expired(rule))
+    let (table, expired) = (only(rule), expired(rule));
+    format!(
+        "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE {expired} LIMIT $2)) AND {expired}"
+    )
 }
 
 /// One page range: `DELETE ... WHERE ctid >= '($2,0)' AND ctid < '($3,0)' AND <expired>`
@@ -157,7 +177,7 @@ pub fn delete_pages_sql(rule: &ResolvedRule) -> String {
     format!(
         "DELETE FROM {} WHERE ctid >= ('(' || $2::bigint || ',0)')::tid AND ctid < ('(' || $3::bigint || ',0)')::tid \
          AND {}",
-        qualified(&rule.rule.schema, &rule.rule.table),
+        only(rule),
         expired(rule)
     )
 }
@@ -167,7 +187,7 @@ pub fn delete_pages_sql(rule: &ResolvedRule) -> String {
 pub fn explain_expired_sql(rule: &ResolvedRule) -> String {
     format!(
         "EXPLAIN SELECT ctid FROM {} WHERE {} < $1::text::{}",
-        qualified(&rule.rule.schema, &rule.rule.table),
+        only(rule),
         crate::quote_ident(&rule.rule.column),
         rule.cast
     )
@@ -175,7 +195,7 @@ pub fn explain_expired_sql(rule: &ResolvedRule) -> String {
 
 /// The dry-run count.
 pub fn count_expired_sql(rule: &ResolvedRule) -> String {
-    format!("SELECT count(*) FROM {} WHERE {}", qualified(&rule.rule.schema, &rule.rule.table), expired(rule))
+    format!("SELECT count(*) FROM {} WHERE {}", only(rule), expired(rule))
 }
 
 #[cfg(test)]
@@ -183,6 +203,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::RetentionTable;
 
     fn t(name: &str, bytes: i64, dead: i64, age: i64) -> TableStats {
         TableStats {
@@ -267,36 +288,72 @@ mod tests {
             table: "lo\"gs".into(),
             column: "created at".into(),
             older_than: Duration::from_secs(60),
+            timezone: "Asia/Tokyo".into(),
         };
+        let table = |oid, name: &str| RetentionTable { oid, schema: "public".into(), name: name.into() };
         let target = |oid, ty: Option<&str>| RuleTarget {
             oid,
-            partitioned: false,
+            tables: oid.map(|o| table(o, "lo\"gs")).into_iter().collect(),
             column_type: ty.map(str::to_owned),
             cutoff_tz: "2026-01-01 00:00:00+00".into(),
-            cutoff_local: "2026-01-01 00:00:00".into(),
+            cutoff_local: Some("2026-01-01 09:00:00".into()),
         };
         let err = resolve_rule(2, &rule, target(None, None)).unwrap_err();
         assert_eq!(err.to_string(), r#"retention.rules[2].table: table "public"."lo""gs" does not exist"#);
-        let err = resolve_rule(1, &rule, RuleTarget { partitioned: true, ..target(Some(5), None) }).unwrap_err();
-        assert!(err.to_string().starts_with("retention.rules[1].table: table \"public\".\"lo\"\"gs\" is partitioned"));
         let err = resolve_rule(0, &rule, target(Some(5), None)).unwrap_err();
         assert!(err.to_string().starts_with("retention.rules[0].column: "), "{err}");
         let err = resolve_rule(0, &rule, target(Some(5), Some("integer"))).unwrap_err();
         assert!(err.to_string().contains("not a timestamp"), "{err}");
-        let r = resolve_rule(0, &rule, target(Some(5), Some("timestamp without time zone"))).unwrap();
-        assert_eq!((r.cast, r.cutoff.as_str()), ("timestamp", "2026-01-01 00:00:00"));
+        let r = resolve_rule(0, &rule, target(Some(5), Some("timestamp without time zone"))).unwrap().remove(0);
+        assert_eq!((r.cast, r.cutoff.as_str(), r.table.oid), ("timestamp", "2026-01-01 09:00:00", 5));
         assert_eq!(
             delete_batch_sql(&r),
-            r#"DELETE FROM "public"."lo""gs" WHERE ctid = ANY(ARRAY(SELECT ctid FROM "public"."lo""gs" WHERE "created at" < (SELECT $1::text::timestamp) LIMIT $2))"#
+            r#"DELETE FROM ONLY "public"."lo""gs" WHERE ctid = ANY(ARRAY(SELECT ctid FROM ONLY "public"."lo""gs" WHERE "created at" < (SELECT $1::text::timestamp) LIMIT $2)) AND "created at" < (SELECT $1::text::timestamp)"#
         );
-        let r = resolve_rule(0, &rule, target(Some(5), Some("timestamp with time zone"))).unwrap();
+        let r = resolve_rule(0, &rule, target(Some(5), Some("timestamp with time zone"))).unwrap().remove(0);
         assert_eq!(
             count_expired_sql(&r),
-            r#"SELECT count(*) FROM "public"."lo""gs" WHERE "created at" < (SELECT $1::text::timestamptz)"#
+            r#"SELECT count(*) FROM ONLY "public"."lo""gs" WHERE "created at" < (SELECT $1::text::timestamptz)"#
         );
         assert_eq!(
             delete_pages_sql(&r),
-            r#"DELETE FROM "public"."lo""gs" WHERE ctid >= ('(' || $2::bigint || ',0)')::tid AND ctid < ('(' || $3::bigint || ',0)')::tid AND "created at" < (SELECT $1::text::timestamptz)"#
+            r#"DELETE FROM ONLY "public"."lo""gs" WHERE ctid >= ('(' || $2::bigint || ',0)')::tid AND ctid < ('(' || $3::bigint || ',0)')::tid AND "created at" < (SELECT $1::text::timestamptz)"#
         );
+        assert_eq!(
+            explain_expired_sql(&r),
+            r#"EXPLAIN SELECT ctid FROM ONLY "public"."lo""gs" WHERE "created at" < $1::text::timestamptz"#
+        );
+    }
+
+    #[test]
+    fn each_child_and_partition_is_a_rule_of_its_own() {
+        let rule = RetentionRule {
+            schema: "public".into(),
+            table: "metrics".into(),
+            column: "at".into(),
+            older_than: Duration::from_secs(3600),
+            timezone: "UTC".into(),
+        };
+        let table = |oid, name: &str| RetentionTable { oid, schema: "public".into(), name: name.into() };
+        let target = RuleTarget {
+            oid: Some(1),
+            tables: vec![table(2, "metrics_a"), table(3, "metrics_b")],
+            column_type: Some("date".into()),
+            cutoff_tz: "2026-01-01 00:00:00+00".into(),
+            cutoff_local: Some("2026-01-01 00:00:00".into()),
+        };
+        let rules = resolve_rule(0, &rule, target.clone()).unwrap();
+        let tables: Vec<(u32, &str)> = rules.iter().map(|r| (r.table.oid, r.table.name.as_str())).collect();
+        assert_eq!(tables, [(2, "metrics_a"), (3, "metrics_b")]);
+        assert!(rules.iter().all(|r| r.cast == "timestamp" && r.cutoff == "2026-01-01 00:00:00"));
+        assert!(count_expired_sql(&rules[1]).starts_with(r#"SELECT count(*) FROM ONLY "public"."metrics_b" WHERE"#));
+        // A partitioned table without partitions: nothing to do, not an error.
+        assert_eq!(resolve_rule(0, &rule, RuleTarget { tables: vec![], ..target.clone() }).unwrap(), []);
+        // A zone the server does not know fails a zone-less column, and only such a column.
+        let unknown = RuleTarget { cutoff_local: None, ..target };
+        let err = resolve_rule(3, &rule, unknown.clone()).unwrap_err();
+        assert_eq!(err.to_string(), r#"retention.rules[3].timezone: time zone "UTC" is not known to the server"#);
+        let tz = RuleTarget { column_type: Some("timestamp with time zone".into()), ..unknown };
+        assert_eq!(resolve_rule(3, &rule, tz).unwrap().len(), 2);
     }
 }

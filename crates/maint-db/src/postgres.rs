@@ -4,9 +4,9 @@ use crate::db::query_err;
 use crate::{
     BloatEstimate, BloatMeasurement, BtreeIndex, Db, DbBackend, Error, ExtensionInfo, HbaRule, HealthSnapshot,
     IndexCheck, IndexUsage, InvalidIndex, LockMode, RelKind, ReplicaInfo, ResolvedRule, RetentionRule, RetentionScan,
-    RoleInfo, RuleTarget, RunLockAttempt, SecuritySnapshot, SessionInfo, SizeKind, SizeSample, SlotInfo, TableJob,
-    TableOutcome, TableScans, TableStats, TableWork, count_expired_sql, delete_batch_sql, delete_pages_sql,
-    explain_expired_sql, index_waste, job_sql, qualified, reindex_sql,
+    RetentionTable, RoleInfo, RuleTarget, RunLockAttempt, SecuritySnapshot, SessionInfo, SizeKind, SizeSample,
+    SlotInfo, TableJob, TableOutcome, TableScans, TableStats, TableWork, count_expired_sql, delete_batch_sql,
+    delete_pages_sql, explain_expired_sql, index_waste, job_sql, qualified, reindex_sql,
 };
 
 /// SQLSTATE of "insufficient privilege".
@@ -90,6 +90,9 @@ const DATA_CORRUPTED: &str = "XX001";
 
 /// SQLSTATE of "undefined table".
 const UNDEFINED_TABLE: &str = "42P01";
+
+/// SQLSTATE of "invalid parameter value" (an unknown time zone).
+const INVALID_PARAMETER_VALUE: &str = "22023";
 
 /// [`DbBackend`] on a real server through a [`Db`].
 #[derive(Debug, Clone)]
@@ -299,29 +302,52 @@ impl DbBackend for PgBackend {
 
     async fn rule_target(&self, rule: &RetentionRule) -> Result<RuleTarget, Error> {
         let client = self.db.client().await?;
+        let secs = rule.older_than.as_secs_f64();
         let row = client
             .query_one(
-                "WITH cut AS (SELECT now() - make_interval(secs => $3) AS at) \
-                 SELECT c.oid, a.atttypid::regtype::text, \
-                        (SELECT at::text FROM cut), (SELECT at::timestamp::text FROM cut), \
-                        coalesce(c.relkind = 'p', false) \
+                "SELECT c.oid, a.atttypid::regtype::text, (now() - make_interval(secs => $3))::text \
                  FROM (SELECT 1) one \
                  LEFT JOIN (pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace) \
                    ON n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p') \
                  LEFT JOIN pg_attribute a \
                    ON a.attrelid = c.oid AND a.attname = $4 AND a.attnum > 0 AND NOT a.attisdropped",
-                &[&rule.schema, &rule.table, &rule.older_than.as_secs_f64(), &rule.column],
+                &[&rule.schema, &rule.table, &secs, &rule.column],
             )
             .await
             .map_err(query_err("look up a retention table"))?;
-        let column_type: Option<String> = row.get(1);
-        Ok(RuleTarget {
-            oid: row.get(0),
-            partitioned: row.get(4),
-            column_type,
-            cutoff_tz: row.get(2),
-            cutoff_local: row.get(3),
-        })
+        let oid: Option<u32> = row.get(0);
+        // The table itself and every inheritance child and partition below it, each to be
+        // deleted from on its own: ordinary tables only (a partitioned table has no rows
+        // of its own, a foreign table no ctid), not other sessions' temporary tables.
+        let tables = match oid {
+            None => Vec::new(),
+            Some(oid) => client
+                .query(
+                    "WITH RECURSIVE tree(oid) AS ( \
+                       SELECT $1::oid UNION SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid) \
+                     SELECT c.oid, n.nspname::text, c.relname::text \
+                     FROM tree JOIN pg_class c ON c.oid = tree.oid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE c.relkind = 'r' AND c.relpersistence <> 't' \
+                     ORDER BY c.oid <> $1, n.nspname, c.relname",
+                    &[&oid],
+                )
+                .await
+                .map_err(query_err("list the children and partitions of a retention table"))?
+                .iter()
+                .map(|r| RetentionTable { oid: r.get(0), schema: r.get(1), name: r.get(2) })
+                .collect(),
+        };
+        // "Now" in the rule's zone, for `timestamp` and `date` columns, whatever this
+        // session's TimeZone; a zone the server does not know is the rule's error.
+        let cutoff_local = match client
+            .query_one("SELECT ((now() - make_interval(secs => $1)) AT TIME ZONE $2)::text", &[&secs, &rule.timezone])
+            .await
+        {
+            Ok(r) => Some(r.get(0)),
+            Err(e) if e.code().map(|c| c.code()) == Some(INVALID_PARAMETER_VALUE) => None,
+            Err(e) => return Err(query_err("compute a retention cutoff")(e)),
+        };
+        Ok(RuleTarget { oid, tables, column_type: row.get(1), cutoff_tz: row.get(2), cutoff_local })
     }
 
     async fn count_expired(&self, rule: &ResolvedRule) -> Result<u64, Error> {
@@ -335,7 +361,7 @@ impl DbBackend for PgBackend {
         let sql = delete_batch_sql(rule);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.db
-            .retry_locked(&sql, Some((rule.oid, LockMode::RowExclusive)), || async {
+            .retry_locked(&sql, Some((rule.table.oid, LockMode::RowExclusive)), || async {
                 let client = self.db.client().await?;
                 client.execute(&sql, &[&rule.cutoff, &limit]).await.map_err(query_err(sql.clone()))
             })
@@ -365,7 +391,7 @@ impl DbBackend for PgBackend {
                 "SELECT (pg_relation_size(oid) / current_setting('block_size')::bigint)::bigint, \
                    CASE WHEN relpages > 0 AND reltuples > 0 THEN reltuples / relpages ELSE 100 END::float8 \
                  FROM pg_class WHERE oid = $1",
-                &[&rule.oid],
+                &[&rule.table.oid],
             )
             .await
             .map_err(query_err("size of a retention table"))?;
@@ -378,7 +404,7 @@ impl DbBackend for PgBackend {
         let sql = delete_pages_sql(rule);
         let (from, to) = (i64::from(from), i64::from(to));
         self.db
-            .retry_locked(&sql, Some((rule.oid, LockMode::RowExclusive)), || async {
+            .retry_locked(&sql, Some((rule.table.oid, LockMode::RowExclusive)), || async {
                 let client = self.db.client().await?;
                 client.execute(&sql, &[&rule.cutoff, &from, &to]).await.map_err(query_err(sql.clone()))
             })

@@ -98,11 +98,11 @@ impl DatabaseOptimization {
         let mut resolved = Vec::new();
         for (i, rule) in s.rules.iter().enumerate() {
             let target = self.backend.rule_target(rule).await?;
-            resolved.push(resolve_rule(i, rule, target)?);
+            resolved.extend(resolve_rule(i, rule, target)?);
         }
         let mut total = 0u64;
         for rule in &resolved {
-            let table = qualified(&rule.rule.schema, &rule.rule.table);
+            let table = qualified(&rule.table.schema, &rule.table.name);
             let column = &rule.rule.column;
             if ctx.dry_run {
                 let n = self.backend.count_expired(rule).await?;
@@ -396,7 +396,7 @@ mod tests {
 
     use super::*;
     use crate::backend::MockDbBackend;
-    use crate::{Blocker, InvalidIndex, RetentionRule, RuleTarget, RunLock, Steps, TableStats};
+    use crate::{Blocker, InvalidIndex, RetentionRule, RetentionTable, RuleTarget, RunLock, Steps, TableStats};
 
     fn table(name: &str, dead: i64) -> TableStats {
         TableStats {
@@ -491,6 +491,7 @@ mod tests {
                 table: "logs".into(),
                 column: "created_at".into(),
                 older_than: Duration::from_secs(86_400),
+                timezone: "UTC".into(),
             }],
             ..Settings::default()
         }
@@ -499,10 +500,10 @@ mod tests {
     fn found() -> RuleTarget {
         RuleTarget {
             oid: Some(3),
-            partitioned: false,
+            tables: vec![RetentionTable { oid: 3, schema: "public".into(), name: "logs".into() }],
             column_type: Some("timestamp with time zone".into()),
             cutoff_tz: "2026-01-01 00:00:00+00".into(),
-            cutoff_local: "2026-01-01 00:00:00".into(),
+            cutoff_local: Some("2026-01-01 00:00:00".into()),
         }
     }
 

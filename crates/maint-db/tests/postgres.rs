@@ -4,7 +4,7 @@ use maint_core::{Secret, Status, Task, TaskContext, TaskReport};
 use maint_db::deadpool_postgres::tokio_postgres::{self, NoTls};
 use maint_db::{
     CapacityPlanning, Config, DatabaseOptimization, Db, Error, IndexIntegrity, IndexRebuild, PerformanceAnalysis,
-    PgSecurityAudit, RunLockAttempt, Severity, Steps,
+    PgSecurityAudit, RetentionRuleConfig, RunLockAttempt, Severity, Steps,
 };
 use maint_testkit::{Postgres, TestDb};
 
@@ -252,6 +252,202 @@ async fn a_nonexistent_retention_table_is_a_clear_error_and_nothing_is_deleted()
     );
     let n: i64 = c.query_one("SELECT count(*) FROM logs", &[]).await.unwrap().get(0);
     assert_eq!(n, 1, "no rule may run before all are checked");
+}
+
+/// A retention-only configuration with these `(table, column, older_than)` rules.
+fn retention_rules(db: &TestDb, rules: &[(&str, &str, &str)]) -> Config {
+    let mut cfg = config(db, Steps { analyze: false, vacuum: false, invalid_indexes: false, retention: true });
+    cfg.retention.pause = "1ms".into();
+    cfg.retention.rules = rules
+        .iter()
+        .map(|(table, column, older_than)| RetentionRuleConfig {
+            table: (*table).into(),
+            column: (*column).into(),
+            older_than: (*older_than).into(),
+            ..RetentionRuleConfig::default()
+        })
+        .collect();
+    cfg
+}
+
+async fn count(c: &tokio_postgres::Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
+}
+
+#[tokio::test]
+async fn retention_on_an_inheritance_parent_deletes_only_the_expired_rows_of_each_table() {
+    let db = fresh().await;
+    let c = session(&db).await;
+    // logs and its child: both indexed, few rows expire (batches of ctids). The parent's
+    // expired rows come first, so they share their ctids with the child's recent rows.
+    // events and its child: no index (page ranges); the child is far bigger than the parent.
+    c.batch_execute(
+        "CREATE TABLE logs (id int, created_at timestamptz NOT NULL, msg text); \
+         CREATE TABLE logs_child () INHERITS (logs); \
+         INSERT INTO logs SELECT i, now() - interval '40 days', 'old' FROM generate_series(1, 25) i; \
+         INSERT INTO logs SELECT i, now() - interval '1 day', 'new' FROM generate_series(1, 5000) i; \
+         INSERT INTO logs_child SELECT i, now() - interval '1 day', 'new' FROM generate_series(1, 5000) i; \
+         INSERT INTO logs_child SELECT i, now() - interval '40 days', 'old' FROM generate_series(1, 10) i; \
+         CREATE INDEX ON logs (created_at); CREATE INDEX ON logs_child (created_at); ANALYZE logs, logs_child; \
+         CREATE TABLE events (id int, at timestamptz NOT NULL); \
+         CREATE TABLE events_child () INHERITS (events); \
+         INSERT INTO events SELECT i, now() FROM generate_series(1, 10) i; \
+         INSERT INTO events_child SELECT i, now() - interval '40 days' FROM generate_series(1, 3000) i; \
+         INSERT INTO events_child SELECT i, now() FROM generate_series(1, 500) i; \
+         ANALYZE events, events_child",
+    )
+    .await
+    .unwrap();
+    let mut cfg = retention_rules(&db, &[("logs", "created_at", "30d"), ("events", "at", "30d")]);
+    cfg.retention.batch_size = 100;
+    let report = run(&cfg, false).await;
+    let kept = |t: &str| format!("SELECT count(*) FROM ONLY {t} WHERE created_at >= now() - interval '30 days'");
+    let old = |t: &str| format!("SELECT count(*) FROM ONLY {t} WHERE created_at < now() - interval '30 days'");
+    assert_eq!((count(&c, &old("logs")).await, count(&c, &kept("logs")).await), (0, 5000));
+    assert_eq!((count(&c, &old("logs_child")).await, count(&c, &kept("logs_child")).await), (0, 5000));
+    let events =
+        |t: &str| format!("SELECT count(*) FILTER (WHERE at < now() - interval '30 days'), count(*) FROM ONLY {t}");
+    let pair = |sql: String| {
+        let c = &c;
+        async move {
+            let r = c.query_one(&sql, &[]).await.unwrap();
+            (r.get::<_, i64>(0), r.get::<_, i64>(1))
+        }
+    };
+    assert_eq!(pair(events("events")).await, (0, 10));
+    assert_eq!(pair(events("events_child")).await, (0, 500));
+    assert_eq!(report.status, Status::Ok, "{report:#?}");
+    assert_eq!(report.metrics["rows_deleted"], 3035.0, "{report:#?}");
+    let logs = item(&report, "table", "\"public\".\"logs\"");
+    assert_eq!((logs["scan"]["scan"].as_str(), logs["deleted"].as_u64()), (Some("rows"), Some(25)), "{logs}");
+    let child = item(&report, "table", "\"public\".\"events_child\"");
+    assert_eq!((child["scan"]["scan"].as_str(), child["deleted"].as_u64()), (Some("pages"), Some(3000)), "{child}");
+}
+
+#[tokio::test]
+async fn a_rule_on_a_partitioned_table_runs_on_each_partition() {
+    let db = fresh().await;
+    let c = session(&db).await;
+    c.batch_execute(
+        "CREATE TABLE metrics (id int, at timestamptz NOT NULL) PARTITION BY RANGE (id); \
+         CREATE TABLE metrics_a PARTITION OF metrics FOR VALUES FROM (0) TO (1000); \
+         CREATE TABLE metrics_b PARTITION OF metrics FOR VALUES FROM (1000) TO (2000) PARTITION BY RANGE (id); \
+         CREATE TABLE metrics_b1 PARTITION OF metrics_b FOR VALUES FROM (1000) TO (2000); \
+         INSERT INTO metrics SELECT i, now() - interval '40 days' FROM generate_series(0, 99) i; \
+         INSERT INTO metrics SELECT i, now() FROM generate_series(100, 199) i; \
+         INSERT INTO metrics SELECT i, now() FROM generate_series(1000, 1099) i; \
+         INSERT INTO metrics SELECT i, now() - interval '40 days' FROM generate_series(1100, 1149) i; \
+         ANALYZE metrics",
+    )
+    .await
+    .unwrap();
+    let cfg = retention_rules(&db, &[("metrics", "at", "30d")]);
+    let dry = run(&cfg, true).await;
+    assert_eq!(dry.status, Status::Ok, "{dry:#?}");
+    assert_eq!(item(&dry, "table", "\"public\".\"metrics_a\"")["would_delete"], 100);
+    assert_eq!(item(&dry, "table", "\"public\".\"metrics_b1\"")["would_delete"], 50);
+    let report = run(&cfg, false).await;
+    assert_eq!(report.status, Status::Ok, "{report:#?}");
+    assert_eq!(report.metrics["rows_deleted"], 150.0);
+    assert_eq!(item(&report, "table", "\"public\".\"metrics_a\"")["deleted"], 100);
+    assert_eq!(item(&report, "table", "\"public\".\"metrics_b1\"")["deleted"], 50);
+    let left = count(&c, "SELECT count(*) FROM metrics WHERE at < now() - interval '30 days'").await;
+    assert_eq!((left, count(&c, "SELECT count(*) FROM metrics").await), (0, 200));
+}
+
+#[tokio::test]
+async fn a_session_extended_while_the_delete_waits_for_its_row_lock_survives() {
+    let db = fresh().await;
+    let c = session(&db).await;
+    // Few rows expire and an index finds them: batches of ctids.
+    c.batch_execute(
+        "CREATE TABLE user_sessions (id int PRIMARY KEY, expires_at timestamptz NOT NULL); \
+         INSERT INTO user_sessions SELECT i, now() - interval '1 hour' FROM generate_series(1, 5) i; \
+         INSERT INTO user_sessions SELECT i, now() + interval '1 day' FROM generate_series(6, 5000) i; \
+         CREATE INDEX ON user_sessions (expires_at); ANALYZE user_sessions",
+    )
+    .await
+    .unwrap();
+    // The application extends session 1 and has not committed yet.
+    let app = session(&db).await;
+    app.batch_execute("BEGIN; UPDATE user_sessions SET expires_at = now() + interval '1 day' WHERE id = 1")
+        .await
+        .unwrap();
+    let mut cfg = retention_rules(&db, &[("user_sessions", "expires_at", "0s")]);
+    cfg.lock_timeout = "30s".into();
+    let retention = tokio::spawn(async move { run(&cfg, false).await });
+    // The DELETE waits for the row lock; then the extension commits.
+    let mut waited = false;
+    for _ in 0..200 {
+        waited = count(
+            &c,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'maint-db' \
+             AND wait_event_type = 'Lock' AND query LIKE 'DELETE%'",
+        )
+        .await
+            > 0;
+        if waited {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(waited, "the retention DELETE never waited for the row lock");
+    app.batch_execute("COMMIT").await.unwrap();
+    let report = retention.await.unwrap();
+    assert_eq!(report.status, Status::Ok, "{report:#?}");
+    let sessions = item(&report, "table", "\"public\".\"user_sessions\"");
+    assert_eq!(sessions["scan"]["scan"], "rows", "{sessions}");
+    assert_eq!(count(&c, "SELECT count(*) FROM user_sessions WHERE id = 1").await, 1, "the extended session is gone");
+    assert_eq!(count(&c, "SELECT count(*) FROM user_sessions WHERE expires_at < now()").await, 0);
+    assert_eq!(count(&c, "SELECT count(*) FROM user_sessions").await, 4996);
+    assert_eq!(sessions["deleted"], 4);
+}
+
+#[tokio::test]
+async fn a_session_time_zone_other_than_utc_does_not_change_which_rows_go() {
+    let db = fresh().await;
+    let c = session(&db).await;
+    // The application stores UTC in `timestamp` columns; the server's sessions run in Tokyo
+    // (UTC+9) and New York (UTC-5 or -4): an hour either side of now must decide alone.
+    c.batch_execute(
+        "CREATE TABLE user_sessions (id int, expires_at timestamp NOT NULL); \
+         INSERT INTO user_sessions SELECT i, (now() AT TIME ZONE 'UTC') - interval '1 hour' FROM generate_series(1, 10) i; \
+         INSERT INTO user_sessions SELECT i, (now() AT TIME ZONE 'UTC') + interval '1 hour' FROM generate_series(11, 30) i; \
+         CREATE TABLE logs (id int, created_at timestamp NOT NULL); \
+         INSERT INTO logs SELECT i, (now() AT TIME ZONE 'UTC') - interval '30 days 1 hour' FROM generate_series(1, 10) i; \
+         INSERT INTO logs SELECT i, (now() AT TIME ZONE 'UTC') - interval '29 days 23 hours' FROM generate_series(11, 30) i; \
+         CREATE TABLE paris_sessions (id int, expires_at timestamp NOT NULL); \
+         INSERT INTO paris_sessions SELECT i, (now() AT TIME ZONE 'Europe/Paris') - interval '1 hour' FROM generate_series(1, 10) i; \
+         INSERT INTO paris_sessions SELECT i, (now() AT TIME ZONE 'Europe/Paris') + interval '1 hour' FROM generate_series(11, 30) i",
+    )
+    .await
+    .unwrap();
+    // A table written in Paris time says so in its rule.
+    let mut cfg = retention_rules(
+        &db,
+        &[("user_sessions", "expires_at", "0s"), ("logs", "created_at", "30d"), ("paris_sessions", "expires_at", "0s")],
+    );
+    cfg.retention.rules[2].timezone = "Europe/Paris".into();
+    for zone in ["Asia/Tokyo", "America/New_York"] {
+        c.batch_execute(&format!(
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET timezone = %L', current_database(), '{zone}'); END $$"
+        ))
+        .await
+        .unwrap();
+        let dry = run(&cfg, true).await;
+        assert_eq!(dry.status, Status::Ok, "{dry:#?}");
+        assert_eq!(item(&dry, "table", "\"public\".\"user_sessions\"")["would_delete"], 10, "{zone}: {dry:#?}");
+        assert_eq!(item(&dry, "table", "\"public\".\"logs\"")["would_delete"], 10, "{zone}: {dry:#?}");
+        assert_eq!(item(&dry, "table", "\"public\".\"paris_sessions\"")["would_delete"], 10, "{zone}: {dry:#?}");
+    }
+    let report = run(&cfg, false).await;
+    assert_eq!(report.status, Status::Ok, "{report:#?}");
+    assert_eq!(report.metrics["rows_deleted"], 30.0, "{report:#?}");
+    for table in ["user_sessions", "logs", "paris_sessions"] {
+        let left = format!("SELECT count(*) FILTER (WHERE id > 10), count(*) FROM {table}");
+        let row = c.query_one(&left, &[]).await.unwrap();
+        assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (20, 20), "{table}");
+    }
 }
 
 #[tokio::test]

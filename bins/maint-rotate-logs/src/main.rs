@@ -49,9 +49,18 @@ struct Cli {
     /// Directory for archives (created if missing).
     #[arg(long, env = "MAINT_LOGS_ARCHIVE_DIR")]
     archive_dir: Option<PathBuf>,
-    /// State file (default: .maint-logs-state.json in the archive directory).
+    /// Directory of the state file and the per-log locks, writable only by this user
+    /// (default: /var/lib/aindusdb-maint/logs, created 0700).
+    #[arg(long, env = "MAINT_LOGS_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// State file (default: state.json in the state directory); its directory must be
+    /// writable only by this user.
     #[arg(long, env = "MAINT_LOGS_STATE_FILE")]
     state_file: Option<PathBuf>,
+    /// The user who must own each log (name or uid); default: the owner of the log's
+    /// directory, or this user.
+    #[arg(long, env = "MAINT_LOGS_OWNER")]
+    owner: Option<String>,
     /// Rename mode: pid file of the writer, which gets --signal.
     #[arg(long, env = "MAINT_LOGS_PID_FILE")]
     pid_file: Option<PathBuf>,
@@ -123,8 +132,7 @@ fn build_config(cli: &Cli) -> Result<Config, Error> {
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .map_err(|e| Error::invalid("config", format!("cannot read {}: {e}", p.display())))?;
-            toml::from_str::<Config>(&text)
-                .map_err(|e| Error::invalid("config", format!("{}: {}", p.display(), e.message())))?
+            maint_core::parse_toml::<Config>(&text, p).map_err(|e| Error::invalid("config", e.to_string()))?
         }
         None => Config::default(),
     };
@@ -168,8 +176,14 @@ fn build_config(cli: &Cli) -> Result<Config, Error> {
     if let Some(v) = &cli.archive_dir {
         cfg.archive_dir = Some(v.clone());
     }
+    if let Some(v) = &cli.state_dir {
+        cfg.state_dir = Some(v.clone());
+    }
     if let Some(v) = &cli.state_file {
         cfg.state_file = Some(v.clone());
+    }
+    if let Some(v) = &cli.owner {
+        cfg.owner = Some(v.clone());
     }
     if let Some(v) = &cli.pid_file {
         cfg.pid_file = Some(v.clone());

@@ -5,6 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The binary, with its state (not under /var/lib) in a directory of the tests' own.
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_maint-rotate-logs"));
     for (k, _) in std::env::vars() {
@@ -12,6 +13,7 @@ fn bin() -> Command {
             c.env_remove(k);
         }
     }
+    c.env("MAINT_LOGS_STATE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("maint-rotate-logs-cli-state"));
     c
 }
 
@@ -48,6 +50,7 @@ fn bad_input_exits_2_with_one_line_naming_the_field() {
         (&["--path", l, "--max-total-bytes", "12Q"], "max-total-bytes"),
         (&["--path", l, "--signal", "SIGNOPE"], "signal"),
         (&["--path", l, "--archive-url", "::nope"], "archive_url"),
+        (&["--path", l, "--owner", "no-such-user-here"], "owner"),
         (&[], "paths"),
         (&["--path", l, "--frobnicate"], "--frobnicate"),
         (&["--config", bad_toml.to_str().unwrap()], "config"),
@@ -115,6 +118,15 @@ fn rotates_with_json_report_dry_run_and_exit_codes() {
     let r = json(&out);
     assert_eq!(r["status"], "failed");
     assert!(r["error"].as_str().unwrap().contains(dir.to_str().unwrap()));
+
+    // a state directory others can write: the run fails (exit 1) and says why
+    let open_state = dir.join("open-state");
+    fs::create_dir_all(&open_state).unwrap();
+    fs::set_permissions(&open_state, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let out = run(&["--path", l, "--state-dir", open_state.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = json(&out)["error"].as_str().unwrap().to_owned();
+    assert!(e.contains("open-state") && e.contains("writable by group or others"), "{e}");
 
     // a glob matching nothing: warning, exit 0
     let out = run(&["--path", &format!("{}/*.nothing", dir.display()), "--json"]);

@@ -1,8 +1,12 @@
 //! Streaming compression to a temporary file, verification (overlapping it), fsync.
 //! Memory stays bounded: one read buffer plus the encoder's window, whatever the file size.
+//! The temporary file has a random name and is created `O_EXCL` beside the archive (never
+//! through a link planted there); the source is read through a descriptor the caller opened.
 
-use std::io::{Read, SeekFrom};
-use std::path::Path;
+use std::fs::{File, Metadata, Permissions};
+use std::io::SeekFrom;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -14,6 +18,7 @@ use maint_core::tokio_util::sync::CancellationToken;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::state::sync_dir;
 use crate::{Compression, Error, Result};
 
 const BUF: usize = 256 * 1024;
@@ -136,45 +141,87 @@ fn decoder<R: tokio::io::AsyncBufRead + Unpin + Send + 'static>(
     }
 }
 
-/// Compresses bytes `offset..offset+limit` of `src` (to its end when `limit` is `None`,
-/// including whatever is appended while reading) into `tmp` and fsyncs it; meanwhile `tmp` is
-/// read back and decompressed, and its length and xxh3 are checked against what was read.
-/// `tmp` is removed on any error.
-pub async fn compress_verified(
-    src: &Path,
-    offset: u64,
-    limit: Option<u64>,
-    tmp: &Path,
-    codec: Codec,
-    cancel: &CancellationToken,
-) -> Result<Packed> {
-    let r = compress_inner(src, offset, limit, tmp, codec, cancel).await;
-    if r.is_err() {
-        let _ = tokio::fs::remove_file(tmp).await;
-    }
-    r
+/// A verified archive not yet in place: a temporary file `.<random>.<archive name>.tmp`
+/// in the archive's directory, created `O_EXCL` (so never through a planted link).
+/// Dropped without [`Staged::persist`], it is removed.
+#[derive(Debug)]
+pub struct Staged {
+    /// What the compression did.
+    pub packed: Packed,
+    tmp: tempfile::NamedTempFile,
 }
 
-async fn compress_inner(
-    src: &Path,
+impl Staged {
+    /// The temporary file.
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Puts the archive in place: gives it the owner and permission bits of `like` (the
+    /// log's; when it cannot be chowned, the owner's bits only), fsyncs it, renames it to
+    /// `archive` and fsyncs the directory. Returns the open archive.
+    pub fn persist(self, archive: &Path, like: Option<&Metadata>) -> Result<File> {
+        let f = self.tmp.as_file();
+        if let Some(m) = like {
+            let mut mode = m.mode() & 0o777;
+            let now = f.metadata().map_err(Error::io("stat", self.tmp.path()))?;
+            if (now.uid(), now.gid()) != (m.uid(), m.gid())
+                && std::os::unix::fs::fchown(f, Some(m.uid()), Some(m.gid())).is_err()
+            {
+                mode &= 0o700;
+            }
+            f.set_permissions(Permissions::from_mode(mode)).map_err(Error::io("chmod", self.tmp.path()))?;
+        }
+        f.sync_all().map_err(Error::io("fsync", self.tmp.path()))?;
+        let file = self.tmp.persist(archive).map_err(|e| Error::io("rename", archive)(e.error))?;
+        sync_dir(archive)?;
+        Ok(file)
+    }
+}
+
+/// Compresses bytes `offset..offset+limit` of the open `src` (to its end when `limit` is
+/// `None`, including whatever is appended while reading) into a temporary file beside
+/// `archive` and fsyncs it; meanwhile that file is read back and decompressed, and its
+/// length and xxh3 are checked against what was read. `src_path` names the source in errors.
+/// On any error the temporary file is removed.
+pub async fn compress_verified(
+    src: &File,
+    src_path: &Path,
     offset: u64,
     limit: Option<u64>,
-    tmp: &Path,
+    archive: &Path,
+    codec: Codec,
+    cancel: &CancellationToken,
+) -> Result<Staged> {
+    let dir = crate::rotate::parent(archive);
+    let name = archive.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = tempfile::Builder::new()
+        .prefix(".")
+        .suffix(&format!(".{name}.tmp"))
+        .tempfile_in(dir)
+        .map_err(Error::io("create a temporary file in", dir))?;
+    let packed = compress_into(src, src_path, offset, limit, &tmp, codec, cancel).await?;
+    Ok(Staged { packed, tmp })
+}
+
+async fn compress_into(
+    src: &File,
+    src_path: &Path,
+    offset: u64,
+    limit: Option<u64>,
+    tmp: &tempfile::NamedTempFile,
     codec: Codec,
     cancel: &CancellationToken,
 ) -> Result<Packed> {
-    let mut input = tokio::fs::File::open(src).await.map_err(Error::io("open", src))?;
-    input.seek(SeekFrom::Start(offset)).await.map_err(Error::io("seek", src))?;
-    let out = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(tmp)
-        .await
-        .map_err(Error::io("create", tmp))?;
+    let path = tmp.path();
+    let mut input = tokio::fs::File::from_std(src.try_clone().map_err(Error::io("open", src_path))?);
+    input.seek(SeekFrom::Start(offset)).await.map_err(Error::io("seek", src_path))?;
+    let out = tokio::fs::File::from_std(tmp.as_file().try_clone().map_err(Error::io("open", path))?);
+    // A descriptor of its own (its own offset) for the verification, checked to be the same file.
+    let back = tokio::fs::File::from_std(tmp.reopen().map_err(Error::io("open", path))?);
     let (tx, rx) = tokio::sync::watch::channel((0, false));
-    let verifier = tokio::spawn(verify_growing(tmp.to_owned(), codec.compression, rx, cancel.clone()));
-    let written = write_archive(&mut input, src, out, tx, tmp, codec, limit, cancel).await;
+    let verifier = tokio::spawn(verify_growing(back, path.to_owned(), codec.compression, rx, cancel.clone()));
+    let written = write_archive(&mut input, src_path, out, tx, path, codec, limit, cancel).await;
     let (total, hash) = match written {
         Ok(v) => v,
         Err(e) => {
@@ -182,13 +229,12 @@ async fn compress_inner(
             return Err(e);
         }
     };
-    // fsync through a fresh descriptor: it flushes the inode, whichever fd wrote it.
-    let f = tokio::fs::File::open(tmp).await.map_err(Error::io("open", tmp))?;
-    f.sync_all().await.map_err(Error::io("fsync", tmp))?;
-    let bytes_out = f.metadata().await.map_err(Error::io("stat", tmp))?.len();
+    let f = tokio::fs::File::from_std(tmp.as_file().try_clone().map_err(Error::io("open", path))?);
+    f.sync_all().await.map_err(Error::io("fsync", path))?;
+    let bytes_out = f.metadata().await.map_err(Error::io("stat", path))?.len();
     drop(f);
-    let verified = verifier.await.map_err(|e| Error::Verify { path: tmp.to_owned(), detail: e.to_string() })??;
-    check(tmp, verified, (bytes_out, total, hash))?;
+    let verified = verifier.await.map_err(|e| Error::Verify { path: path.to_owned(), detail: e.to_string() })??;
+    check(path, verified, (bytes_out, total, hash))?;
     Ok(Packed { bytes_in: total, bytes_out, hash })
 }
 
@@ -257,12 +303,12 @@ fn check(tmp: &Path, (read, len, hash): (u64, u64, u64), (bytes_out, total, expe
 /// the fsync), feeds them to the decoder, and hashes its output. Returns the archive bytes
 /// read, the decompressed length and its xxh3.
 async fn verify_growing(
-    path: std::path::PathBuf,
+    mut file: tokio::fs::File,
+    path: PathBuf,
     c: Compression,
     mut rx: tokio::sync::watch::Receiver<(u64, bool)>,
     cancel: CancellationToken,
 ) -> Result<(u64, u64, u64)> {
-    let mut file = tokio::fs::File::open(&path).await.map_err(Error::io("open", &path))?;
     let (mut pipe_w, pipe_r) = tokio::io::duplex(BUF);
     let feed = async move {
         let mut buf = vec![0u8; BUF];
@@ -309,21 +355,22 @@ async fn verify_growing(
 /// Decompresses `path` and checks that it gives `len` bytes hashing to `hash` (the same
 /// check as during compression, on a finished file).
 pub async fn verify(path: &Path, c: Compression, len: u64, hash: u64, cancel: &CancellationToken) -> Result<()> {
-    let size = tokio::fs::metadata(path).await.map_err(Error::io("stat", path))?.len();
+    let file = tokio::fs::File::open(path).await.map_err(Error::io("open", path))?;
+    let size = file.metadata().await.map_err(Error::io("stat", path))?.len();
     let (_done, rx) = tokio::sync::watch::channel((size, true));
-    let verified = verify_growing(path.to_owned(), c, rx, cancel.clone()).await?;
+    let verified = verify_growing(file, path.to_owned(), c, rx, cancel.clone()).await?;
     check(path, verified, (size, len, hash))
 }
 
-/// xxh3 of the first `len` bytes of a file, or `None` when it is shorter.
-pub(crate) fn hash_prefix(path: &Path, len: u64) -> std::io::Result<Option<u64>> {
-    let f = std::fs::File::open(path)?;
-    let mut r = f.take(len);
+/// xxh3 of the first `len` bytes of the open file (read at their offsets: the descriptor's
+/// own offset is left alone), or `None` when it is shorter.
+pub(crate) fn hash_prefix(f: &File, len: u64) -> std::io::Result<Option<u64>> {
     let mut buf = vec![0u8; BUF];
     let mut hasher = Xxh3::new();
     let mut total = 0u64;
-    loop {
-        let n = r.read(&mut buf)?;
+    while total < len {
+        let want = (len - total).min(BUF as u64) as usize;
+        let n = f.read_at(&mut buf[..want], total)?;
         if n == 0 {
             break;
         }
@@ -346,18 +393,21 @@ mod tests {
         let garbage = dir.join("garbage.gz");
         std::fs::write(&garbage, b"this is not gzip at all").unwrap();
         let (tx, rx) = tokio::sync::watch::channel((23, true));
-        let err = verify_growing(garbage, Compression::Gzip, rx, CancellationToken::new()).await.unwrap_err();
+        let file = tokio::fs::File::open(&garbage).await.unwrap();
+        let err = verify_growing(file, garbage, Compression::Gzip, rx, CancellationToken::new()).await.unwrap_err();
         assert!(matches!(err, Error::Verify { .. }), "{err:?}");
         drop(tx);
 
         let src = dir.join("app.log");
         let text: String = (0..50_000).map(|i| format!("line {i}\n")).collect();
         std::fs::write(&src, &text).unwrap();
-        let tmp = dir.join(".app.log.gz.tmp");
-        let packed =
-            compress_verified(&src, 0, None, &tmp, Codec::new(Compression::Gzip, 6), &CancellationToken::new())
-                .await
-                .unwrap();
+        let archive = dir.join("app-20261124-021500.log.gz");
+        let file = std::fs::File::open(&src).unwrap();
+        let codec = Codec::new(Compression::Gzip, 6);
+        let staged = compress_verified(&file, &src, 0, None, &archive, codec, &CancellationToken::new()).await.unwrap();
+        let (packed, tmp) = (staged.packed, staged.path().to_owned());
+        let name = tmp.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with('.') && name.ends_with(".app-20261124-021500.log.gz.tmp"), "{name}");
         assert_eq!(packed.bytes_in, text.len() as u64);
         assert_eq!(packed.hash, xxhash_rust::xxh3::xxh3_64(text.as_bytes()));
         assert_eq!(packed.bytes_out, std::fs::metadata(&tmp).unwrap().len());
@@ -371,8 +421,22 @@ mod tests {
         // The writer stopping before it is done (an error on its side) ends the verification.
         let (tx, rx) = tokio::sync::watch::channel((0, false));
         drop(tx);
-        let err = verify_growing(tmp, Compression::Gzip, rx, CancellationToken::new()).await.unwrap_err();
+        let back = tokio::fs::File::open(&tmp).await.unwrap();
+        let err = verify_growing(back, tmp.clone(), Compression::Gzip, rx, CancellationToken::new()).await.unwrap_err();
         assert!(matches!(err, Error::Verify { .. }), "{err:?}");
+        // In place: the mode and owner given, and the temporary name gone; dropped unpersisted,
+        // a staged archive leaves nothing behind.
+        std::fs::set_permissions(&src, Permissions::from_mode(0o640)).unwrap();
+        let like = std::fs::metadata(&src).unwrap();
+        staged.persist(&archive, Some(&like)).unwrap();
+        assert!(!tmp.exists());
+        assert_eq!(std::fs::metadata(&archive).unwrap().mode() & 0o777, 0o640);
+        verify(&archive, Compression::Gzip, packed.bytes_in, packed.hash, &cancel).await.unwrap();
+        let dropped =
+            compress_verified(&file, &src, 0, None, &archive, codec, &CancellationToken::new()).await.unwrap();
+        let gone = dropped.path().to_owned();
+        drop(dropped);
+        assert!(!gone.exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

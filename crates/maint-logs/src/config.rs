@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -95,6 +95,10 @@ pub enum Truncate {
     Truncate,
 }
 
+/// The default state directory: the state file (`state.json`) and the per-log lock files.
+/// It must be owned by the user running the rotation and writable by nobody else.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/aindusdb-maint/logs";
+
 /// Configuration of a log rotation run. Every field has a default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -127,9 +131,18 @@ pub struct Config {
     pub not_if_empty: bool,
     /// Where archives go (created if missing); next to the log when unset.
     pub archive_dir: Option<PathBuf>,
-    /// The state file; `.maint-logs-state.json` in the archive directory (or the first log's
-    /// directory) when unset.
+    /// The directory of the state file and of the per-log lock files: created (mode 0700)
+    /// when missing, refused unless it is a directory owned by the runner that nobody else can
+    /// write. [`DEFAULT_STATE_DIR`] when unset. Runs that rotate the same logs (cron and
+    /// `maint run`) must share it: its locks keep them from rotating one log at once.
+    pub state_dir: Option<PathBuf>,
+    /// The state file; `state.json` in `state_dir` when unset. When set, its directory is the
+    /// state directory (same checks, the locks go beside it).
     pub state_file: Option<PathBuf>,
+    /// The user who must own each log (a name or a uid); a log owned by anyone else is
+    /// skipped and reported, as is a symbolic link or a file with more than one hard link.
+    /// Unset: the owner of the log's directory or the user running the rotation.
+    pub owner: Option<String>,
     /// Rename mode: the writer's pid file.
     pub pid_file: Option<PathBuf>,
     /// Rename mode: the signal sent to the pid (`HUP`, `USR1`, ...).
@@ -164,7 +177,9 @@ impl Default for Config {
             missing_ok: true,
             not_if_empty: true,
             archive_dir: None,
+            state_dir: None,
             state_file: None,
+            owner: None,
             pid_file: None,
             signal: "HUP".to_owned(),
             post_command: None,
@@ -221,6 +236,16 @@ impl Config {
         {
             return Err(Error::invalid("archive_dir", format!("{} is not a directory", dir.display())));
         }
+        if let Some(dir) = &self.state_dir
+            && dir.exists()
+            && !dir.is_dir()
+        {
+            return Err(Error::invalid("state_dir", format!("{} is not a directory", dir.display())));
+        }
+        if self.state_file.as_deref().is_some_and(Path::is_dir) {
+            return Err(Error::invalid("state_file", "is a directory (give a file, or use state_dir)"));
+        }
+        crate::fsops::Owner::from_setting(self.owner.as_deref())?;
         if let Some(url) = &self.archive_url {
             crate::upload::parse_url(url)?;
         }
@@ -233,6 +258,14 @@ impl Config {
     /// The effective compression level.
     pub fn effective_level(&self) -> i32 {
         self.level.unwrap_or(self.compress.levels().2)
+    }
+
+    /// The state file: `state_file`, else `state.json` in the state directory.
+    pub(crate) fn state_path(&self) -> PathBuf {
+        match &self.state_file {
+            Some(p) => p.clone(),
+            None => self.state_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)).join("state.json"),
+        }
     }
 
     pub(crate) fn reopen_timeout(&self) -> Duration {

@@ -43,6 +43,15 @@ pub enum Error {
         #[source]
         source: object_store::Error,
     },
+    /// A file or directory is not safe to act on: a symbolic link, or one another user
+    /// could have written (the state file, its directory).
+    #[error("refusing {}: {reason}", path.display())]
+    Unsafe {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// The run was cancelled.
     #[error("cancelled")]
     Cancelled,

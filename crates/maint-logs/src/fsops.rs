@@ -7,73 +7,180 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rustix::fs::FallocateFlags;
+use rustix::fs::{FallocateFlags, OFlags};
 
+use crate::rotate::parent;
 use crate::{Error, Result};
+
+/// A file's identity: device and inode.
+pub(crate) type Id = (u64, u64);
+
+pub(crate) fn id_of(m: &fs::Metadata) -> Id {
+    (m.dev(), m.ino())
+}
+
+/// Whether anything (a file, a link, even a dangling one) is at `path`; never follows a link.
+pub(crate) fn present(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok()
+}
+
+/// Whether a regular file (not a link to one) is at `path`.
+pub(crate) fn is_regular(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+}
+
+/// Opens `path` without following a symbolic link in its last component (`ELOOP` instead)
+/// and without blocking on a FIFO.
+pub(crate) fn open_nofollow(path: &Path, write: bool) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32)
+        .open(path)
+}
+
+/// Whether an open failed because the path is a symbolic link (`O_NOFOLLOW`).
+pub(crate) fn is_link_error(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
+}
+
+/// Who may own the logs rotated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// This uid only (the `owner` setting).
+    Uid(u32),
+    /// The owner of the log's directory, or the user running the rotation.
+    DirOrRunner,
+}
+
+impl Owner {
+    /// The policy of the `owner` setting: a user name (from `/etc/passwd`) or a uid.
+    pub(crate) fn from_setting(owner: Option<&str>) -> Result<Owner> {
+        let Some(name) = owner.map(str::trim) else { return Ok(Owner::DirOrRunner) };
+        if let Ok(uid) = name.parse::<u32>() {
+            return Ok(Owner::Uid(uid));
+        }
+        let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+        passwd
+            .lines()
+            .find_map(|l| {
+                let mut f = l.split(':');
+                (f.next() == Some(name)).then(|| f.nth(1).and_then(|u| u.parse().ok())).flatten()
+            })
+            .map(Owner::Uid)
+            .ok_or_else(|| Error::invalid("owner", format!("no user {name:?} in /etc/passwd (give a uid)")))
+    }
+}
+
+/// A log opened without following a symbolic link, and checked.
+#[derive(Debug)]
+pub(crate) struct Log {
+    pub(crate) file: File,
+    /// Its `fstat` when opened (identity, mode, owner; the size of that moment).
+    pub(crate) meta: fs::Metadata,
+}
+
+/// What opening a log found.
+#[derive(Debug)]
+pub(crate) enum Opened {
+    Missing,
+    /// Not rotated, for this reason (a link, not ours, ...).
+    Refused(String),
+    Log(Log),
+}
+
+/// Opens a log for reading (and writing, for copytruncate) without following a symbolic
+/// link, and refuses it unless it is a regular file with a single link owned by `owner`:
+/// everything after works on this descriptor, never on the path again.
+pub(crate) fn open_log(path: &Path, write: bool, owner: Owner) -> Result<Opened> {
+    let file = match open_nofollow(path, write) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Opened::Missing),
+        Err(e) if is_link_error(&e) => return Ok(Opened::Refused("a symbolic link (not followed)".to_owned())),
+        Err(e) => return Err(Error::io("open", path)(e)),
+    };
+    let meta = file.metadata().map_err(Error::io("stat", path))?;
+    Ok(match refusal(path, &meta, owner) {
+        Some(why) => Opened::Refused(why),
+        None => Opened::Log(Log { file, meta }),
+    })
+}
+
+fn refusal(path: &Path, m: &fs::Metadata, owner: Owner) -> Option<String> {
+    if !m.is_file() {
+        return Some("not a regular file".to_owned());
+    }
+    if m.nlink() > 1 {
+        return Some(format!("has {} hard links (the other may be a file elsewhere)", m.nlink()));
+    }
+    let uid = m.uid();
+    match owner {
+        Owner::Uid(want) => (uid != want).then(|| format!("owned by uid {uid}, not by the configured owner {want}")),
+        Owner::DirOrRunner => {
+            let me = rustix::process::geteuid().as_raw();
+            let dir = fs::metadata(parent(path)).map(|d| d.uid()).ok();
+            (uid != me && Some(uid) != dir).then(|| {
+                let dir = dir.map_or("unknown".to_owned(), |d| d.to_string());
+                format!("owned by uid {uid}, neither the directory's owner ({dir}) nor this user ({me}); set owner to accept it")
+            })
+        }
+    }
+}
 
 /// Checks that `dir` exists (creating it) and is writable, and whether files in it can
 /// have a prefix removed with `fallocate(FALLOC_FL_COLLAPSE_RANGE)` (ext4, XFS yes;
-/// tmpfs, btrfs, NFS no). The probe file is removed again.
+/// tmpfs, btrfs, NFS no). The probe is an unnamed temporary file (`O_TMPFILE`, or a random
+/// name created `O_EXCL` and removed at once): nothing planted in `dir` is opened.
 pub(crate) fn probe_dir(dir: &Path) -> Result<bool> {
     fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
-    let probe = dir.join(format!(".maint-logs-probe-{}.tmp", std::process::id()));
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&probe)
-        .map_err(Error::io("create", &probe))?;
+    let mut f = tempfile::tempfile_in(dir).map_err(Error::io("create a file in", dir))?;
     let blk = f.metadata().map(|m| m.blksize()).unwrap_or(4096).max(512);
     let ok = f.write_all(&vec![b'x'; (blk * 2) as usize]).is_ok()
         && rustix::fs::fallocate(&f, FallocateFlags::COLLAPSE_RANGE, 0, blk).is_ok()
         && f.metadata().map(|m| m.len() == blk).unwrap_or(false);
-    drop(f);
-    fs::remove_file(&probe).map_err(Error::io("remove", &probe))?;
     Ok(ok)
 }
 
-/// Removes the first `len` bytes of the file (collapse-range); `len` must be a multiple of
-/// the filesystem block size and less than the file size.
-pub(crate) fn collapse(path: &Path, len: u64) -> Result<()> {
-    let f = OpenOptions::new().write(true).open(path).map_err(Error::io("open", path))?;
-    rustix::fs::fallocate(&f, FallocateFlags::COLLAPSE_RANGE, 0, len)
+/// Removes the first `len` bytes of the open log (collapse-range); `len` must be a multiple
+/// of the filesystem block size and less than the file size.
+pub(crate) fn collapse(f: &File, path: &Path, len: u64) -> Result<()> {
+    rustix::fs::fallocate(f, FallocateFlags::COLLAPSE_RANGE, 0, len)
         .map_err(|e| Error::io("collapse-range", path)(e.into()))?;
     f.sync_all().map_err(Error::io("fsync", path))
 }
 
-/// The pids (other than ours) that hold `path` open, found through `/proc/*/fd`.
-/// Processes whose descriptors we may not read are not seen.
-pub(crate) fn holders(path: &Path) -> Vec<u32> {
-    let Ok(meta) = fs::metadata(path) else { return Vec::new() };
-    let (dev, ino) = (meta.dev(), meta.ino());
-    let me = std::process::id();
-    let mut out = Vec::new();
-    let Ok(procs) = fs::read_dir("/proc") else { return out };
-    for p in procs.flatten() {
-        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        if pid == me {
-            continue;
-        }
-        let Ok(fds) = fs::read_dir(p.path().join("fd")) else { continue };
-        for fd in fds.flatten() {
-            if let Ok(m) = fs::metadata(fd.path())
-                && m.dev() == dev
-                && m.ino() == ino
-            {
-                out.push(pid);
-                break;
-            }
-        }
-    }
-    out
+/// Appends `bytes` to the open log (`O_APPEND` set on the descriptor: after whatever the
+/// writer added meanwhile) and fsyncs it.
+pub(crate) fn append(mut f: &File, path: &Path, bytes: &[u8]) -> Result<()> {
+    let flags = rustix::fs::fcntl_getfl(f).map_err(|e| Error::io("fcntl", path)(e.into()))?;
+    rustix::fs::fcntl_setfl(f, flags | OFlags::APPEND).map_err(|e| Error::io("fcntl", path)(e.into()))?;
+    f.write_all(bytes).map_err(Error::io("write", path))?;
+    f.sync_all().map_err(Error::io("fsync", path))
 }
 
-/// Waits until nobody holds `path` open, up to `timeout`. Returns the holders left.
-pub(crate) async fn wait_closed(path: &Path, timeout: Duration) -> Vec<u32> {
+/// Whether process `pid` has one of `files` open (through `/proc/PID/fd`).
+fn holds(pid: u32, files: &[Id]) -> bool {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    fds.flatten().any(|fd| fs::metadata(fd.path()).is_ok_and(|m| files.contains(&id_of(&m))))
+}
+
+/// The pids (other than ours) that hold the file `id` open, found through `/proc/*/fd`.
+/// Processes whose descriptors we may not read are not seen.
+pub(crate) fn holders(id: Id) -> Vec<u32> {
+    let me = std::process::id();
+    let Ok(procs) = fs::read_dir("/proc") else { return Vec::new() };
+    procs
+        .flatten()
+        .filter_map(|p| p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter(|&pid| pid != me && holds(pid, &[id]))
+        .collect()
+}
+
+/// Waits until nobody holds the file `id` open, up to `timeout`. Returns the holders left.
+pub(crate) async fn wait_closed(id: Id, timeout: Duration) -> Vec<u32> {
     let start = Instant::now();
     loop {
-        let h = holders(path);
+        let h = holders(id);
         if h.is_empty() || start.elapsed() >= timeout {
             return h;
         }
@@ -81,16 +188,22 @@ pub(crate) async fn wait_closed(path: &Path, timeout: Duration) -> Vec<u32> {
     }
 }
 
-/// Sends `sig` to the pid written in `pid_file`.
-pub(crate) fn signal_pid_file(pid_file: &Path, sig: rustix::process::Signal) -> Result<u32> {
+/// Sends `sig` to the pid written in `pid_file`, only if that process has one of `files`
+/// open (the log it writes): never a pid <= 1 (`kill(-1)` is every process, `kill(0)` our
+/// own group, 1 is init), never a process that is not the log's writer.
+pub(crate) fn signal_pid_file(pid_file: &Path, sig: rustix::process::Signal, files: &[Id]) -> Result<u32> {
     let text = fs::read_to_string(pid_file)
         .map_err(|e| Error::Notify(format!("read pid file {}: {e}", pid_file.display())))?;
-    let pid: i32 = text
-        .trim()
-        .parse()
-        .map_err(|_| Error::Notify(format!("pid file {} holds {:?}, not a pid", pid_file.display(), text.trim())))?;
-    let p = rustix::process::Pid::from_raw(pid)
-        .ok_or_else(|| Error::Notify(format!("pid file {} holds pid {pid}", pid_file.display())))?;
+    let refuse = |why: String| Error::Notify(format!("pid file {} {why}: not signalled", pid_file.display()));
+    // The content is not repeated: the file may be anything.
+    let pid: i32 = text.trim().parse().map_err(|_| refuse("does not hold a pid".to_owned()))?;
+    if pid <= 1 {
+        return Err(refuse(format!("holds {pid}, which would reach init, a process group or every process")));
+    }
+    if !holds(pid as u32, files) {
+        return Err(refuse(format!("holds {pid}, a process that does not have the log open")));
+    }
+    let p = rustix::process::Pid::from_raw(pid).ok_or_else(|| refuse(format!("holds {pid}")))?;
     rustix::process::kill_process(p, sig).map_err(|e| Error::Notify(format!("signal pid {pid}: {e}")))?;
     Ok(pid as u32)
 }
@@ -128,10 +241,4 @@ pub(crate) fn recreate_like(path: &Path, like: &fs::Metadata) -> Result<bool> {
     }
     f.sync_all().map_err(Error::io("fsync", path))?;
     Ok(true)
-}
-
-/// Opens `path` for reading, returning `(dev, ino, len, blksize)`.
-pub(crate) fn identity(path: &Path) -> Result<(u64, u64, u64, u64)> {
-    let m = File::open(path).and_then(|f| f.metadata()).map_err(Error::io("stat", path))?;
-    Ok((m.dev(), m.ino(), m.len(), m.blksize().max(512)))
 }

@@ -11,8 +11,8 @@ mod task;
 mod upload;
 mod writer;
 
-pub use compress::{Codec, Packed, compress_verified, verify};
-pub use config::{Compression, Config, Mode, Naming, Truncate, parse_signal};
+pub use compress::{Codec, Packed, Staged, compress_verified, verify};
+pub use config::{Compression, Config, DEFAULT_STATE_DIR, Mode, Naming, Truncate, parse_signal};
 pub use error::{Error, Result};
 pub use plan::{
     ArchiveInfo, ArchiveKey, Decision, Observed, Retention, dated_name, looks_like_archive, numbered_name,

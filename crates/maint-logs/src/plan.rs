@@ -15,6 +15,8 @@ pub enum Observed {
     Missing,
     /// The path exists but is not a regular file.
     NotAFile,
+    /// The path is a symbolic link (never followed).
+    Symlink,
     /// A regular file.
     File {
         /// Its size in bytes.
@@ -32,6 +34,8 @@ pub enum Decision {
     Skip(String),
     /// An error an operator must fix.
     Error(String),
+    /// Never touched, and reported (a symbolic link, a file that is not the expected owner's).
+    Refuse(String),
 }
 
 /// Decides whether a log file rotates now.
@@ -49,6 +53,7 @@ pub fn plan_rotation(
         Observed::Missing if cfg.missing_ok => return Decision::Skip("missing (missing_ok)".to_owned()),
         Observed::Missing => return Decision::Error("no such file".to_owned()),
         Observed::NotAFile => return Decision::Error("not a regular file (a directory?)".to_owned()),
+        Observed::Symlink => return Decision::Refuse("a symbolic link (not followed)".to_owned()),
         Observed::File { size } => size,
     };
     if size == 0 && cfg.not_if_empty {
@@ -255,6 +260,7 @@ mod tests {
         assert_eq!(plan_rotation(&cfg, f(0), None, t(0)), Decision::Skip("empty (not_if_empty)".to_owned()));
         assert!(matches!(plan_rotation(&cfg, Observed::Missing, None, t(0)), Decision::Skip(_)));
         assert!(matches!(plan_rotation(&cfg, Observed::NotAFile, None, t(0)), Decision::Error(_)));
+        assert!(matches!(plan_rotation(&cfg, Observed::Symlink, None, t(0)), Decision::Refuse(_)));
         cfg.missing_ok = false;
         assert!(matches!(plan_rotation(&cfg, Observed::Missing, None, t(0)), Decision::Error(_)));
         cfg.not_if_empty = false;

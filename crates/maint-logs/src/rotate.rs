@@ -1,22 +1,26 @@
 //! The executor: carries out the planner's decisions on one log file, step by step, each
 //! step recorded in the state file first so that a killed run is finished by the next.
+//!
+//! A log is opened once, without following a symbolic link, and checked (regular file, one
+//! link, the expected owner); everything after works on that descriptor. Paths read from the
+//! state file are acted on only when they are the names this tool makes, in the log's
+//! directory and the archive directory.
 
-use std::fs::{self, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::Utc;
 use maint_core::tokio_util::sync::CancellationToken;
 use serde::Serialize;
-use tokio::sync::Mutex;
 
-use crate::compress::{Codec, compress_verified, hash_prefix};
-use crate::fsops;
+use crate::compress::{Codec, Staged, compress_verified, hash_prefix};
+use crate::fsops::{self, Id, Log, Opened, Owner, id_of, is_regular, present};
 use crate::plan::{
     ArchiveInfo, ArchiveKey, Retention, dated_name, numbered_name, parse_archive, plan_retention, plan_shift,
 };
-use crate::state::{Pending, State, sync_dir};
+use crate::state::{Pending, Store, sync_dir};
 use crate::{Config, Error, Mode, Naming, Result, Truncate};
 
 /// The largest tail (bytes written while the archive was being finished) carried in memory
@@ -55,25 +59,35 @@ pub struct FileOutcome {
     pub warnings: Vec<String>,
 }
 
+impl FileOutcome {
+    /// The log (or its staging file) is not touched: skipped, and said why.
+    pub(crate) fn refuse(&mut self, path: &Path, why: &str) {
+        self.action = "skipped".to_owned();
+        self.reason = format!("refused: {why}");
+        self.warnings.push(format!("{}: refused: {why}", path.display()));
+    }
+}
+
 /// What every job of one run shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) cfg: Config,
     /// The configured codec, with zstd workers spread over the files rotated at once.
     pub(crate) codec: Codec,
-    pub(crate) state: Mutex<State>,
-    pub(crate) state_path: PathBuf,
+    pub(crate) store: Store,
+    /// Who may own the logs.
+    pub(crate) owner: Owner,
     pub(crate) cancel: CancellationToken,
-    pub(crate) store: Option<(Arc<dyn object_store::ObjectStore>, object_store::path::Path)>,
+    pub(crate) upload: Option<(Arc<dyn object_store::ObjectStore>, object_store::path::Path)>,
     /// Test hook: stop (as if killed) after the named step.
     pub(crate) crash_after: Option<String>,
+    /// Test hook: cancel the run (as a SIGTERM arriving then) at the named step.
+    pub(crate) cancel_at: Option<String>,
 }
 
 impl Shared {
     async fn update(&self, path: &Path, f: impl FnOnce(&mut crate::state::FileState)) -> Result<()> {
-        let mut st = self.state.lock().await;
-        f(st.files.entry(path.to_owned()).or_default());
-        st.save(&self.state_path)
+        self.store.update(path, f).await
     }
 
     /// Records a finished rotation: nothing pending, rotated now.
@@ -87,20 +101,40 @@ impl Shared {
     }
 
     fn step(&self, name: &str) -> Result<()> {
-        if self.crash_after.as_deref() == Some(name) {
-            // Fault injection for tests: the process ends here, as under kill -9.
-            std::process::abort();
-        }
+        self.mark(name);
         if self.cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
         Ok(())
     }
 
+    /// A point the test hooks can stop at, that is not a cancellation point.
+    fn mark(&self, name: &str) {
+        if self.crash_after.as_deref() == Some(name) {
+            // Fault injection for tests: the process ends here, as under kill -9.
+            std::process::abort();
+        }
+        if self.cancel_at.as_deref() == Some(name) {
+            self.cancel.cancel();
+        }
+    }
+
     pub(crate) fn archive_dir(&self, log: &Path) -> PathBuf {
         match &self.cfg.archive_dir {
             Some(d) => d.clone(),
             None => parent(log).to_owned(),
+        }
+    }
+
+    /// Whether a pending entry read from the state file names only what this tool makes for
+    /// `log`: its staging file beside it, an archive of it in the archive directory.
+    fn is_ours(&self, log: &Path, p: &Pending) -> bool {
+        let name = file_name(log);
+        let dir = self.archive_dir(log);
+        let archive_ok = |a: &Path| parent(a) == dir && parse_archive(&name, &file_name(a)).is_some();
+        match p {
+            Pending::Rename { staging, archive } => *staging == staging_of(log) && archive_ok(archive),
+            Pending::Copy { archive, .. } => archive_ok(archive),
         }
     }
 }
@@ -116,15 +150,12 @@ fn file_name(p: &Path) -> String {
     p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-fn tmp_of(archive: &Path) -> PathBuf {
-    archive.with_file_name(format!(".{}.tmp", file_name(archive)))
-}
-
 fn staging_of(log: &Path) -> PathBuf {
     log.with_file_name(format!(".{}.rotating", file_name(log)))
 }
 
-/// Picks the next archive name (shifting numbered archives up first).
+/// Picks the next archive name (shifting numbered archives up first). A name with anything
+/// at it, even a dangling link, is not free.
 fn next_archive(shared: &Shared, log: &Path) -> Result<PathBuf> {
     let dir = shared.archive_dir(log);
     let name = file_name(log);
@@ -134,7 +165,7 @@ fn next_archive(shared: &Shared, log: &Path) -> Result<PathBuf> {
             let now = Utc::now();
             for seq in 0.. {
                 let p = dir.join(dated_name(&name, now, seq, c));
-                if !p.exists() && !tmp_of(&p).exists() {
+                if !present(&p) {
                     return Ok(p);
                 }
             }
@@ -167,7 +198,8 @@ pub(crate) fn list_archives(shared: &Shared, log: &Path) -> Result<Vec<ArchiveIn
     list_archives_in(&shared.archive_dir(log), &file_name(log))
 }
 
-/// Lists the archives of the log named `name` in `dir`.
+/// Lists the archives of the log named `name` in `dir` (regular files only: a link is never
+/// an archive).
 pub(crate) fn list_archives_in(dir: &Path, name: &str) -> Result<Vec<ArchiveInfo>> {
     let mut out = Vec::new();
     let entries = match fs::read_dir(dir) {
@@ -190,27 +222,40 @@ pub(crate) fn list_archives_in(dir: &Path, name: &str) -> Result<Vec<ArchiveInfo
     Ok(out)
 }
 
-/// Removes our temporary files for `log` left by a killed run.
+/// Whether `n` is one of our temporary files for an archive of the log named `name`:
+/// `.<random>.<archive>.tmp` (or `.<archive>.tmp`, from before the names were random).
+fn is_our_tmp(name: &str, n: &str) -> bool {
+    let Some(inner) = n.strip_prefix('.').and_then(|s| s.strip_suffix(".tmp")) else { return false };
+    parse_archive(name, inner).is_some()
+        || inner.split_once('.').is_some_and(|(_, archive)| parse_archive(name, archive).is_some())
+}
+
+/// Removes our temporary files for `log` left by a killed run (the per-log lock keeps a
+/// running rotation's own out of reach).
 fn remove_stray_tmps(shared: &Shared, log: &Path) {
     let dir = shared.archive_dir(log);
     let name = file_name(log);
     let Ok(entries) = fs::read_dir(&dir) else { return };
     for e in entries.flatten() {
-        let n = e.file_name().to_string_lossy().into_owned();
-        if let Some(inner) = n.strip_prefix('.').and_then(|s| s.strip_suffix(".tmp"))
-            && parse_archive(&name, inner).is_some()
-        {
+        if is_our_tmp(&name, &e.file_name().to_string_lossy()) {
             let _ = fs::remove_file(e.path());
         }
     }
 }
 
-async fn finish_archive(shared: &Shared, out: &mut FileOutcome, archive: &Path) -> Result<()> {
-    fs::rename(tmp_of(archive), archive).map_err(Error::io("rename", archive))?;
-    sync_dir(archive)?;
+/// Puts a verified archive in place with the log's mode and owner, and uploads it (from the
+/// open file, never by its path again).
+async fn finish_archive(
+    shared: &Shared,
+    out: &mut FileOutcome,
+    staged: Staged,
+    archive: &Path,
+    like: &fs::Metadata,
+) -> Result<()> {
+    let file = staged.persist(archive, Some(like))?;
     out.archives.push(archive.to_owned());
-    if let Some((store, prefix)) = &shared.store {
-        match crate::upload::upload(store, prefix, archive).await {
+    if let Some((store, prefix)) = &shared.upload {
+        match crate::upload::upload(store, prefix, archive, file).await {
             Ok(key) => out.uploaded.push(key),
             Err(e) => out.warnings.push(format!("{} (kept locally)", maint_core::one_line(&e))),
         }
@@ -218,93 +263,154 @@ async fn finish_archive(shared: &Shared, out: &mut FileOutcome, archive: &Path) 
     Ok(())
 }
 
+/// Whether to go on after finishing what was pending.
+enum Next {
+    Go,
+    /// Deferred or refused (the outcome says which).
+    Stop,
+}
+
 /// Rotates one log (finishing an interrupted rotation first). `rotate` false: only finish
 /// what is pending and apply retention.
 pub(crate) async fn process(shared: &Shared, log: &Path, rotate: bool, out: &mut FileOutcome) -> Result<()> {
     remove_stray_tmps(shared, log);
-    let pending = shared.state.lock().await.files.get(log).and_then(|f| f.pending.clone());
+    let mut pending = shared.store.get(log).await?.pending;
+    if let Some(p) = pending.as_ref().filter(|p| !shared.is_ours(log, p)) {
+        out.warnings.push(format!(
+            "{}: the state file's pending entry ({}) names files outside the log's and the archive \
+             directory, or names this tool does not make: rejected, nothing done with them",
+            log.display(),
+            describe(p)
+        ));
+        shared.update(log, |f| f.pending = None).await?;
+        pending = None;
+    }
     let pending = match pending {
         Some(p) => Some(p),
         // A staging file without state (the state file was lost): finish it all the same.
-        None if staging_of(log).exists() => {
+        None if present(&staging_of(log)) => {
             Some(Pending::Rename { staging: staging_of(log), archive: next_archive(shared, log)? })
         }
         None => None,
     };
     if let Some(p) = pending {
         out.warnings.push(format!("{}: finishing an interrupted rotation", log.display()));
-        let done = recover(shared, log, p, out).await?;
-        if !done {
-            out.action = "deferred".to_owned();
-            return Ok(());
-        }
-        if out.action.is_empty() {
-            out.action = "recovered".to_owned();
+        match recover(shared, log, p, out).await? {
+            Next::Stop => {
+                if out.action.is_empty() {
+                    out.action = "deferred".to_owned();
+                }
+                return Ok(());
+            }
+            Next::Go if out.action.is_empty() => out.action = "recovered".to_owned(),
+            Next::Go => {}
         }
     }
-    if rotate && fs::metadata(log).is_ok_and(|m| m.is_file() && m.len() > 0) {
-        match shared.cfg.mode {
-            Mode::Rename => rotate_rename(shared, log, out).await?,
-            Mode::Copytruncate => rotate_copy(shared, log, out).await?,
-        }
+    if !rotate {
+        return Ok(());
+    }
+    match fsops::open_log(log, shared.cfg.mode == Mode::Copytruncate, shared.owner)? {
+        Opened::Missing => {}
+        Opened::Refused(why) => out.refuse(log, &why),
+        Opened::Log(l) if l.meta.len() == 0 => {}
+        Opened::Log(l) => match shared.cfg.mode {
+            Mode::Rename => rotate_rename(shared, log, l, out).await?,
+            Mode::Copytruncate => rotate_copy(shared, log, l, out).await?,
+        },
     }
     Ok(())
 }
 
-async fn recover(shared: &Shared, log: &Path, p: Pending, out: &mut FileOutcome) -> Result<bool> {
+fn describe(p: &Pending) -> String {
     match p {
         Pending::Rename { staging, archive } => {
-            let _ = fs::remove_file(tmp_of(&archive));
-            if staging.exists() {
-                if archive.exists() {
+            format!("staging {}, archive {}", staging.display(), archive.display())
+        }
+        Pending::Copy { archive, .. } => format!("archive {}", archive.display()),
+    }
+}
+
+async fn recover(shared: &Shared, log: &Path, p: Pending, out: &mut FileOutcome) -> Result<Next> {
+    match p {
+        Pending::Rename { staging, archive } => {
+            if present(&staging) {
+                if is_regular(&archive) {
                     fs::remove_file(&staging).map_err(Error::io("remove", &staging))?;
                     sync_dir(&staging)?;
                 } else {
-                    if !log.exists() {
-                        let meta = fs::metadata(&staging).map_err(Error::io("stat", &staging))?;
-                        fsops::recreate_like(log, &meta)?;
+                    let l = match fsops::open_log(&staging, false, shared.owner)? {
+                        Opened::Log(l) => l,
+                        Opened::Missing => return clear(shared, log).await,
+                        Opened::Refused(why) => {
+                            out.refuse(log, &format!("{}: {why}", staging.display()));
+                            return Ok(Next::Stop);
+                        }
+                    };
+                    if !present(log) {
+                        fsops::recreate_like(log, &l.meta)?;
                         sync_dir(log)?;
                     }
-                    notify(shared, out).await;
+                    notify(shared, log, id_of(&l.meta), out).await;
                     out.method = Some("rename");
-                    if !finish_rename(shared, log, &staging, &archive, out).await? {
-                        return Ok(false);
+                    if !finish_rename(shared, log, &staging, &l, &archive, out).await? {
+                        return Ok(Next::Stop);
                     }
                     out.action = "rotated".to_owned();
-                    return Ok(true);
+                    return Ok(Next::Go);
                 }
             }
-            shared.update(log, |f| f.pending = None).await?;
-            Ok(true)
+            clear(shared, log).await
         }
         Pending::Copy { archive, dev, ino, len, hash_len, hash, collapse } => {
-            let _ = fs::remove_file(tmp_of(&archive));
-            let same = fsops::identity(log).is_ok_and(|(d, i, _, _)| (d, i) == (dev, ino));
-            let still_there = same && archive.exists() && hash_prefix(log, hash_len).ok().flatten() == Some(hash);
-            if still_there {
+            let l = match fsops::open_log(log, true, shared.owner)? {
+                Opened::Log(l) => Some(l),
+                Opened::Missing => None,
+                Opened::Refused(why) => {
+                    out.refuse(log, &why);
+                    return Ok(Next::Stop);
+                }
+            };
+            let still_there = l.filter(|l| {
+                id_of(&l.meta) == (dev, ino)
+                    && is_regular(&archive)
+                    && hash_prefix(&l.file, hash_len).ok().flatten() == Some(hash)
+            });
+            if let Some(l) = still_there {
                 if collapse {
-                    fsops::collapse(log, len)?;
+                    fsops::collapse(&l.file, log, len)?;
                     out.method = Some("collapse-range");
                 } else {
                     out.method = Some("truncate");
-                    if !finish_truncate(shared, log, len, out).await? {
-                        return Ok(false);
+                    if !finish_truncate(shared, log, &l, len, out).await? {
+                        return Ok(Next::Stop);
                     }
                 }
             }
-            shared.update(log, |f| f.pending = None).await?;
-            Ok(true)
+            clear(shared, log).await
         }
     }
 }
 
-async fn notify(shared: &Shared, out: &mut FileOutcome) {
+async fn clear(shared: &Shared, log: &Path) -> Result<Next> {
+    shared.update(log, |f| f.pending = None).await?;
+    Ok(Next::Go)
+}
+
+/// Tells the writer to reopen its log: the signal to the pid in the pid file (only if that
+/// process has the renamed file `held` or the new log open), and/or the post command.
+async fn notify(shared: &Shared, log: &Path, held: Id, out: &mut FileOutcome) {
     let cfg = &shared.cfg;
     if let Some(pid_file) = &cfg.pid_file {
+        let mut files = vec![held];
+        // a rerun: the writer may hold the new log already
+        if let Ok(m) = fs::symlink_metadata(log)
+            && m.is_file()
+        {
+            files.push(id_of(&m));
+        }
         let sig = crate::config::parse_signal(&cfg.signal);
-        match sig.and_then(|s| fsops::signal_pid_file(pid_file, s)) {
-            Ok(_) => {}
-            Err(e) => out.warnings.push(maint_core::one_line(&e)),
+        if let Err(e) = sig.and_then(|s| fsops::signal_pid_file(pid_file, s, &files)) {
+            out.warnings.push(maint_core::one_line(&e));
         }
     }
     if let Some(cmd) = &cfg.post_command
@@ -314,7 +420,7 @@ async fn notify(shared: &Shared, out: &mut FileOutcome) {
     }
 }
 
-async fn rotate_rename(shared: &Shared, log: &Path, out: &mut FileOutcome) -> Result<()> {
+async fn rotate_rename(shared: &Shared, log: &Path, l: Log, out: &mut FileOutcome) -> Result<()> {
     let archive = next_archive(shared, log)?;
     let staging = staging_of(log);
     shared
@@ -324,13 +430,18 @@ async fn rotate_rename(shared: &Shared, log: &Path, out: &mut FileOutcome) -> Re
     fs::rename(log, &staging).map_err(Error::io("rename", log))?;
     sync_dir(log)?;
     shared.step("renamed")?;
-    let meta = fs::metadata(&staging).map_err(Error::io("stat", &staging))?;
-    fsops::recreate_like(log, &meta)?;
+    if !fs::symlink_metadata(&staging).is_ok_and(|m| id_of(&m) == id_of(&l.meta)) {
+        // Replaced between the check and the rename: what was renamed is not the log checked.
+        shared.update(log, |f| f.pending = None).await?;
+        out.refuse(log, &format!("replaced while it was rotated; what replaced it is left as {}", staging.display()));
+        return Ok(());
+    }
+    fsops::recreate_like(log, &l.meta)?;
     sync_dir(log)?;
     shared.step("recreated")?;
-    notify(shared, out).await;
+    notify(shared, log, id_of(&l.meta), out).await;
     out.method = Some("rename");
-    if finish_rename(shared, log, &staging, &archive, out).await? {
+    if finish_rename(shared, log, &staging, &l, &archive, out).await? {
         out.action = "rotated".to_owned();
     } else {
         out.action = "deferred".to_owned();
@@ -344,10 +455,11 @@ async fn finish_rename(
     shared: &Shared,
     log: &Path,
     staging: &Path,
+    l: &Log,
     archive: &Path,
     out: &mut FileOutcome,
 ) -> Result<bool> {
-    let holders = fsops::wait_closed(staging, shared.cfg.reopen_timeout()).await;
+    let holders = fsops::wait_closed(id_of(&l.meta), shared.cfg.reopen_timeout()).await;
     if !holders.is_empty() {
         out.warnings.push(format!(
             "{}: pid {:?} still writes to {} after {}s; it is compressed on the next run",
@@ -359,11 +471,11 @@ async fn finish_rename(
         return Ok(false);
     }
     shared.step("writer-closed")?;
-    let packed = compress_verified(staging, 0, None, &tmp_of(archive), shared.codec, &shared.cancel).await?;
+    let staged = compress_verified(&l.file, staging, 0, None, archive, shared.codec, &shared.cancel).await?;
     shared.step("compressed")?;
-    out.bytes_in += packed.bytes_in;
-    out.bytes_out += packed.bytes_out;
-    finish_archive(shared, out, archive).await?;
+    out.bytes_in += staged.packed.bytes_in;
+    out.bytes_out += staged.packed.bytes_out;
+    finish_archive(shared, out, staged, archive, &l.meta).await?;
     shared.step("archived")?;
     fs::remove_file(staging).map_err(Error::io("remove", staging))?;
     sync_dir(staging)?;
@@ -372,9 +484,9 @@ async fn finish_rename(
     Ok(true)
 }
 
-async fn rotate_copy(shared: &Shared, log: &Path, out: &mut FileOutcome) -> Result<()> {
+async fn rotate_copy(shared: &Shared, log: &Path, l: Log, out: &mut FileOutcome) -> Result<()> {
     let cfg = &shared.cfg;
-    let (dev, ino, size, blk) = fsops::identity(log)?;
+    let (size, blk) = (l.meta.len(), std::os::unix::fs::MetadataExt::blksize(&l.meta).max(512));
     let collapse_ok = cfg.truncate == Truncate::Auto && fsops::probe_dir(parent(log)).unwrap_or(false);
     let mut prefix = size / blk * blk;
     if prefix == size {
@@ -383,8 +495,8 @@ async fn rotate_copy(shared: &Shared, log: &Path, out: &mut FileOutcome) -> Resu
     let archive = next_archive(shared, log)?;
     if collapse_ok && prefix > 0 {
         out.method = Some("collapse-range");
-        archive_prefix(shared, log, &archive, (dev, ino), prefix, true, out).await?;
-        if let Err(e) = fsops::collapse(log, prefix) {
+        archive_prefix(shared, log, &l, &archive, prefix, true, out).await?;
+        if let Err(e) = fsops::collapse(&l.file, log, prefix) {
             // The bytes are still in the log: drop the archive rather than keep them twice.
             let _ = fs::remove_file(&archive);
             out.archives.retain(|a| a != &archive);
@@ -396,8 +508,8 @@ async fn rotate_copy(shared: &Shared, log: &Path, out: &mut FileOutcome) -> Resu
         out.method = Some("truncate");
         // Up to the size seen now: a writer faster than the compressor must not keep this
         // pass from ending; what it adds meanwhile is the tail, handled below.
-        let len = archive_prefix(shared, log, &archive, (dev, ino), size, false, out).await?;
-        if !finish_truncate(shared, log, len, out).await? {
+        let len = archive_prefix(shared, log, &l, &archive, size, false, out).await?;
+        if !finish_truncate(shared, log, &l, len, out).await? {
             return Ok(());
         }
         shared.step("source-removed")?;
@@ -414,32 +526,27 @@ async fn rotate_copy(shared: &Shared, log: &Path, out: &mut FileOutcome) -> Resu
 async fn archive_prefix(
     shared: &Shared,
     log: &Path,
+    l: &Log,
     archive: &Path,
-    (dev, ino): (u64, u64),
     limit: u64,
     collapse: bool,
     out: &mut FileOutcome,
 ) -> Result<u64> {
-    let packed = compress_verified(log, 0, Some(limit), &tmp_of(archive), shared.codec, &shared.cancel).await?;
+    let staged = compress_verified(&l.file, log, 0, Some(limit), archive, shared.codec, &shared.cancel).await?;
     shared.step("compressed")?;
-    let len = if collapse { limit } else { packed.bytes_in };
+    let len = if collapse { limit } else { staged.packed.bytes_in };
+    let (dev, ino) = id_of(&l.meta);
+    let hash = staged.packed.hash;
     shared
         .update(log, |f| {
-            f.pending = Some(Pending::Copy {
-                archive: archive.to_path_buf(),
-                dev,
-                ino,
-                len,
-                hash_len: len,
-                hash: packed.hash,
-                collapse,
-            });
+            f.pending =
+                Some(Pending::Copy { archive: archive.to_path_buf(), dev, ino, len, hash_len: len, hash, collapse });
         })
         .await?;
     shared.step("state-written")?;
-    out.bytes_in += packed.bytes_in;
-    out.bytes_out += packed.bytes_out;
-    finish_archive(shared, out, archive).await?;
+    out.bytes_in += staged.packed.bytes_in;
+    out.bytes_out += staged.packed.bytes_out;
+    finish_archive(shared, out, staged, archive, &l.meta).await?;
     shared.step("archived")?;
     Ok(len)
 }
@@ -449,10 +556,19 @@ async fn archive_prefix(
 /// right after the read, and append the rest back. Lines written between that last read
 /// and the truncate (microseconds) are the exposure no user-space tool can close.
 ///
+/// From the truncate to the append-back there is no cancellation point: a cancel (SIGTERM,
+/// a task timeout) takes effect once the rest is back in the log.
+///
 /// Returns false when the writer outpaces the archiving: the log is then not truncated,
 /// and the state keeps how much of it is archived, so the next run goes on from there.
-async fn finish_truncate(shared: &Shared, log: &Path, mut archived: u64, out: &mut FileOutcome) -> Result<bool> {
-    let mut f = OpenOptions::new().read(true).write(true).open(log).map_err(Error::io("open", log))?;
+async fn finish_truncate(
+    shared: &Shared,
+    log: &Path,
+    l: &Log,
+    mut archived: u64,
+    out: &mut FileOutcome,
+) -> Result<bool> {
+    let mut f = &l.file;
     for _ in 0..8 {
         let size = f.metadata().map_err(Error::io("stat", log))?.len();
         if size.saturating_sub(archived) <= TAIL_IN_MEMORY {
@@ -471,11 +587,11 @@ async fn finish_truncate(shared: &Shared, log: &Path, mut archived: u64, out: &m
             }
         }
         let tail = size - archived;
-        let packed =
-            compress_verified(log, archived, Some(tail), &tmp_of(&archive), shared.codec, &shared.cancel).await?;
-        out.bytes_in += packed.bytes_in;
-        out.bytes_out += packed.bytes_out;
-        finish_archive(shared, out, &archive).await?;
+        let staged =
+            compress_verified(&l.file, log, archived, Some(tail), &archive, shared.codec, &shared.cancel).await?;
+        out.bytes_in += staged.packed.bytes_in;
+        out.bytes_out += staged.packed.bytes_out;
+        finish_archive(shared, out, staged, &archive, &l.meta).await?;
         archived += tail;
         // The state keeps the first archive's prefix hash; only `len` grows.
         shared
@@ -507,15 +623,13 @@ async fn finish_truncate(shared: &Shared, log: &Path, mut archived: u64, out: &m
             return Ok(false);
         }
     }
+    shared.mark("tail-read");
     f.set_len(0).map_err(Error::io("truncate", log))?;
-    drop(f);
-    shared.step("truncated")?;
     out.bytes_at_risk += tail.len() as u64;
     if !tail.is_empty() {
-        let mut a = OpenOptions::new().append(true).open(log).map_err(Error::io("open", log))?;
-        a.write_all(&tail).map_err(Error::io("write", log))?;
-        a.sync_all().map_err(Error::io("fsync", log))?;
+        fsops::append(f, log, &tail)?;
     }
+    shared.step("truncated")?;
     Ok(true)
 }
 

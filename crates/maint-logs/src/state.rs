@@ -1,15 +1,20 @@
 //! The state file: last rotation per log and the step a rotation was in, written
-//! atomically so that a killed run can be finished by the next one.
+//! atomically so that a killed run can be finished by the next one. It lives in a directory
+//! only the runner can write (its paths are acted on as root), beside the per-log locks.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
+use rustix::fs::FlockOperation;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::fsops::{is_link_error, open_nofollow};
+use crate::rotate::parent;
+use crate::{Config, Error, Result};
 
 /// A rotation that started and may not have finished.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,12 +78,10 @@ impl State {
     }
 
     /// Loads the state; with `set_aside` false (a dry run) a corrupt file is only reported.
+    /// A state file that is a symbolic link, not this user's, or writable by group or others
+    /// is refused ([`Error::Unsafe`]): it could name any file to remove.
     pub fn load_with(path: &Path, set_aside: bool) -> Result<(State, Option<String>)> {
-        let bytes = match fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((State::default(), None)),
-            Err(e) => return Err(Error::io("read state", path)(e)),
-        };
+        let Some(bytes) = read_private(path)? else { return Ok((State::default(), None)) };
         match serde_json::from_slice::<State>(&bytes) {
             Ok(s) => Ok((s, None)),
             Err(e) if !set_aside => Ok((
@@ -102,22 +105,188 @@ impl State {
         }
     }
 
-    /// Writes the state atomically: temp file, fsync, rename, fsync of the directory.
+    /// Writes the state atomically: a temporary file with a random name (created `O_EXCL`,
+    /// mode 0600), fsync, rename, fsync of the directory.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tmp = tmp_name(path);
+        let dir = parent(path);
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let json = serde_json::to_vec_pretty(self).map_err(|e| Error::io("encode state", path)(e.into()))?;
-        let mut f = File::create(&tmp).map_err(Error::io("create", &tmp))?;
-        f.write_all(&json).map_err(Error::io("write", &tmp))?;
-        f.sync_all().map_err(Error::io("fsync", &tmp))?;
-        drop(f);
-        fs::rename(&tmp, path).map_err(Error::io("rename", &tmp))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(Error::io("create a temporary file in", dir))?;
+        tmp.write_all(&json).map_err(Error::io("write", tmp.path()))?;
+        tmp.as_file().sync_all().map_err(Error::io("fsync", tmp.path()))?;
+        tmp.persist(path).map_err(|e| Error::io("rename", path)(e.error))?;
         sync_dir(path)
     }
 }
 
-fn tmp_name(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp"))
+/// Reads a file that must be this user's alone (not a link, owned by this user, writable by
+/// nobody else); `None` when it does not exist.
+fn read_private(path: &Path) -> Result<Option<Vec<u8>>> {
+    let mut f = match open_nofollow(path, false) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if is_link_error(&e) => return Err(unsafe_path(path, "a symbolic link".to_owned())),
+        Err(e) => return Err(Error::io("read state", path)(e)),
+    };
+    check_private(path, &f.metadata().map_err(Error::io("stat", path))?, false)?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).map_err(Error::io("read state", path))?;
+    Ok(Some(bytes))
+}
+
+fn unsafe_path(path: &Path, reason: String) -> Error {
+    Error::Unsafe { path: path.to_owned(), reason }
+}
+
+/// Checks that `m` (of `path`, not followed) is a directory (`dir`) or a regular file owned
+/// by this user and writable by nobody else.
+fn check_private(path: &Path, m: &fs::Metadata, dir: bool) -> Result<()> {
+    let me = rustix::process::geteuid().as_raw();
+    if dir && !m.is_dir() {
+        return Err(unsafe_path(path, "not a directory (a symbolic link?)".to_owned()));
+    }
+    if !dir && !m.is_file() {
+        return Err(unsafe_path(path, "not a regular file".to_owned()));
+    }
+    if m.uid() != me {
+        return Err(unsafe_path(path, format!("owned by uid {}, not by this user ({me})", m.uid())));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(unsafe_path(
+            path,
+            format!("writable by group or others (mode {:o}; chmod go-w it)", m.mode() & 0o7777),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads and parses the state file as it is now (an error if it is corrupt).
+fn read_now(path: &Path) -> Result<State> {
+    match read_private(path)? {
+        None => Ok(State::default()),
+        Some(b) => serde_json::from_slice(&b).map_err(|e| Error::Verify {
+            path: path.to_owned(),
+            detail: format!("the state file became corrupt during the run: {e}"),
+        }),
+    }
+}
+
+/// The state file of a run, its directory and the lock files in it. Each change is read,
+/// applied and written back under a lock, so that runs sharing the state file (cron and
+/// `maint run`) never write back each other's stale copy.
+#[derive(Debug)]
+pub(crate) struct Store {
+    path: PathBuf,
+    dir: PathBuf,
+    local: tokio::sync::Mutex<()>,
+}
+
+/// The lock of one log, held until dropped (flock, released with the descriptor).
+#[derive(Debug)]
+pub(crate) struct LogLock {
+    _file: File,
+}
+
+/// What taking a log's lock found.
+#[derive(Debug)]
+pub(crate) enum Locked {
+    Held(LogLock),
+    /// Another run holds this lock file.
+    Busy(PathBuf),
+}
+
+impl Store {
+    pub(crate) fn new(cfg: &Config) -> Store {
+        let path = cfg.state_path();
+        let dir = parent(&path).to_owned();
+        Store { path, dir, local: tokio::sync::Mutex::new(()) }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Checks the state directory, creating it (mode 0700) when `create` and missing: it
+    /// must be a directory (not a link) owned by this user and writable by nobody else.
+    /// Returns whether it exists.
+    pub(crate) fn prepare(&self, create: bool) -> Result<bool> {
+        match fs::symlink_metadata(&self.dir) {
+            Ok(m) => check_private(&self.dir, &m, true).map(|()| true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+                if let Some(up) = self.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o755)
+                        .create(up)
+                        .map_err(Error::io("create state directory", up))?;
+                }
+                match fs::DirBuilder::new().mode(0o700).create(&self.dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(Error::io("create state directory", &self.dir)(e)),
+                }
+                self.prepare(false)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io("stat state directory", &self.dir)(e)),
+        }
+    }
+
+    /// What the state file says about `log` now.
+    pub(crate) async fn get(&self, log: &Path) -> Result<FileState> {
+        let _local = self.local.lock().await;
+        Ok(read_now(&self.path)?.files.remove(log).unwrap_or_default())
+    }
+
+    /// Changes what the state file says about `log`: read, change, write back, under the
+    /// state lock.
+    pub(crate) async fn update(&self, log: &Path, f: impl FnOnce(&mut FileState)) -> Result<()> {
+        let _local = self.local.lock().await;
+        let name = format!("{}.lock", self.file_name());
+        let lock = self.lock_file(&name)?;
+        rustix::fs::flock(&lock, FlockOperation::LockExclusive)
+            .map_err(|e| Error::io("lock", self.dir.join(&name))(e.into()))?;
+        let mut st = read_now(&self.path)?;
+        f(st.files.entry(log.to_owned()).or_default());
+        st.save(&self.path)
+    }
+
+    /// Takes the lock of `log` without waiting. The lock file's name comes from the log's
+    /// directory (device, inode) and file name, so two spellings of one path share it.
+    pub(crate) fn try_lock_log(&self, log: &Path) -> Result<Locked> {
+        let name = log.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let key = match fs::metadata(parent(log)) {
+            Ok(d) => format!("{}:{}/{name}", d.dev(), d.ino()),
+            Err(_) => log.display().to_string(),
+        };
+        let lock_name = format!("{}.{:016x}.lock", self.file_name(), xxhash_rust::xxh3::xxh3_64(key.as_bytes()));
+        let file = self.lock_file(&lock_name)?;
+        match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Locked::Held(LogLock { _file: file })),
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(Locked::Busy(self.dir.join(lock_name))),
+            Err(e) => Err(Error::io("lock", self.dir.join(lock_name))(e.into())),
+        }
+    }
+
+    fn file_name(&self) -> String {
+        self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+
+    fn lock_file(&self, name: &str) -> Result<File> {
+        let path = self.dir.join(name);
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&path)
+            .map_err(Error::io("open lock file", path))
+    }
 }
 
 /// fsyncs the directory holding `path`, so a rename or create in it is durable.
@@ -158,7 +327,8 @@ mod tests {
             },
         );
         s.save(&path).unwrap();
-        assert!(!dir.join(".state.json.tmp").exists());
+        let names = || fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect::<Vec<_>>();
+        assert_eq!(names(), ["state.json"], "no temporary file is left");
         assert_eq!(State::load(&path).unwrap().0, s);
         fs::write(&path, b"{\"files\": tru").unwrap();
         let (dry, dry_warning) = State::load_with(&path, false).unwrap();

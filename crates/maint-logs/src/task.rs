@@ -5,18 +5,21 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Utc;
 use maint_core::{Impact, Task, TaskContext, TaskReport, one_line};
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Semaphore;
 
+use crate::fsops::{Opened, Owner};
 use crate::plan::{Decision, Observed, looks_like_archive, plan_rotation};
-use crate::rotate::{FileOutcome, Shared, parent, process, retention};
-use crate::state::State;
+use crate::rotate::{FileOutcome, Shared, process, retention};
+use crate::state::{Locked, State, Store};
 use crate::{Codec, Config, Result};
 
 /// The `log-rotation` task: rotates, compresses and prunes the configured logs.
 #[derive(Debug, Clone)]
 pub struct LogRotation {
     cfg: Config,
+    owner: Owner,
     crash_after: Option<String>,
+    cancel_at: Option<String>,
 }
 
 /// The logs a configuration names, as found on disk.
@@ -33,8 +36,9 @@ fn has_glob(p: &str) -> bool {
 }
 
 /// Expands the configured paths and globs. A literal path is reported whatever it is
-/// (missing, a directory); a glob yields only regular files and never this tool's
-/// archives or temporary files.
+/// (missing, a directory, a symbolic link); a glob yields regular files and symbolic links
+/// (to be refused and reported) and never this tool's archives or temporary files. Links
+/// are never followed.
 pub fn find_targets(cfg: &Config) -> Targets {
     let mut t = Targets::default();
     let mut seen = BTreeSet::new();
@@ -42,7 +46,8 @@ pub fn find_targets(cfg: &Config) -> Targets {
     for pat in &cfg.paths {
         if !has_glob(pat) {
             let p = PathBuf::from(pat);
-            let obs = match std::fs::metadata(&p) {
+            let obs = match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.is_symlink() => Observed::Symlink,
                 Ok(m) if m.is_file() => Observed::File { size: m.len() },
                 Ok(_) => Observed::NotAFile,
                 Err(_) => Observed::Missing,
@@ -59,11 +64,12 @@ pub fn find_targets(cfg: &Config) -> Targets {
                 if looks_like_archive(&name) {
                     continue;
                 }
-                match std::fs::metadata(&p) {
-                    Ok(m) if m.is_file() => {
+                match std::fs::symlink_metadata(&p) {
+                    Ok(m) if m.is_file() || m.is_symlink() => {
                         matched += 1;
+                        let obs = if m.is_symlink() { Observed::Symlink } else { Observed::File { size: m.len() } };
                         if seen.insert(p.clone()) {
-                            t.files.push((p, Observed::File { size: m.len() }));
+                            t.files.push((p, obs));
                         }
                     }
                     Ok(_) => t.warnings.push(format!("{pat}: {} is not a regular file, skipped", p.display())),
@@ -82,7 +88,8 @@ impl LogRotation {
     /// Checks the configuration (errors name the field) and builds the task.
     pub fn new(cfg: Config) -> Result<Self> {
         cfg.validate()?;
-        Ok(LogRotation { cfg, crash_after: None })
+        let owner = Owner::from_setting(cfg.owner.as_deref())?;
+        Ok(LogRotation { cfg, owner, crash_after: None, cancel_at: None })
     }
 
     /// The configuration.
@@ -99,16 +106,13 @@ impl LogRotation {
         self
     }
 
-    fn state_path(&self, targets: &Targets) -> PathBuf {
-        if let Some(p) = &self.cfg.state_file {
-            return p.clone();
-        }
-        let dir = match (&self.cfg.archive_dir, targets.files.first()) {
-            (Some(d), _) => d.clone(),
-            (None, Some((p, _))) => parent(p).to_owned(),
-            (None, None) => PathBuf::from("."),
-        };
-        dir.join(".maint-logs-state.json")
+    /// Fault injection for cancellation tests: the run's token is cancelled (as by a SIGTERM
+    /// or a task timeout arriving then) when the named step is reached; besides the steps of
+    /// [`LogRotation::crash_after`], `tail-read` (copytruncate's fallback, the tail is in memory).
+    #[doc(hidden)]
+    pub fn cancel_at(mut self, step: Option<String>) -> Self {
+        self.cancel_at = step;
+        self
     }
 
     async fn run_inner(&self, ctx: &TaskContext, report: &mut TaskReport) -> Result<()> {
@@ -120,7 +124,7 @@ impl LogRotation {
                 report.fail(w.clone());
             }
         }
-        let state_path = self.state_path(&targets);
+        let store = Store::new(&self.cfg);
         let (state, warning) = if targets.files.is_empty() {
             (State::default(), None)
         } else {
@@ -129,13 +133,18 @@ impl LogRotation {
             {
                 crate::fsops::probe_dir(dir)?;
             }
-            State::load_with(&state_path, !ctx.dry_run)?
+            // A dry run creates nothing: no state directory is an empty state.
+            if store.prepare(!ctx.dry_run)? {
+                State::load_with(store.path(), !ctx.dry_run)?
+            } else {
+                (State::default(), None)
+            }
         };
         if let Some(w) = warning {
             report.warn(w);
         }
         let now = Utc::now();
-        let store = match &self.cfg.archive_url {
+        let upload = match &self.cfg.archive_url {
             Some(url) => Some(crate::upload::parse_url(url)?),
             None => None,
         };
@@ -144,30 +153,31 @@ impl LogRotation {
             let fs = state.files.get(path);
             let decision = plan_rotation(&self.cfg, *obs, fs.and_then(|f| f.last_rotated), now);
             let pending = fs.is_some_and(|f| f.pending.is_some());
-            jobs.push((path.clone(), decision, pending));
+            jobs.push((path.clone(), *obs, decision, pending));
         }
         // Files that will compress now, at most `concurrency` at once, share the cores.
-        let busy = jobs.iter().filter(|(_, d, pending)| *pending || matches!(d, Decision::Rotate(_))).count();
+        let busy = jobs.iter().filter(|(_, _, d, pending)| *pending || matches!(d, Decision::Rotate(_))).count();
         let codec =
             Codec::new(self.cfg.compress, self.cfg.effective_level()).spread_over(busy.min(self.cfg.concurrency));
         let shared = Arc::new(Shared {
             cfg: self.cfg.clone(),
             codec,
-            state: Mutex::new(state),
-            state_path,
-            cancel: ctx.cancel.clone(),
             store,
+            owner: self.owner,
+            cancel: ctx.cancel.clone(),
+            upload,
             crash_after: self.crash_after.clone(),
+            cancel_at: self.cancel_at.clone(),
         });
         let sem = Arc::new(Semaphore::new(self.cfg.concurrency));
         let mut set = tokio::task::JoinSet::new();
-        for (path, decision, pending) in jobs {
+        for (path, obs, decision, pending) in jobs {
             let shared = Arc::clone(&shared);
             let sem = Arc::clone(&sem);
             let dry_run = ctx.dry_run;
             set.spawn(async move {
                 let _permit = sem.acquire_owned().await;
-                one_file(&shared, &path, decision, pending, dry_run).await
+                one_file(&shared, &path, (obs, decision), pending, dry_run).await
             });
         }
         let mut outcomes = Vec::new();
@@ -215,7 +225,13 @@ impl LogRotation {
     }
 }
 
-async fn one_file(shared: &Shared, path: &Path, decision: Decision, pending: bool, dry_run: bool) -> FileOutcome {
+async fn one_file(
+    shared: &Shared,
+    path: &Path,
+    (obs, decision): (Observed, Decision),
+    pending: bool,
+    dry_run: bool,
+) -> FileOutcome {
     let mut out = FileOutcome { path: path.to_owned(), ..FileOutcome::default() };
     let (rotate, reason) = match decision {
         Decision::Rotate(r) => (true, r),
@@ -225,9 +241,17 @@ async fn one_file(shared: &Shared, path: &Path, decision: Decision, pending: boo
             out.reason = r;
             return out;
         }
+        Decision::Refuse(r) => {
+            out.refuse(path, &r);
+            return out;
+        }
     };
     out.reason = reason;
     if dry_run {
+        if let Ok(Opened::Refused(why)) = crate::fsops::open_log(path, false, shared.owner) {
+            out.refuse(path, &why);
+            return out;
+        }
         out.action = if rotate { "planned" } else { "skipped" }.to_owned();
         if pending {
             out.warnings.push(format!("{}: an interrupted rotation would be finished", path.display()));
@@ -237,6 +261,37 @@ async fn one_file(shared: &Shared, path: &Path, decision: Decision, pending: boo
         }
         return out;
     }
+    let _lock = match shared.store.try_lock_log(path) {
+        Ok(Locked::Held(l)) => l,
+        Ok(Locked::Busy(lock)) => {
+            out.action = "skipped".to_owned();
+            out.reason = format!("another rotation of this log is running (it holds {})", lock.display());
+            out.warnings.push(format!("{}: {}", path.display(), out.reason));
+            return out;
+        }
+        Err(e) => {
+            out.action = "failed".to_owned();
+            out.reason = one_line(&e);
+            return out;
+        }
+    };
+    // Planned again with the state as it is now that the log is ours: a rotation another
+    // run finished meanwhile counts for the interval.
+    let rotate = rotate
+        && match shared.store.get(path).await {
+            Ok(now) => match plan_rotation(&shared.cfg, obs, now.last_rotated, Utc::now()) {
+                Decision::Rotate(_) => true,
+                Decision::Skip(r) | Decision::Error(r) | Decision::Refuse(r) => {
+                    out.reason = r;
+                    false
+                }
+            },
+            Err(e) => {
+                out.action = "failed".to_owned();
+                out.reason = one_line(&e);
+                return out;
+            }
+        };
     match process(shared, path, rotate, &mut out).await {
         Ok(()) => {
             if out.action.is_empty() {

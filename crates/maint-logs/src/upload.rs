@@ -6,7 +6,7 @@ use std::sync::Arc;
 use object_store::ObjectStore;
 use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjectPath;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use crate::{Error, Result};
 
@@ -23,11 +23,18 @@ pub(crate) fn parse_url(url: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath)>
     Ok((Arc::from(store), prefix))
 }
 
-/// Streams one archive to `prefix/<file name>` (multipart for large files, bounded memory).
-pub(crate) async fn upload(store: &Arc<dyn ObjectStore>, prefix: &ObjectPath, file: &Path) -> Result<String> {
-    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+/// Streams one archive, from its open file, to `prefix/<file name>` (multipart for large
+/// files, bounded memory).
+pub(crate) async fn upload(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &ObjectPath,
+    archive: &Path,
+    file: std::fs::File,
+) -> Result<String> {
+    let name = archive.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let dest = prefix.clone().join(name.as_str());
-    let mut input = tokio::fs::File::open(file).await.map_err(Error::io("open", file))?;
+    let mut input = tokio::fs::File::from_std(file);
+    input.seek(std::io::SeekFrom::Start(0)).await.map_err(Error::io("seek", archive))?;
     let mut w = BufWriter::new(Arc::clone(store), dest.clone());
     let copied = tokio::io::copy(&mut input, &mut w).await;
     let closed = match copied {
@@ -38,7 +45,7 @@ pub(crate) async fn upload(store: &Arc<dyn ObjectStore>, prefix: &ObjectPath, fi
         }
     };
     closed.map_err(|e| Error::Upload {
-        path: file.to_owned(),
+        path: archive.to_owned(),
         source: object_store::Error::Generic { store: "archive_url", source: Box::new(e) },
     })?;
     Ok(dest.to_string())

@@ -250,25 +250,20 @@ impl Job {
     }
 
     async fn compress_one(&self, staging: &Path, cancel: &CancellationToken) -> Result<()> {
-        let mtime = fs::metadata(staging)
-            .and_then(|m| m.modified())
-            .map(chrono::DateTime::<Utc>::from)
-            .unwrap_or_else(|_| Utc::now());
+        let src = crate::fsops::open_nofollow(staging, false).map_err(Error::io("open", staging))?;
+        let meta = src.metadata().map_err(Error::io("stat", staging))?;
+        let mtime = meta.modified().map(chrono::DateTime::<Utc>::from).unwrap_or_else(|_| Utc::now());
         let mut seq = 0;
         let archive = loop {
             let a = self.dir.join(dated_name(&self.name, mtime, seq, self.compress));
-            if !a.exists() {
+            if !crate::fsops::present(&a) {
                 break a;
             }
             seq += 1;
         };
-        let tmp = archive.with_file_name(format!(
-            ".{}.tmp",
-            archive.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-        ));
-        crate::compress_verified(staging, 0, None, &tmp, crate::Codec::new(self.compress, self.level), cancel).await?;
-        fs::rename(&tmp, &archive).map_err(Error::io("rename", &tmp))?;
-        crate::state::sync_dir(&archive)?;
+        let codec = crate::Codec::new(self.compress, self.level);
+        let staged = crate::compress_verified(&src, staging, 0, None, &archive, codec, cancel).await?;
+        staged.persist(&archive, Some(&meta))?;
         fs::remove_file(staging).map_err(Error::io("remove", staging))?;
         if self.retention != Retention::default() {
             let archives = list_archives_in(&self.dir, &self.name)?;

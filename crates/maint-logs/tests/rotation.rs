@@ -32,6 +32,7 @@ fn child_entry() {
     match std::env::var(CHILD_ENV).as_deref() {
         Ok("writer") => writer_main(),
         Ok("rotator") => rotator_main(),
+        Ok("spy") => spy_main(),
         _ => {
             let dir = tdir("writer-self-test");
             let log = dir.join("app.log");
@@ -49,7 +50,9 @@ fn writer_main() {
     let log = PathBuf::from(std::env::var("LOG").unwrap());
     let append = std::env::var("APPEND").unwrap() == "1";
     let stop = PathBuf::from(std::env::var("STOP").unwrap());
+    // LIMIT is the number after the last line written; START the first (0 by default).
     let limit: Option<u64> = std::env::var("LIMIT").ok().and_then(|s| s.parse().ok()).or(Some(20_000_000));
+    let start: u64 = std::env::var("START").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
     let reopen = Arc::new(AtomicBool::new(false));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut hup = rt.block_on(async { signal(SignalKind::hangup()) }).unwrap();
@@ -72,7 +75,7 @@ fn writer_main() {
     };
     let mut f = open();
     fs::write(std::env::var("PID_FILE").unwrap(), std::process::id().to_string()).unwrap();
-    let mut n = 0u64;
+    let mut n = start;
     loop {
         if reopen.swap(false, Ordering::SeqCst) {
             f = open();
@@ -98,6 +101,11 @@ struct Writer {
 
 impl Writer {
     fn start(dir: &Path, log: &Path, append: bool, limit: Option<u64>) -> Writer {
+        Writer::start_at(dir, log, append, limit, 0)
+    }
+
+    /// A writer whose first line is `start` (after lines another writer wrote before it).
+    fn start_at(dir: &Path, log: &Path, append: bool, limit: Option<u64>, start: u64) -> Writer {
         let stop = dir.join("writer.stop");
         let pid_file = dir.join("writer.pid");
         let _ = fs::remove_file(&stop);
@@ -109,6 +117,7 @@ impl Writer {
             .env("APPEND", if append { "1" } else { "0" })
             .env("STOP", &stop)
             .env("PID_FILE", &pid_file)
+            .env("START", start.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if let Some(l) = limit {
@@ -159,7 +168,7 @@ fn run_rotator_process(cfg: &Config, crash_after: Option<&str>) -> (bool, Option
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, "rotator")
-        .env("CONFIG", serde_json::to_string(cfg).unwrap());
+        .env("CONFIG", serde_json::to_string(&in_test_state(cfg)).unwrap());
     if let Some(s) = crash_after {
         cmd.env("CRASH_AFTER", s);
     }
@@ -253,8 +262,26 @@ fn assert_no_strays(dir: &Path) {
     assert!(strays.is_empty(), "stray files: {strays:?}");
 }
 
+/// The config with its state in `state/` beside the first log, unless it names a state
+/// location (the default, under /var/lib, is not for tests).
+fn in_test_state(cfg: &Config) -> Config {
+    let mut cfg = cfg.clone();
+    if cfg.state_file.is_none()
+        && cfg.state_dir.is_none()
+        && let Some(p) = cfg.paths.first()
+    {
+        cfg.state_dir = Some(Path::new(p).parent().unwrap().join("state"));
+    }
+    cfg
+}
+
+/// Where [`in_test_state`] puts the state file of logs in `dir`.
+fn state_file(dir: &Path) -> PathBuf {
+    dir.join("state").join("state.json")
+}
+
 async fn rotate(cfg: &Config) -> TaskReport {
-    LogRotation::new(cfg.clone()).unwrap().run(&TaskContext::new(false)).await
+    LogRotation::new(in_test_state(cfg)).unwrap().run(&TaskContext::new(false)).await
 }
 
 fn methods(r: &TaskReport) -> Vec<String> {
@@ -423,8 +450,7 @@ async fn killed_at_every_step_then_rerun_keeps_every_line_once() {
             if busy {
                 count = writer.stop();
             }
-            let state: maint_logs::State =
-                serde_json::from_slice(&fs::read(dir.join(".maint-logs-state.json")).unwrap()).unwrap();
+            let state: maint_logs::State = serde_json::from_slice(&fs::read(state_file(&dir)).unwrap()).unwrap();
             assert!(state.files.values().all(|f| f.pending.is_none()), "{mode:?}/{step}: {state:?}");
             assert_no_strays(&dir);
             assert_exactly_once(&numbers(&all_bytes(&dir, &log)), count, true);
@@ -451,7 +477,7 @@ fn kill_9_during_compression_then_rerun_keeps_every_line_once() {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, "rotator")
-            .env("CONFIG", serde_json::to_string(&cfg).unwrap())
+            .env("CONFIG", serde_json::to_string(&in_test_state(&cfg)).unwrap())
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
@@ -501,8 +527,7 @@ async fn rename_mode_defers_compression_while_the_writer_holds_the_old_file() {
     assert_eq!(r.metrics["files_rotated"], 1.0, "{r:?}");
     assert_no_strays(&dir);
     assert_exactly_once(&numbers(&all_bytes(&dir, &log)), count, true);
-    let state: maint_logs::State =
-        serde_json::from_slice(&fs::read(dir.join(".maint-logs-state.json")).unwrap()).unwrap();
+    let state: maint_logs::State = serde_json::from_slice(&fs::read(state_file(&dir)).unwrap()).unwrap();
     assert!(state.files[&log].pending.is_none());
 
     // with an interval, a second run soon after does not rotate again
@@ -542,7 +567,7 @@ async fn retention_by_count_age_and_bytes_never_deletes_the_new_archive() {
 
     // dry run: plans, deletes nothing
     let cfg = Config { keep: Some(8), ..base.clone() };
-    let r = LogRotation::new(cfg.clone()).unwrap().run(&TaskContext::new(true)).await;
+    let r = LogRotation::new(in_test_state(&cfg)).unwrap().run(&TaskContext::new(true)).await;
     assert_eq!(r.items[0]["deleted"].as_array().unwrap().len(), 2);
     assert_eq!(remaining(), 10);
     assert_eq!(fs::read(&log).unwrap().len(), 500);
@@ -652,14 +677,18 @@ async fn corrupt_state_file_is_set_aside_and_rotation_goes_on() {
     let dir = tdir("corrupt-state");
     let log = dir.join("app.log");
     fs::write(&log, b"0\n1\n").unwrap();
-    fs::write(dir.join(".maint-logs-state.json"), b"\x00garbage{").unwrap();
+    fs::write(state_in(&dir), b"\x00garbage{").unwrap();
     let r = rotate(&Config { paths: vec![log.display().to_string()], ..Config::default() }).await;
     assert_eq!(r.status, Status::Warning, "{r:?}");
     assert!(r.warnings.iter().any(|w| w.contains("corrupt")));
     assert_eq!(r.metrics["files_rotated"], 1.0);
-    assert!(fs::read_dir(&dir).unwrap().flatten().any(|e| e.file_name().to_string_lossy().contains(".corrupt-")));
-    let state: maint_logs::State =
-        serde_json::from_slice(&fs::read(dir.join(".maint-logs-state.json")).unwrap()).unwrap();
+    assert!(
+        fs::read_dir(dir.join("state"))
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().contains(".corrupt-"))
+    );
+    let state: maint_logs::State = serde_json::from_slice(&fs::read(state_file(&dir)).unwrap()).unwrap();
     assert!(state.files[&log].last_rotated.is_some());
 }
 
@@ -803,4 +832,508 @@ fn rotating_make_writer_loses_nothing_across_rotations() {
     assert_eq!(kept, [16, 17, 18]);
     assert_eq!(numbers(&fs::read(&log).unwrap()), [19]);
     assert_no_strays(&dir);
+}
+
+// ---------------------------------------------------------------- a hostile host
+
+/// A state directory only this user can write (what the tool requires), inside the test's
+/// directory; returns the state file's path.
+fn state_in(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let s = dir.join("state");
+    fs::create_dir_all(&s).unwrap();
+    fs::set_permissions(&s, fs::Permissions::from_mode(0o700)).unwrap();
+    s.join("state.json")
+}
+
+/// The report's item for `path`.
+fn item<'a>(r: &'a TaskReport, path: &Path) -> &'a serde_json::Value {
+    let p = path.display().to_string();
+    r.items.iter().find(|i| i["path"] == p.as_str()).unwrap_or_else(|| panic!("no item for {p}: {r:?}"))
+}
+
+/// Content, mode, owner and mtime of a file, to show it was not touched.
+fn fingerprint(path: &Path) -> (Vec<u8>, u32, u32, u32, SystemTime) {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::symlink_metadata(path).unwrap();
+    (fs::read(path).unwrap(), m.mode(), m.uid(), m.gid(), m.modified().unwrap())
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn symlinked_and_hard_linked_logs_are_refused_and_their_targets_untouched() {
+    use std::os::unix::fs::PermissionsExt;
+    for mode in [Mode::Rename, Mode::Copytruncate] {
+        let dir = tdir(&format!("symlinked-{mode:?}"));
+        let logs = dir.join("logs");
+        let outside = dir.join("outside");
+        fs::create_dir_all(&logs).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        // the targets: bigger than two blocks, so that copytruncate would collapse them
+        let secret = outside.join("secret.txt");
+        let secret2 = outside.join("secret2.txt");
+        for s in [&secret, &secret2] {
+            fs::write(s, "secret line\n".repeat(2000)).unwrap();
+            fs::set_permissions(s, fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        std::os::unix::fs::symlink(&secret, logs.join("evil.log")).unwrap();
+        fs::hard_link(&secret2, logs.join("hard.log")).unwrap();
+        let app = logs.join("app.log");
+        fs::write(&app, "0\n1\n".repeat(3000)).unwrap();
+        let before = [fingerprint(&secret), fingerprint(&secret2)];
+        let cfg = Config {
+            paths: vec![format!("{}/*.log", logs.display())],
+            mode,
+            state_file: Some(state_in(&dir)),
+            ..Config::default()
+        };
+        let r = rotate(&cfg).await;
+        assert_eq!(item(&r, &app)["action"], "rotated", "{mode:?}: {r:?}");
+        for (name, why) in [("evil.log", "symbolic link"), ("hard.log", "hard link")] {
+            let it = item(&r, &logs.join(name));
+            assert_eq!(it["action"], "skipped", "{mode:?} {name}: {r:?}");
+            assert!(it["reason"].as_str().unwrap().contains(why), "{mode:?} {name}: {it}");
+            assert!(r.warnings.iter().any(|w| w.contains(name) && w.contains(why)), "{mode:?} {name}: {r:?}");
+            assert!(archives(&logs, name).is_empty(), "{mode:?}: {name} was archived");
+        }
+        // a dry run reports the refusals too
+        let r = LogRotation::new(cfg.clone()).unwrap().run(&TaskContext::new(true)).await;
+        for name in ["evil.log", "hard.log"] {
+            assert_eq!(item(&r, &logs.join(name))["action"], "skipped", "dry run {mode:?} {name}: {r:?}");
+        }
+        // named literally, the symlink is refused all the same
+        let evil = logs.join("evil.log");
+        let r = rotate(&Config { paths: vec![evil.display().to_string()], ..cfg.clone() }).await;
+        assert_eq!(item(&r, &evil)["action"], "skipped", "{mode:?}: {r:?}");
+        assert!(r.warnings.iter().any(|w| w.contains("evil.log") && w.contains("symbolic link")), "{r:?}");
+
+        assert_eq!([fingerprint(&secret), fingerprint(&secret2)], before, "{mode:?}: a target was changed");
+        assert!(fs::symlink_metadata(&evil).unwrap().file_type().is_symlink());
+        assert_eq!(names_in(&outside), ["secret.txt", "secret2.txt"]);
+        // no archive anywhere holds the targets' bytes
+        for e in fs::read_dir(&logs).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.file_type().unwrap().is_file() && !["app.log", "hard.log"].contains(&name.as_str()) {
+                assert!(!String::from_utf8_lossy(&decompress(&e.path())).contains("secret"), "{mode:?}: {name}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn forged_pending_entries_are_rejected_and_nothing_outside_is_touched() {
+    use maint_logs::{FileState, Pending, State};
+    use std::os::unix::fs::MetadataExt;
+    let dir = tdir("forged-state");
+    let logs = dir.join("logs");
+    let outside = dir.join("outside");
+    fs::create_dir_all(&logs).unwrap();
+    fs::create_dir_all(&outside).unwrap();
+    let victim_a = outside.join("victim-a.txt");
+    let victim_b = outside.join("victim-b.txt");
+    let exists = outside.join("exists.gz");
+    let inside = logs.join("other.txt");
+    for f in [&victim_a, &victim_b, &exists, &inside] {
+        fs::write(f, format!("{} must stay\n", f.display())).unwrap();
+    }
+    let log = |n: &str| logs.join(n);
+    for n in ["a.log", "b.log", "c.log", "d.log"] {
+        fs::write(log(n), "0123456789\n".repeat(100)).unwrap();
+    }
+    let c = fs::read(log("c.log")).unwrap();
+    let cm = fs::metadata(log("c.log")).unwrap();
+    let passwd = Path::new("/etc/passwd");
+    let passwd_before = fs::read(passwd).unwrap();
+    let pending = [
+        // outside the directories: a staging file to delete, an archive that "exists"
+        ("a.log", Pending::Rename { staging: victim_a.clone(), archive: exists.clone() }),
+        // outside: a staging file to compress and delete
+        ("b.log", Pending::Rename { staging: victim_b.clone(), archive: outside.join("b-new.gz") }),
+        // a literal /etc path as the archive: the log would lose its first bytes
+        (
+            "c.log",
+            Pending::Copy {
+                archive: passwd.to_owned(),
+                dev: cm.dev(),
+                ino: cm.ino(),
+                len: 11,
+                hash_len: 11,
+                hash: xxhash_rust::xxh3::xxh3_64(&c[..11]),
+                collapse: false,
+            },
+        ),
+        // inside the directory, but not a name this tool makes
+        ("d.log", Pending::Rename { staging: inside.clone(), archive: logs.join("d-20260101-000000.log.gz") }),
+    ];
+    let mut state = State::default();
+    for (n, p) in &pending {
+        state.files.insert(log(n), FileState { last_rotated: None, pending: Some(p.clone()) });
+    }
+    let state_file = state_in(&dir);
+    fs::write(&state_file, serde_json::to_vec(&state).unwrap()).unwrap();
+    let before: Vec<_> = [&victim_a, &victim_b, &exists, &inside].iter().map(|p| fingerprint(p)).collect();
+    let cfg = Config {
+        paths: ["a.log", "b.log", "c.log", "d.log"].iter().map(|n| log(n).display().to_string()).collect(),
+        // nothing rotates: only the pending entries are acted on
+        min_size: 1 << 30,
+        state_file: Some(state_file.clone()),
+        ..Config::default()
+    };
+    let r = rotate(&cfg).await;
+    let after: Vec<_> = [&victim_a, &victim_b, &exists, &inside].iter().map(|p| fingerprint(p)).collect();
+    assert_eq!(after, before, "a file named by the forged state was touched: {r:?}");
+    assert_eq!(names_in(&outside), ["exists.gz", "victim-a.txt", "victim-b.txt"], "{r:?}");
+    assert_eq!(fs::read(passwd).unwrap(), passwd_before);
+    assert_eq!(fs::read(log("c.log")).unwrap(), c, "c.log lost bytes to a forged entry");
+    for (n, _) in &pending {
+        assert!(
+            r.warnings.iter().any(|w| w.contains(&log(n).display().to_string()) && w.contains("rejected")),
+            "{n}: not reported: {r:?}"
+        );
+        assert_eq!(fs::read(log(n)).unwrap().len(), 1100, "{n}");
+    }
+    assert!(archives(&logs, "d.log").is_empty());
+    let state: State = serde_json::from_slice(&fs::read(&state_file).unwrap()).unwrap();
+    assert!(state.files.values().all(|f| f.pending.is_none()), "the forged entries stay: {state:?}");
+}
+
+/// A process that holds no log and records every SIGHUP it gets, until `STOP` exists (at
+/// most a minute): a pid the rotator must never signal.
+fn spy_main() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let got = PathBuf::from(std::env::var("GOT").unwrap());
+    let stop = PathBuf::from(std::env::var("STOP").unwrap());
+    let ready = PathBuf::from(std::env::var("READY").unwrap());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut hup = signal(SignalKind::hangup()).unwrap();
+        fs::write(&ready, std::process::id().to_string()).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !stop.exists() && tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                _ = hup.recv() => {
+                    OpenOptions::new().create(true).append(true).open(&got).unwrap().write_all(b"HUP\n").unwrap();
+                }
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+    });
+}
+
+#[tokio::test]
+async fn pid_files_holding_minus_one_zero_one_or_a_stranger_are_refused_and_nobody_is_signalled() {
+    let dir = tdir("pid-file");
+    let log = dir.join("app.log");
+    let (got, stop, ready) = (dir.join("spy.got"), dir.join("spy.stop"), dir.join("spy.pid"));
+    // the spy is in this process group: kill(0) and kill(-1) would reach it
+    let mut spy = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "spy")
+        .env("GOT", &got)
+        .env("STOP", &stop)
+        .env("READY", &ready)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..2000 {
+        if fs::read_to_string(&ready).is_ok_and(|s| !s.is_empty()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let spy_pid = fs::read_to_string(&ready).unwrap();
+    let pid_file = dir.join("app.pid");
+    let cfg = Config {
+        paths: vec![log.display().to_string()],
+        pid_file: Some(pid_file.clone()),
+        reopen_timeout_secs: 0.0,
+        state_file: Some(state_in(&dir)),
+        ..Config::default()
+    };
+    for value in ["-1", "0", "1", spy_pid.trim()] {
+        fs::write(&log, b"line\n").unwrap();
+        fs::write(&pid_file, format!("{value}\n")).unwrap();
+        let r = rotate(&cfg).await;
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!got.exists(), "pid file holding {value}: a signal reached the spy");
+        assert!(
+            r.warnings.iter().any(|w| w.contains("app.pid") && w.contains("not signalled")),
+            "pid file holding {value}: no refusal reported: {r:?}"
+        );
+        assert_eq!(r.metrics["files_rotated"], 1.0, "{value}: {r:?}");
+    }
+    fs::write(&stop, b"").unwrap();
+    spy.wait().unwrap();
+}
+
+#[tokio::test]
+async fn temp_files_never_follow_symlinks_planted_at_the_old_names() {
+    for mode in [Mode::Rename, Mode::Copytruncate] {
+        let dir = tdir(&format!("planted-{mode:?}"));
+        let outside = dir.join("outside");
+        fs::create_dir_all(&outside).unwrap();
+        let log = dir.join("app.log");
+        fs::write(&log, "0123456789\n".repeat(2000)).unwrap();
+        let state_file = state_in(&dir);
+        // rename mode puts archives (and its probe) in an archive directory
+        let archive_dir = (mode == Mode::Rename).then(|| dir.join("archive"));
+        let adir = archive_dir.clone().unwrap_or_else(|| dir.clone());
+        fs::create_dir_all(&adir).unwrap();
+        let existing = outside.join("existing.txt");
+        fs::write(&existing, b"must stay\n").unwrap();
+        let missing = outside.join("created-through-a-link");
+        let plant = [
+            (adir.join(format!(".maint-logs-probe-{}.tmp", std::process::id())), &existing),
+            (adir.join(".app.log.1.gz.tmp"), &missing),
+            (dir.join("state").join(".state.json.tmp"), &existing),
+        ];
+        for (link, target) in &plant {
+            std::os::unix::fs::symlink(target, link).unwrap();
+        }
+        let before = fingerprint(&existing);
+        let cfg = Config {
+            paths: vec![log.display().to_string()],
+            mode,
+            naming: Naming::Numbered,
+            archive_dir,
+            state_file: Some(state_file),
+            ..Config::default()
+        };
+        let r = rotate(&cfg).await;
+        assert_eq!(fingerprint(&existing), before, "{mode:?}: written through a planted link: {r:?}");
+        assert!(!missing.exists(), "{mode:?}: a file was created through a planted link: {r:?}");
+        assert_eq!(names_in(&outside), ["existing.txt"]);
+        assert_eq!(r.metrics["files_rotated"], 1.0, "{mode:?}: {r:?}");
+        let archive = adir.join("app.log.1.gz");
+        assert!(fs::symlink_metadata(&archive).unwrap().file_type().is_file(), "{mode:?}");
+        assert_eq!(decompress(&archive).len() + fs::read(&log).unwrap().len(), 22_000, "{mode:?}");
+    }
+}
+
+#[tokio::test]
+async fn archives_keep_the_logs_mode_and_owner() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, chown};
+    for mode in [Mode::Rename, Mode::Copytruncate] {
+        for perm in [0o600, 0o640] {
+            let dir = tdir(&format!("mode-owner-{mode:?}-{perm:o}"));
+            let logs = dir.join("logs");
+            fs::create_dir_all(&logs).unwrap();
+            let log = logs.join("app.log");
+            fs::write(&log, "0123456789\n".repeat(2000)).unwrap();
+            fs::set_permissions(&log, fs::Permissions::from_mode(perm)).unwrap();
+            // as root, logs owned by their writer (and the directory too, as deployed)
+            let owned = chown(&log, Some(4242), Some(4243)).is_ok();
+            if owned {
+                chown(&logs, Some(4242), Some(4243)).unwrap();
+            }
+            let cfg = Config {
+                paths: vec![log.display().to_string()],
+                mode,
+                state_file: Some(state_in(&dir)),
+                ..Config::default()
+            };
+            let r = rotate(&cfg).await;
+            assert_eq!(r.metrics["files_rotated"], 1.0, "{r:?}");
+            let a = archives(&logs, "app.log");
+            assert_eq!(a.len(), 1);
+            let m = fs::metadata(&a[0]).unwrap();
+            assert_eq!(m.mode() & 0o777, perm, "{mode:?}: archive mode {:o}", m.mode() & 0o777);
+            if owned {
+                assert_eq!((m.uid(), m.gid()), (4242, 4243), "{mode:?}: archive owner");
+            }
+        }
+    }
+}
+
+#[test]
+fn two_rotations_at_once_with_a_writer_keep_every_line_once() {
+    for mode in [Mode::Rename, Mode::Copytruncate] {
+        let dir = tdir(&format!("two-at-once-{mode:?}"));
+        let log = dir.join("app.log");
+        // a log long enough that the first rotation (zstd 19) is still compressing when the
+        // second starts, and a writer appending all along
+        let prefill = 400_000;
+        Writer::start(&dir, &log, true, Some(prefill)).stop();
+        let mut writer = Writer::start_at(&dir, &log, true, None, prefill);
+        let cfg = Config {
+            paths: vec![log.display().to_string()],
+            mode,
+            compress: Compression::Zstd,
+            level: Some(19),
+            pid_file: Some(dir.join("writer.pid")),
+            reopen_timeout_secs: 30.0,
+            state_file: Some(state_in(&dir)),
+            ..Config::default()
+        };
+        let first = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, "rotator")
+            .env("CONFIG", serde_json::to_string(&cfg).unwrap())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let compressing =
+            || fs::read_dir(&dir).unwrap().flatten().any(|e| e.file_name().to_string_lossy().ends_with(".log.zst.tmp"));
+        let mut seen = false;
+        for _ in 0..20_000 {
+            if compressing() {
+                seen = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(seen, "{mode:?}: the first rotation never compressed");
+        let (ok, second) = run_rotator_process(&Config { level: Some(1), ..cfg.clone() }, None);
+        let second = second.unwrap();
+        let out = first.wait_with_output().unwrap();
+        let first: TaskReport = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.split_once("REPORT ").map(|(_, j)| serde_json::from_str(j).unwrap()))
+            .unwrap();
+        let count = writer.stop();
+        assert!(ok, "{mode:?}: {second:?}");
+        assert_eq!(first.metrics["files_rotated"], 1.0, "{mode:?}: {first:?}");
+        assert_eq!(second.items[0]["action"], "skipped", "{mode:?}: {second:?}");
+        let reason = second.items[0]["reason"].as_str().unwrap();
+        assert!(reason.contains("another rotation"), "{mode:?}: {reason}");
+        assert_no_strays(&dir);
+        assert_exactly_once(&numbers(&all_bytes(&dir, &log)), count, true);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_during_the_tail_round_keeps_every_line() {
+    let dir = tdir("cancel-tail");
+    let log = dir.join("app.log");
+    let first = 300_000;
+    Writer::start(&dir, &log, true, Some(first)).stop();
+    let cfg = Config {
+        paths: vec![log.display().to_string()],
+        mode: Mode::Copytruncate,
+        truncate: Truncate::Truncate,
+        compress: Compression::Zstd,
+        level: Some(19),
+        state_file: Some(state_in(&dir)),
+        ..Config::default()
+    };
+    let task = LogRotation::new(cfg.clone()).unwrap().cancel_at(Some("tail-read".into()));
+    let run = tokio::spawn(async move { task.run(&TaskContext::new(false)).await });
+    // while the first pass compresses (its length already taken), lines are added: the tail
+    let compressing =
+        || fs::read_dir(&dir).unwrap().flatten().any(|e| e.file_name().to_string_lossy().ends_with(".log.zst.tmp"));
+    for _ in 0..20_000 {
+        if compressing() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(compressing(), "the rotation finished before the tail could be written");
+    let extra = 2000;
+    let mut f = OpenOptions::new().append(true).open(&log).unwrap();
+    for n in first..first + extra {
+        f.write_all(format!("{n:09}\n").as_bytes()).unwrap();
+    }
+    drop(f);
+    let r = run.await.unwrap();
+    assert_eq!(r.status, Status::Failed, "the run was cancelled: {r:?}");
+    assert_exactly_once(&numbers(&all_bytes(&dir, &log)), first + extra, true);
+    // the next run finds nothing half done
+    let r = rotate(&cfg).await;
+    assert_ne!(r.status, Status::Failed, "{r:?}");
+    assert_no_strays(&dir);
+    assert_exactly_once(&numbers(&all_bytes(&dir, &log)), first + extra, true);
+}
+
+#[tokio::test]
+async fn logs_of_another_owner_are_refused_unless_configured() {
+    use std::os::unix::fs::{MetadataExt, chown};
+    let dir = tdir("other-owner");
+    let logs = dir.join("logs");
+    fs::create_dir_all(&logs).unwrap();
+    let log = logs.join("app.log");
+    fs::write(&log, "0123456789\n".repeat(100)).unwrap();
+    if chown(&log, Some(4242), Some(4242)).is_err() {
+        eprintln!("not run: giving a file to another user needs root");
+        return;
+    }
+    let before = fingerprint(&log);
+    let cfg = Config { paths: vec![log.display().to_string()], state_file: Some(state_in(&dir)), ..Config::default() };
+    // neither the directory's owner nor the runner: refused, untouched
+    let r = rotate(&cfg).await;
+    assert_eq!(item(&r, &log)["action"], "skipped", "{r:?}");
+    assert!(r.warnings.iter().any(|w| w.contains("owned by uid 4242")), "{r:?}");
+    assert_eq!(fingerprint(&log), before);
+    // the configured owner (a uid, or a name from /etc/passwd) is accepted, and only it
+    let r = rotate(&Config { owner: Some("4242".into()), ..cfg.clone() }).await;
+    assert_eq!(r.metrics["files_rotated"], 1.0, "{r:?}");
+    assert_eq!(fs::metadata(&log).unwrap().uid(), 4242, "the new log keeps its owner");
+    fs::write(&log, b"again\n").unwrap();
+    chown(&log, Some(0), None).unwrap();
+    let r = rotate(&Config { owner: Some("root".into()), ..cfg.clone() }).await;
+    assert_eq!(r.metrics["files_rotated"], 1.0, "root owns it now: {r:?}");
+    fs::write(&log, b"and again\n").unwrap();
+    chown(&log, Some(4242), None).unwrap();
+    let r = rotate(&Config { owner: Some("root".into()), ..cfg.clone() }).await;
+    assert!(r.warnings.iter().any(|w| w.contains("not by the configured owner 0")), "{r:?}");
+    // the directory's owner is accepted by default
+    chown(&logs, Some(4242), None).unwrap();
+    let r = rotate(&cfg).await;
+    assert_eq!(r.metrics["files_rotated"], 1.0, "{r:?}");
+    let err = LogRotation::new(Config { owner: Some("no-such-user-here".into()), ..cfg }).unwrap_err();
+    assert!(err.to_string().starts_with("owner:"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unsafe_state_directory_or_file_is_refused() {
+    use std::os::unix::fs::{PermissionsExt, chown};
+    let dir = tdir("unsafe-state");
+    let log = dir.join("app.log");
+    let content = "0123456789\n".repeat(100);
+    fs::write(&log, &content).unwrap();
+    let outside = dir.join("outside.txt");
+    fs::write(&outside, b"must stay\n").unwrap();
+    let state_file = state_in(&dir);
+    let state_dir = state_file.parent().unwrap().to_owned();
+    let cfg =
+        Config { paths: vec![log.display().to_string()], state_dir: Some(state_dir.clone()), ..Config::default() };
+    let refused = |r: &TaskReport, why: &str| {
+        assert_eq!(r.status, Status::Failed, "{r:?}");
+        let e = r.error.as_deref().unwrap();
+        assert!(e.contains("refusing") && e.contains(why), "{why}: {e}");
+        assert_eq!(fs::read_to_string(&log).unwrap(), content, "{why}: the log was touched");
+    };
+    let chmod = |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+    chmod(&state_dir, 0o777);
+    refused(&rotate(&cfg).await, "writable by group or others");
+    chmod(&state_dir, 0o1733);
+    refused(&rotate(&cfg).await, "writable by group or others");
+    chmod(&state_dir, 0o700);
+    std::os::unix::fs::symlink(&outside, &state_file).unwrap();
+    refused(&rotate(&cfg).await, "a symbolic link");
+    fs::remove_file(&state_file).unwrap();
+    fs::write(&state_file, b"{}").unwrap();
+    chmod(&state_file, 0o664);
+    refused(&rotate(&cfg).await, "writable by group or others");
+    chmod(&state_file, 0o600);
+    if chown(&state_dir, Some(4242), None).is_ok() {
+        refused(&rotate(&cfg).await, "owned by uid 4242");
+        chown(&state_dir, Some(0), None).unwrap();
+    }
+    assert_eq!(fs::read(&outside).unwrap(), b"must stay\n");
+    // a dry run reports it too, and a missing state directory is created private
+    let r = LogRotation::new(Config { state_dir: Some(dir.join("new/state")), ..cfg.clone() })
+        .unwrap()
+        .run(&TaskContext::new(true))
+        .await;
+    assert_ne!(r.status, Status::Failed, "{r:?}");
+    assert!(!dir.join("new").exists(), "a dry run created the state directory");
+    let r = rotate(&Config { state_dir: Some(dir.join("new/state")), ..cfg }).await;
+    assert_eq!(r.metrics["files_rotated"], 1.0, "{r:?}");
+    assert_eq!(fs::metadata(dir.join("new/state")).unwrap().permissions().mode() & 0o777, 0o700);
 }

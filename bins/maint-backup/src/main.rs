@@ -2,15 +2,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use chrono::{NaiveDate, TimeDelta, Utc};
 use clap::{Parser, Subcommand};
-use maint_backup::object_store::path::Path;
-use maint_backup::object_store::{ObjectStore, ObjectStoreExt};
 use maint_backup::{
-    Candidate, Compression, CreateOptions, Error, Ledger, RestoreOptions, Retention, catalog, day_prefix, key_time,
-    manifest_key, open_store, plan_retention, restore_report, verify_report,
+    Compression, CreateOptions, Error, RestoreOptions, Retention, catalog, day_prefix, open_store, prune_report,
+    restore_report, verify_report,
 };
 use maint_core::{Secret, TaskReport, one_line};
 use serde::Deserialize;
@@ -71,7 +68,7 @@ enum Command {
         #[arg(long, env = "MAINT_RESTORE_ADMIN_URL", hide_env_values = true)]
         admin_url: Option<String>,
     },
-    /// Delete backups outside the retention policy (grandfather-father-son).
+    /// Delete backups outside the retention policy (grandfather-father-son, each database on its own).
     Prune {
         /// Days to keep (newest backup of each).
         #[arg(long)]
@@ -82,7 +79,8 @@ enum Command {
         /// Months to keep.
         #[arg(long)]
         keep_monthly: Option<u32>,
-        /// Keep everything younger than this.
+        /// Keep everything younger than this (a dump without a manifest is kept for an hour
+        /// after its upload whatever this says).
         #[arg(long)]
         min_age_days: Option<u32>,
     },
@@ -181,8 +179,8 @@ async fn run(cli: Cli) -> Result<TaskReport, Error> {
                 field: "--config".into(),
                 message: format!("cannot read {}: {e}", path.display()),
             })?;
-            toml::from_str::<File>(&text)
-                .map_err(|e| Error::Invalid { field: path.display().to_string(), message: e.message().to_owned() })?
+            maint_core::parse_toml::<File>(&text, path)
+                .map_err(|e| Error::Invalid { field: e.field, message: e.message })?
                 .backup
         }
     };
@@ -237,7 +235,7 @@ async fn run(cli: Cli) -> Result<TaskReport, Error> {
             policy.keep_weekly = keep_weekly.unwrap_or(policy.keep_weekly);
             policy.keep_monthly = keep_monthly.unwrap_or(policy.keep_monthly);
             policy.min_age_days = min_age_days.unwrap_or(policy.min_age_days);
-            prune(&store, &policy, dry).await
+            prune_report(&store, &policy, dry).await
         }
         Command::List { prefix } => {
             let mut report = TaskReport::begin("backup-list", dry);
@@ -254,51 +252,4 @@ async fn run(cli: Cli) -> Result<TaskReport, Error> {
             Ok(report.finish())
         }
     }
-}
-
-async fn prune(store: &Arc<dyn ObjectStore>, policy: &Retention, dry: bool) -> Result<TaskReport, Error> {
-    let mut report = TaskReport::begin("backup-prune", dry);
-    let (ledger, warning) = Ledger::load(store, !dry).await?;
-    if let Some(w) = warning {
-        report.warn(w);
-    }
-    let entries = catalog(store, "backups").await?;
-    let mut candidates = Vec::new();
-    for e in &entries {
-        let Some(created_at) = key_time(&e.key).or_else(|| e.object.as_ref().map(|o| o.last_modified)) else {
-            report.warn(format!("{}: cannot tell its age; left alone", e.key));
-            continue;
-        };
-        let verified_ok = ledger.entries.get(&e.key).and_then(|l| l.verified_ok).unwrap_or(false);
-        // A manifest whose dump is gone is no backup: it must not take a retention slot.
-        let complete = e.manifest.is_some() && e.object.is_some();
-        candidates.push(Candidate { key: e.key.clone(), created_at, complete, verified_ok });
-    }
-    let plan = plan_retention(&candidates, policy, Utc::now());
-    let mut deleted = 0;
-    for d in &plan {
-        if d.keep {
-            report.item(format!("keep    {} ({})", d.key, d.reason));
-            continue;
-        }
-        if dry {
-            report.item(format!("delete  {} ({})", d.key, d.reason));
-            continue;
-        }
-        // Manifest first: from that instant the backup is invalid, never half-valid.
-        for path in [manifest_key(&d.key), d.key.clone()] {
-            match store.delete(&Path::from(path.as_str())).await {
-                Ok(()) | Err(maint_backup::object_store::Error::NotFound { .. }) => {}
-                Err(e) => {
-                    report.fail(format!("cannot delete {path}: {e}"));
-                    return Ok(report.finish());
-                }
-            }
-        }
-        deleted += 1;
-        report.item(format!("deleted {} ({})", d.key, d.reason));
-    }
-    report.metric("backups_deleted", f64::from(deleted));
-    report.metric("backups_kept", plan.iter().filter(|d| d.keep).count() as f64);
-    Ok(report.finish())
 }

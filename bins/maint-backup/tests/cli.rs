@@ -1,5 +1,9 @@
 //! Runs the `maint-backup` binary against a real PostgreSQL and S3 server.
 
+use chrono::{TimeDelta, Utc};
+use maint_backup::object_store::path::Path;
+use maint_backup::object_store::{ObjectStoreExt, PutPayload};
+use maint_backup::{Compression, backup_key, manifest_key};
 use maint_testkit::{ACCESS_KEY, Postgres, REGION, S3, SECRET_KEY};
 
 struct Run {
@@ -75,8 +79,8 @@ async fn create_verify_restore_prune_through_the_binary() {
     assert_eq!(r.code, 0, "{}", r.err);
     assert!(r.out.contains("warning: no backups under backups/"), "{}", r.out);
 
-    // Retention keeps the newest verified backup even with every slot at zero.
-    let prune = [
+    // A policy that keeps nothing is refused.
+    let mut prune = [
         "--store",
         &store,
         "--json",
@@ -90,6 +94,11 @@ async fn create_verify_restore_prune_through_the_binary() {
         "--min-age-days",
         "0",
     ];
+    let r = maint_backup(ep, &prune).await;
+    assert_eq!(r.code, 2, "{}", r.err);
+    assert!(r.err.contains("keep_daily, keep_weekly and keep_monthly are all 0"), "{}", r.err);
+    // Retention keeps the newest verified backup.
+    prune[5] = "1";
     let r = maint_backup(ep, &prune).await;
     assert_eq!(r.code, 0, "{}", r.err);
     assert_eq!(r.json()["metrics"]["backups_deleted"], 0.0);
@@ -125,4 +134,82 @@ async fn bad_input_exits_2_with_one_line() {
     .await;
     assert_eq!(r.code, 2, "{}", r.err);
     assert!(r.err.contains("no complete backup in the store"), "{}", r.err);
+}
+
+#[tokio::test]
+async fn prune_keeps_each_database_s_slots_and_what_may_still_be_uploading() {
+    let bucket = S3::shared().await.fresh_bucket().await;
+    let s3 = bucket.store();
+    let now = Utc::now();
+    let put = |key: String| {
+        let s3 = s3.clone();
+        async move { s3.put(&Path::from(key.as_str()), PutPayload::from_static(b"x")).await.unwrap() }
+    };
+    // Ten nights of backups of two databases, "b" always a few minutes after "a".
+    for day in 1..=10 {
+        for (db, minutes) in [("a", 0), ("b", 5)] {
+            let key = backup_key(db, now - TimeDelta::days(day) + TimeDelta::minutes(minutes), Compression::Gzip);
+            put(manifest_key(&key)).await;
+            put(key).await;
+        }
+    }
+    // A three-hour dump of "a" whose upload just ended: its manifest is not written yet.
+    let uploading = backup_key("a", now - TimeDelta::hours(3), Compression::Gzip);
+    put(uploading.clone()).await;
+
+    let store = format!("s3://{}", bucket.bucket);
+    let args = [
+        "--store",
+        &store,
+        "--json",
+        "prune",
+        "--keep-daily",
+        "7",
+        "--keep-weekly",
+        "0",
+        "--keep-monthly",
+        "0",
+        "--min-age-days",
+        "0",
+    ];
+    let r = maint_backup(&bucket.endpoint, &args).await;
+    assert_eq!(r.code, 0, "{} {}", r.out, r.err);
+    let report = r.json();
+    let items: Vec<&str> = report["items"].as_array().unwrap().iter().map(|i| i.as_str().unwrap()).collect();
+    for db in ["a", "b"] {
+        let mine = |verb: &str| {
+            items
+                .iter()
+                .filter(|i| i.starts_with(verb) && i.contains(&format!("/{db}-2")) && !i.contains(&uploading))
+                .count()
+        };
+        assert_eq!((mine("keep "), mine("deleted ")), (7, 3), "{db}: {items:#?}");
+    }
+    let kept = items.iter().find(|i| i.contains(&uploading)).unwrap();
+    assert!(kept.starts_with("keep ") && kept.contains("may still be uploading"), "{kept}");
+    assert!(s3.head(&Path::from(uploading.as_str())).await.is_ok());
+}
+
+#[tokio::test]
+async fn prune_refuses_a_policy_that_keeps_nothing_and_durations_out_of_range() {
+    let ep = "http://127.0.0.1:9";
+    for (args, want) in [
+        (
+            vec!["prune", "--keep-daily", "0", "--keep-weekly", "0", "--keep-monthly", "0"],
+            "maint-backup: retention: keep_daily, keep_weekly and keep_monthly are all 0",
+        ),
+        (vec!["prune", "--min-age-days", "4000000000"], "maint-backup: min_age_days: 4000000000 days"),
+        (vec!["prune", "--min-age-days", "99999999999"], "maint-backup: invalid value '99999999999'"),
+        (
+            vec!["verify", "--prefix", "backups", "--rolling-days", "4000000000"],
+            "maint-backup: rolling_days: 4000000000 days",
+        ),
+    ] {
+        let mut all = vec!["--store", "memory://"];
+        all.extend(&args);
+        let r = maint_backup(ep, &all).await;
+        assert_eq!(r.code, 2, "{args:?}: {}", r.err);
+        assert!(r.err.starts_with(want), "{args:?}: {}", r.err);
+        assert_eq!(r.err.trim().lines().count(), 1, "{}", r.err);
+    }
 }

@@ -1,15 +1,16 @@
 use std::fmt;
+use std::os::unix::fs::DirBuilderExt;
 use std::str::FromStr;
 use std::sync::Arc;
 
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
-use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::local::PrivateFs;
 
 /// How a dump is compressed in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -71,8 +72,9 @@ impl FromStr for Compression {
 }
 
 /// Opens a store from a URL: `s3://bucket/prefix` (credentials, region, endpoint and
-/// allow-http from the usual `AWS_*` environment variables), `file:///path` (created if
-/// missing) or `memory://`. Keys are relative to the prefix.
+/// allow-http from the usual `AWS_*` environment variables), `file:///path` (created 0700
+/// if missing; everything written under it is private: directories 0700, files 0600) or
+/// `memory://`. Keys are relative to the prefix.
 pub fn open_store(url: &str) -> Result<Arc<dyn ObjectStore>, Error> {
     let bad = |m: String| Error::invalid("store", format!("{url:?}: {m}"));
     let parsed = url::Url::parse(url)
@@ -86,8 +88,12 @@ pub fn open_store(url: &str) -> Result<Arc<dyn ObjectStore>, Error> {
         }
         "file" => {
             let path = parsed.to_file_path().map_err(|_| bad("not a local path".into()))?;
-            std::fs::create_dir_all(&path).map_err(|e| bad(format!("cannot create {}: {e}", path.display())))?;
-            Arc::new(LocalFileSystem::new_with_prefix(&path).map_err(|e| bad(e.to_string()))?)
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&path)
+                .map_err(|e| bad(format!("cannot create {}: {e}", path.display())))?;
+            Arc::new(PrivateFs::new(path).map_err(|e| bad(e.to_string()))?)
         }
         "memory" => Arc::new(InMemory::new()),
         other => return Err(bad(format!("unknown scheme {other:?} (expected s3, file or memory)"))),

@@ -6,6 +6,7 @@ mod error;
 mod fingerprint;
 mod hashing;
 mod ledger;
+mod local;
 mod manifest;
 mod restore;
 mod retention;
@@ -21,10 +22,10 @@ pub use fingerprint::{
 };
 pub use ledger::{LEDGER_KEY, Ledger, LedgerEntry};
 pub use manifest::{MANIFEST_FORMAT_VERSION, Manifest};
-pub use restore::{RestoreOptions, RestoreOutcome, SCRATCH_PREFIX, drop_leftovers, restore_test};
-pub use retention::{Candidate, Decision, Retention, plan_retention};
-pub use store::{BackupEntry, backup_key, catalog, day_prefix, key_time, manifest_key};
-pub use task::{BackupVerification, restore_report, verify_report};
+pub use restore::{RestoreOptions, RestoreOutcome, SCRATCH_MARKER, SCRATCH_PREFIX, drop_leftovers, restore_test};
+pub use retention::{Candidate, Decision, INCOMPLETE_GRACE, Retention, plan_retention};
+pub use store::{BackupEntry, backup_key, catalog, day_prefix, key_database, key_time, manifest_key};
+pub use task::{BackupVerification, prune_report, restore_report, verify_report};
 pub use verify::{VerifyResult, verify_all, verify_one};
 
 pub use deadpool_postgres::tokio_postgres;

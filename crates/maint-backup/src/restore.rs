@@ -14,16 +14,19 @@ use crate::create::{spawn_error, tool_command};
 use crate::verify::{decoder, load_manifest, open_object};
 use crate::{Error, Mismatch, compare, fingerprint_like, fingerprint_table, quote_ident};
 
-/// Scratch databases are named `maint_restore_<UTC time>_<pid>`; the prefix marks them
-/// as safe to drop.
+/// Scratch databases are named `maint_restore_<UTC time>_<pid>`.
 pub const SCRATCH_PREFIX: &str = "maint_restore_";
+
+/// How a scratch database's comment begins (`aindusdb-maint restore test of <key>; safe to
+/// drop`): only a `maint_restore_*` database carrying it is ever dropped as a leftover.
+pub const SCRATCH_MARKER: &str = "aindusdb-maint restore test of ";
 
 /// What a restore test needs.
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
     /// A connection to the server that hosts the scratch database, with CREATEDB rights
-    /// (`postgresql://user:pass@host/postgres`). Use the same URL for every run: live runs
-    /// are recognised by an advisory lock taken in that database.
+    /// (`postgresql://user:pass@host/postgres`). Runs through different databases of one
+    /// server see each other (see [`drop_leftovers`]).
     pub admin_url: Secret,
     /// The `pg_restore` to run.
     pub pg_restore: PathBuf,
@@ -50,26 +53,47 @@ pub struct RestoreOutcome {
     pub leftovers_dropped: Vec<String>,
 }
 
-async fn connect(url: &str) -> Result<Client, Error> {
-    let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
+/// Connects; with `application_name`, the session carries that name from its start.
+async fn connect(url: &str, application_name: Option<&str>) -> Result<Client, Error> {
+    let mut config: tokio_postgres::Config = url.parse()?;
+    if let Some(name) = application_name {
+        config.application_name(name);
+    }
+    let (client, conn) = config.connect(NoTls).await?;
     tokio::spawn(conn);
     Ok(client)
 }
 
-/// Drops scratch databases whose run is gone (nobody holds their advisory lock).
+/// Drops the scratch databases of runs that are gone: a `maint_restore_*` database that
+/// carries the [`SCRATCH_MARKER`] comment and whose run has no session left.
+///
+/// A run's admin session is named after its scratch database (`application_name`, set when
+/// it connects, before the database exists) and lasts as long as the run. Every session of
+/// the server, whatever database it is connected to and whoever it belongs to, shows its
+/// `application_name` in `pg_stat_activity`, so every runner sees a live run, whichever
+/// admin database each one uses (an advisory lock would be seen only in its own database).
+/// A database without the marker is someone else's: it is left alone, with a log line.
 pub async fn drop_leftovers(admin: &Client) -> Result<Vec<String>, Error> {
-    let rows =
-        admin.query("SELECT datname FROM pg_database WHERE datname LIKE 'maint\\_restore\\_%' ORDER BY 1", &[]).await?;
+    let rows = admin
+        .query(
+            "SELECT d.datname,
+                    starts_with(coalesce(shobj_description(d.oid, 'pg_database'), ''), $1),
+                    EXISTS (SELECT FROM pg_stat_activity a WHERE a.application_name = d.datname)
+             FROM pg_database d WHERE d.datname LIKE 'maint\\_restore\\_%' ORDER BY 1",
+            &[&SCRATCH_MARKER],
+        )
+        .await?;
     let mut dropped = Vec::new();
     for row in rows {
-        let name: String = row.get(0);
-        let free: bool = admin.query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&name]).await?.get(0);
-        if !free {
-            continue; // a live run owns it
+        let (name, marked, live): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
+        if live {
+            continue;
         }
-        let result = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name))).await;
-        admin.query_one("SELECT pg_advisory_unlock(hashtext($1))", &[&name]).await?;
-        result?;
+        if !marked {
+            tracing::warn!(database = %name, "left alone: it is not commented as a restore test's scratch database");
+            continue;
+        }
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name))).await?;
         tracing::warn!(database = %name, "dropped the scratch database of a run that did not finish");
         dropped.push(name);
     }
@@ -161,20 +185,20 @@ pub async fn restore_test(
     cancel: &CancellationToken,
 ) -> Result<RestoreOutcome, Error> {
     let manifest = load_manifest(store, key).await?.map_err(|m| Error::invalid("backup", format!("{key}: {m}")))?;
-    let admin = connect(opts.admin_url.expose()).await?;
-    let leftovers_dropped = drop_leftovers(&admin).await?;
     let name = format!("{SCRATCH_PREFIX}{}_{}", Utc::now().format("%Y%m%d%H%M%S%3f"), std::process::id());
-    admin.query_one("SELECT pg_advisory_lock(hashtext($1))", &[&name]).await?;
+    // This session, named after the scratch database, marks the run as live (drop_leftovers).
+    let admin = connect(opts.admin_url.expose(), Some(&name)).await?;
+    let leftovers_dropped = drop_leftovers(&admin).await?;
     admin.batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name))).await?;
     let started = Instant::now();
     let work = async {
-        admin
-            .batch_execute(&format!(
-                "COMMENT ON DATABASE {} IS 'aindusdb-maint restore test of {}; safe to drop'",
-                quote_ident(&name),
-                key.replace('\'', "''")
-            ))
-            .await?;
+        // The key can hold anything: the server quotes it (%L), whatever its settings.
+        let comment = format!("{SCRATCH_MARKER}{key}; safe to drop");
+        let sql: String = admin
+            .query_one("SELECT format('COMMENT ON DATABASE %I IS %L', $1::text, $2::text)", &[&name, &comment])
+            .await?
+            .get(0);
+        admin.batch_execute(&sql).await?;
         let scratch_url = with_database(opts.admin_url.expose(), &name)?;
         let mut cmd = tool_command(&opts.pg_restore, &scratch_url)?;
         // pg_restore wants -d; the scratch name (ours, plain) carries no credentials.
@@ -202,7 +226,7 @@ pub async fn restore_test(
         };
         // Tables pg_restore has finished loading, fingerprinted while it goes on.
         let early = async {
-            let scratch = connect(&scratch_url).await?;
+            let scratch = connect(&scratch_url, None).await?;
             let mut done = Vec::new();
             while let Some(i) = loaded.recv().await {
                 done.push(fingerprint_table(&scratch, &manifest.tables[i]).await?);
@@ -222,7 +246,6 @@ pub async fn restore_test(
     };
     let seconds = started.elapsed().as_secs_f64();
     let dropped = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name))).await;
-    let _ = admin.query_one("SELECT pg_advisory_unlock(hashtext($1))", &[&name]).await;
     let (mismatches, fingerprint_seconds) = result?;
     dropped?;
     Ok(RestoreOutcome {

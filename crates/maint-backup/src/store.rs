@@ -22,10 +22,21 @@ pub fn backup_key(database: &str, at: DateTime<Utc>, compression: Compression) -
 
 /// When a backup was taken, from its key (`...-20261124T020304123Z.dump.gz`).
 pub fn key_time(key: &str) -> Option<DateTime<Utc>> {
+    key_parts(key).map(|(_, at)| at)
+}
+
+/// The database a backup is of, from its key (`.../aindus-db-20261124T020304123Z.dump.gz`
+/// is of `aindus-db`).
+pub fn key_database(key: &str) -> Option<&str> {
+    key_parts(key).map(|(db, _)| db)
+}
+
+fn key_parts(key: &str) -> Option<(&str, DateTime<Utc>)> {
     let name = key.rsplit('/').next()?;
     let stem = name.split(".dump").next()?;
-    let stamp = stem.rsplit('-').next()?;
-    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S%3fZ").ok().map(|t| t.and_utc())
+    let (database, stamp) = stem.rsplit_once('-').unwrap_or(("", stem));
+    let at = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S%3fZ").ok()?.and_utc();
+    Some((database, at))
 }
 
 /// `backups/YYYY/MM/DD`.
@@ -84,6 +95,8 @@ mod tests {
         let key = backup_key("aindus-db", at, Compression::Zstd);
         assert_eq!(key, "backups/2026/11/24/aindus-db-20261124T020304056Z.dump.zst");
         assert_eq!(key_time(&key), Some(at));
+        assert_eq!(key_database(&key), Some("aindus-db"));
+        assert_eq!(key_database("backups/x/notes.txt"), None);
         assert_eq!(manifest_key(&key), format!("{key}.manifest.json"));
         assert_eq!(key_time("backups/x/notes.txt"), None);
     }

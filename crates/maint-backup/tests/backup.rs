@@ -225,12 +225,20 @@ async fn failed_cancelled_and_crashed_restores_leave_no_scratch_database() {
     assert!(matches!(err, Error::Cancelled), "{err:?}");
     assert!(scratch_databases().await.is_empty());
 
-    // A crashed run left its scratch database behind: the next run drops it.
+    // A crashed run left its scratch database behind, commented as such: the next run drops it.
     let pg = Postgres::shared().await;
     let (client, conn) =
         maint_backup::tokio_postgres::connect(&pg.url("postgres"), maint_backup::tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
     client.batch_execute(&format!("CREATE DATABASE {SCRATCH_PREFIX}19990101000000000_1")).await.unwrap();
+    client
+        .batch_execute(&format!(
+            "COMMENT ON DATABASE {SCRATCH_PREFIX}19990101000000000_1 IS '{}{}; safe to drop'",
+            maint_backup::SCRATCH_MARKER,
+            good.key
+        ))
+        .await
+        .unwrap();
     let r = restore_test(&store, &good.key, &opts, &CancellationToken::new()).await.unwrap();
     assert_eq!(r.leftovers_dropped, [format!("{SCRATCH_PREFIX}19990101000000000_1")]);
     assert!(scratch_databases().await.is_empty());
@@ -325,4 +333,328 @@ async fn bad_input_is_named() {
     opts.pg_dump = "/nonexistent/pg_dump".into();
     let e = create(&store, &opts, &CancellationToken::new()).await.unwrap_err();
     assert_eq!(e.to_string(), "pg_dump failed: not found (install the PostgreSQL client tools)");
+}
+
+/// A directory of its own under the system temp dir, removed when dropped.
+struct TempDir(std::path::PathBuf);
+impl TempDir {
+    fn new(what: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        TempDir(std::env::temp_dir().join(format!("maint-backup-{what}-{}-{n}", std::process::id())))
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn a_file_store_keeps_its_dumps_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = seeded().await;
+    let dir = TempDir::new("private");
+    let root = dir.0.join("store");
+    let store = open_store(&format!("file://{}", root.display())).unwrap();
+    make(&store, &db, Compression::Gzip).await;
+    make(&store, &db, Compression::Zstd).await;
+    // The ledger, written by a verification.
+    let report = maint_backup::verify_report(&store, "backups", None, 2, false).await.unwrap();
+    assert_eq!(report.metrics["backups_verified"], 2.0, "{report:?}");
+    let (mut files, mut dirs) = (Vec::new(), vec![root.clone()]);
+    let mut todo = vec![root.clone()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p.clone());
+                todo.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    assert_eq!(files.len(), 5, "two dumps, two manifests, the ledger: {files:?}");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    for f in &files {
+        assert_eq!(mode(f), 0o600, "{} is {:o}", f.display(), mode(f));
+    }
+    for d in &dirs {
+        assert_eq!(mode(d), 0o700, "{} is {:o}", d.display(), mode(d));
+    }
+}
+
+/// A `pg_restore` that waits before restoring, so a test can look at a live run.
+fn slow_pg_restore(dir: &TempDir, seconds: u32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let path = dir.0.join("pg_restore");
+    std::fs::write(&path, format!("#!/bin/sh\nsleep {seconds}\nexec pg_restore \"$@\"\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+async fn connect(url: &str) -> maint_backup::tokio_postgres::Client {
+    let (client, conn) = maint_backup::tokio_postgres::connect(url, maint_backup::tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+/// Waits for a scratch database (not one of `known`) to appear with a comment; returns
+/// its name and the comment.
+async fn live_scratch(admin: &maint_backup::tokio_postgres::Client, known: &[String]) -> (String, String) {
+    for _ in 0..400 {
+        let rows = admin
+            .query(
+                "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database
+                 WHERE datname LIKE 'maint\\_restore\\_%' AND shobj_description(oid, 'pg_database') IS NOT NULL",
+                &[],
+            )
+            .await
+            .unwrap();
+        if let Some(row) = rows.iter().find(|r| !known.contains(&r.get::<_, String>(0))) {
+            return (row.get(0), row.get(1));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("no live scratch database appeared");
+}
+
+const MARKER: &str = "aindusdb-maint restore test of ";
+
+#[tokio::test]
+async fn cleanup_drops_only_marked_leftovers_and_never_a_live_run() {
+    let _turn = RESTORES.lock().await;
+    let (db, store) = (seeded().await, store().await);
+    let m = make(&store, &db, Compression::Gzip).await;
+    let pg = Postgres::shared().await;
+    let admin = connect(&pg.url("postgres")).await;
+    // A live run through another admin database, slowed down so it is live for a while.
+    let tmp = TempDir::new("slow");
+    let other_admin = pg.fresh_database().await;
+    let opts = RestoreOptions { admin_url: Secret::new(other_admin.url()), pg_restore: slow_pg_restore(&tmp, 3) };
+    let (store2, key) = (store.clone(), m.key.clone());
+    let live = tokio::spawn(async move { restore_test(&store2, &key, &opts, &CancellationToken::new()).await });
+    let (scratch, _) = live_scratch(&admin, &[]).await;
+    // Someone's database that merely has the prefix, and a crashed run's leftover.
+    let unmarked = format!("{SCRATCH_PREFIX}x_{}", std::process::id());
+    let crashed = format!("{SCRATCH_PREFIX}19990101000000000_{}", std::process::id());
+    admin.batch_execute(&format!("CREATE DATABASE {unmarked}")).await.unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {crashed}")).await.unwrap();
+    admin
+        .batch_execute(&format!("COMMENT ON DATABASE {crashed} IS '{MARKER}backups/x.dump.gz; safe to drop'"))
+        .await
+        .unwrap();
+
+    let dropped = maint_backup::drop_leftovers(&admin).await.unwrap();
+    let left = scratch_databases().await;
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {unmarked}")).await.unwrap();
+    assert_eq!(dropped, [crashed], "only the marked leftover of a dead run goes");
+    assert!(left.contains(&unmarked), "a database without the marker survives: {left:?}");
+    assert!(left.contains(&scratch), "the live run's scratch database survives: {left:?}");
+    let outcome = live.await.unwrap().unwrap();
+    assert!(outcome.mismatches.is_empty(), "{:?}", outcome.mismatches);
+    assert_eq!(outcome.scratch_database, scratch);
+    assert!(scratch_databases().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_hostile_key_reaches_the_comment_as_one_literal() {
+    let _turn = RESTORES.lock().await;
+    let (db, store) = (seeded().await, store().await);
+    let m = make(&store, &db, Compression::Gzip).await;
+    // The same backup under a key full of quotes, backslashes and dollar quotes.
+    let pwned = format!("maint_pwned_{}", std::process::id());
+    let key =
+        format!("backups/2026/01/01/x\\'; CREATE TABLE {pwned} (); -- $$ '' \\\\ $q$-20260101T000000000Z.dump.gz");
+    let dump = store.get(&Path::from(m.key.as_str())).await.unwrap().bytes().await.unwrap();
+    store.put(&Path::from(key.as_str()), PutPayload::from(dump)).await.unwrap();
+    let mut manifest = m.clone();
+    manifest.key = key.clone();
+    store.put(&Path::from(manifest_key(&key)), PutPayload::from(serde_json::to_vec(&manifest).unwrap())).await.unwrap();
+
+    // An admin connection where backslashes escape in plain literals.
+    let other_admin = Postgres::shared().await.fresh_database().await;
+    let admin_url = format!("{}?options=-c%20standard_conforming_strings%3Doff", other_admin.url());
+    let tmp = TempDir::new("hostile");
+    let opts = RestoreOptions { admin_url: Secret::new(admin_url), pg_restore: slow_pg_restore(&tmp, 1) };
+    let (store2, key2) = (store.clone(), key.clone());
+    let run = tokio::spawn(async move { restore_test(&store2, &key2, &opts, &CancellationToken::new()).await });
+    let admin = connect(&Postgres::shared().await.url("postgres")).await;
+    let (_, comment) = live_scratch(&admin, &[]).await;
+    let outcome = run.await.unwrap();
+    assert_eq!(comment, format!("{MARKER}{key}; safe to drop"));
+    let injected: i64 = connect(&other_admin.url())
+        .await
+        .query_one("SELECT count(*) FROM pg_class WHERE relname = $1", &[&pwned])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(injected, 0, "nothing but the comment ran");
+    assert!(outcome.unwrap().mismatches.is_empty());
+    assert!(scratch_databases().await.is_empty());
+}
+
+/// A store where "another runner" records a verification in the ledger at a chosen moment:
+/// the first time an operation of the chosen kind (`put` or not) touches `trigger`, just
+/// before that operation.
+#[derive(Debug)]
+struct Interloper {
+    inner: Arc<dyn ObjectStore>,
+    trigger: String,
+    on_put: bool,
+    entry: String,
+    fired: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Display for Interloper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Interloper({})", self.inner)
+    }
+}
+
+impl Interloper {
+    fn wrap(inner: &Arc<dyn ObjectStore>, trigger: &str, on_put: bool, entry: &str) -> Arc<dyn ObjectStore> {
+        Arc::new(Interloper {
+            inner: inner.clone(),
+            trigger: trigger.into(),
+            on_put,
+            entry: entry.into(),
+            fired: false.into(),
+        })
+    }
+
+    async fn maybe_interlope(&self, location: &Path, put: bool) {
+        if location.as_ref() == self.trigger
+            && put == self.on_put
+            && !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            let (mut ledger, _) = Ledger::load(&self.inner, false).await.unwrap();
+            let e = ledger.entries.entry(self.entry.clone()).or_default();
+            e.verified_at = Some(Utc::now());
+            e.verified_ok = Some(true);
+            ledger.save(&self.inner).await.unwrap();
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for Interloper {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: maint_backup::object_store::PutOptions,
+    ) -> maint_backup::object_store::Result<maint_backup::object_store::PutResult> {
+        self.maybe_interlope(location, true).await;
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: maint_backup::object_store::PutMultipartOptions,
+    ) -> maint_backup::object_store::Result<Box<dyn maint_backup::object_store::MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: maint_backup::object_store::GetOptions,
+    ) -> maint_backup::object_store::Result<maint_backup::object_store::GetResult> {
+        self.maybe_interlope(location, false).await;
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<'static, maint_backup::object_store::Result<Path>>,
+    ) -> futures::stream::BoxStream<'static, maint_backup::object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&Path>,
+    ) -> futures::stream::BoxStream<'static, maint_backup::object_store::Result<maint_backup::object_store::ObjectMeta>>
+    {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&Path>,
+    ) -> maint_backup::object_store::Result<maint_backup::object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: maint_backup::object_store::CopyOptions,
+    ) -> maint_backup::object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[tokio::test]
+async fn a_verification_recorded_during_a_restore_test_survives_it() {
+    let _turn = RESTORES.lock().await;
+    let (db, store) = (seeded().await, store().await);
+    let m = make(&store, &db, Compression::Gzip).await;
+    // While the dump is being read (hours, for a big one), another run records a verification.
+    let interloped = Interloper::wrap(&store, &m.key, false, "backups/2026/01/01/other-20260101T000000000Z.dump.gz");
+    let opts = RestoreOptions { admin_url: admin_url().await, pg_restore: "pg_restore".into() };
+    let report =
+        maint_backup::restore_report(&interloped, Some(m.key.clone()), &opts, false, &CancellationToken::new())
+            .await
+            .unwrap();
+    assert_eq!(report.status, maint_core::Status::Ok, "{report:?}");
+    let (ledger, _) = Ledger::load(&store, false).await.unwrap();
+    let other = &ledger.entries["backups/2026/01/01/other-20260101T000000000Z.dump.gz"];
+    assert_eq!(other.verified_ok, Some(true), "the verification written meanwhile survives: {ledger:?}");
+    assert_eq!(ledger.entries[&m.key].restore_ok, Some(true), "{ledger:?}");
+}
+
+#[tokio::test]
+async fn a_ledger_update_retries_when_another_run_wrote_first() {
+    let store = store().await;
+    let mine = "backups/2026/01/01/mine-20260101T000000000Z.dump.gz";
+    for existing in [false, true] {
+        if existing {
+            // The ledger exists: the write is conditional on its ETag (If-Match).
+            Ledger::default().save(&store).await.unwrap();
+        } else {
+            store.delete(&Path::from(maint_backup::LEDGER_KEY)).await.unwrap();
+        }
+        // Another run writes the ledger between this update's read and its write.
+        let theirs = format!("backups/2026/01/01/theirs-{existing}-20260101T000000000Z.dump.gz");
+        let interloped = Interloper::wrap(&store, maint_backup::LEDGER_KEY, true, &theirs);
+        let mut applied = 0;
+        let warning = Ledger::update(&interloped, |l| {
+            applied += 1;
+            l.entries.entry(mine.to_owned()).or_default().restore_ok = Some(true);
+        })
+        .await
+        .unwrap();
+        assert!(warning.is_none());
+        assert_eq!(applied, 2, "read again and applied again after the conflict");
+        let (ledger, _) = Ledger::load(&store, false).await.unwrap();
+        assert_eq!(ledger.entries[&theirs].verified_ok, Some(true), "{ledger:?}");
+        assert_eq!(ledger.entries[mine].restore_ok, Some(true), "{ledger:?}");
+    }
+
+    // A corrupt ledger is set aside and replaced.
+    store.put(&Path::from(maint_backup::LEDGER_KEY), PutPayload::from_static(b"{not json")).await.unwrap();
+    let warning = Ledger::update(&store, |l| l.entries.entry(mine.to_owned()).or_default().verified_ok = Some(false))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(warning.contains("set aside as backups/ledger.json.corrupt-"), "{warning}");
+    let (ledger, warning) = Ledger::load(&store, false).await.unwrap();
+    assert!(warning.is_none());
+    assert_eq!(ledger.entries.len(), 1);
 }

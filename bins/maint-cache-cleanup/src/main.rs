@@ -64,14 +64,13 @@ fn main() -> ExitCode {
 
 fn read_config(path: &Path) -> Result<Config, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let table: toml::Table =
-        toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message().replace('\n', " ")))?;
+    let table: toml::Table = maint_core::parse_toml(&text, path).map_err(|e| e.to_string())?;
     let parsed = if table.contains_key("cache") {
-        table.try_into::<FileConfig>().map(|f| f.cache)
+        maint_core::parse_toml::<FileConfig>(&text, path).map(|f| f.cache)
     } else {
-        table.try_into::<Config>()
+        maint_core::parse_toml::<Config>(&text, path)
     };
-    parsed.map_err(|e| format!("{}: {}", path.display(), e.message().replace('\n', " ")))
+    parsed.map_err(|e| e.to_string())
 }
 
 /// Builds the configuration (defaults < MAINT_REDIS_URL < file < flags), then runs the task.

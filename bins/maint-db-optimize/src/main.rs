@@ -90,8 +90,7 @@ fn build_config(cli: &Cli) -> Result<Config, Error> {
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .map_err(|e| Error::invalid("config", format!("cannot read {}: {e}", p.display())))?;
-            toml::from_str::<Config>(&text)
-                .map_err(|e| Error::invalid("config", format!("{}: {}", p.display(), e.message())))?
+            maint_core::parse_toml::<Config>(&text, p).map_err(|e| Error::invalid("config", e.to_string()))?
         }
         None => Config::default(),
     };

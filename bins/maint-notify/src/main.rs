@@ -99,9 +99,9 @@ async fn run(cli: Cli) -> ExitCode {
         None => Config::default(),
         Some(path) => match std::fs::read_to_string(path) {
             Err(e) => return bad_input(format!("cannot read {}: {e}", path.display())),
-            Ok(text) => match toml::from_str::<File>(&text) {
+            Ok(text) => match maint_core::parse_toml::<File>(&text, path) {
                 Ok(f) => f.notify,
-                Err(e) => return bad_input(format!("{}: {}", path.display(), e.message())),
+                Err(e) => return bad_input(e.to_string()),
             },
         },
     };

@@ -33,7 +33,7 @@ fn not_configured(item: &'static str, what: &str) -> Item {
     Item { item, state: "not_configured", detail: format!("configure {what} to check this") }
 }
 
-async fn fresh_verified_backup(cfg: &MaintConfig, max_age_hours: i64) -> Item {
+async fn fresh_verified_backup(cfg: &MaintConfig, max_age: TimeDelta) -> Item {
     const NAME: &str = "a verified backup younger than the limit";
     let Some(url) = &cfg.backup.store else { return not_configured(NAME, "[backup] store") };
     let check = async {
@@ -47,11 +47,12 @@ async fn fresh_verified_backup(cfg: &MaintConfig, max_age_hours: i64) -> Item {
             .max()
             .ok_or_else(|| "no verified backup in the store".to_owned())?;
         let age = Utc::now() - newest.0;
-        if age > TimeDelta::hours(max_age_hours) {
+        if age > max_age {
             return Err(format!(
-                "the newest verified backup {} is {} h old (limit {max_age_hours} h)",
+                "the newest verified backup {} is {} h old (limit {} h)",
                 newest.1,
-                age.num_hours()
+                age.num_hours(),
+                max_age.num_hours()
             ));
         }
         Ok(format!("{} ({} min old)", newest.1, age.num_minutes()))
@@ -83,7 +84,14 @@ async fn baseline(cfg: &MaintConfig) -> Item {
     }
 }
 
+/// How long the checklist waits for the test notification.
+const MONITORING_TIMEOUT: Duration = Duration::from_secs(60);
+
 async fn monitoring(cfg: &MaintConfig) -> Item {
+    monitoring_within(cfg, MONITORING_TIMEOUT).await
+}
+
+async fn monitoring_within(cfg: &MaintConfig, limit: Duration) -> Item {
     const NAME: &str = "monitoring reachable (notification targets)";
     if cfg.notify.targets.is_empty() {
         return not_configured(NAME, "[notify] targets");
@@ -98,7 +106,10 @@ async fn monitoring(cfg: &MaintConfig) -> Item {
         maint_notify::Severity::Info,
     )
     .with_event_key("maint-checklist");
-    let out = tokio::time::timeout(Duration::from_secs(60), d.send(&n)).await.unwrap_or_default();
+    // A target that does not answer in time is a failure, not a delivery.
+    let Ok(out) = tokio::time::timeout(limit, d.send(&n)).await else {
+        return item(NAME, Err(format!("no answer from the targets within {limit:?}")));
+    };
     match out.iter().find(|d| d.outcome == maint_notify::Outcome::Failed) {
         Some(bad) => item(NAME, Err(format!("{}: {}", bad.target, bad.error.clone().unwrap_or_default()))),
         None => item(NAME, Ok(format!("{} target(s) took a test notification", out.len()))),
@@ -195,9 +206,11 @@ fn log_dirs(cfg: &MaintConfig) -> Vec<std::path::PathBuf> {
 
 /// Runs the checklist; the report fails when an automated item fails.
 pub(crate) async fn run(which: &str, cfg: &MaintConfig, max_backup_age_hours: i64) -> Result<TaskReport, Error> {
+    let max_backup_age = TimeDelta::try_hours(max_backup_age_hours)
+        .ok_or_else(|| Error::invalid("--max-backup-age-hours", format!("{max_backup_age_hours} is too large")))?;
     let items = match which {
         "pre" => vec![
-            fresh_verified_backup(cfg, max_backup_age_hours).await,
+            fresh_verified_backup(cfg, max_backup_age).await,
             health(cfg).await,
             baseline(cfg).await,
             integrity(cfg).await,
@@ -209,7 +222,7 @@ pub(crate) async fn run(which: &str, cfg: &MaintConfig, max_backup_age_hours: i6
         "post" => vec![
             health(cfg).await,
             baseline(cfg).await,
-            fresh_verified_backup(cfg, max_backup_age_hours).await,
+            fresh_verified_backup(cfg, max_backup_age).await,
             integrity(cfg).await,
             leftovers(cfg).await,
             monitoring(cfg).await,
@@ -235,4 +248,30 @@ pub(crate) async fn run(which: &str, cfg: &MaintConfig, max_backup_age_hours: i6
         report.fail(failed.join("; "));
     }
     Ok(report.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A target that accepts the connection and never answers: the item fails (it passed
+    /// when the wait ran out, as if nothing had failed).
+    #[tokio::test]
+    async fn a_notification_target_that_never_answers_fails_the_item() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            // Accept and hold every connection, never answer.
+            let held: Vec<_> = listener.incoming().take(8).collect();
+            std::thread::sleep(Duration::from_secs(30));
+            drop(held);
+        });
+        let mut cfg = MaintConfig::default();
+        cfg.notify.targets = vec![maint_core::Secret::new(format!("slack+http://127.0.0.1:{port}/services/T/B/X"))];
+        cfg.notify.request_timeout_secs = 600.0;
+        cfg.notify.total_timeout_secs = 600.0;
+        let i = monitoring_within(&cfg, Duration::from_millis(500)).await;
+        assert_eq!(i.state, "failed", "{i:?}");
+        assert!(i.detail.contains("no answer"), "{i:?}");
+    }
 }

@@ -11,7 +11,8 @@ use serde::Deserialize;
 pub(crate) struct MaintConfig {
     /// The maintenance plan (YAML or TOML), relative to the working directory.
     pub(crate) calendar: PathBuf,
-    /// The run lock when no database is configured.
+    /// The run lock when no database is configured; the daemon's state sits next to it.
+    /// Its directory must be the runner's own (default: [`maint_core::runtime_dir`]).
     pub(crate) lock_file: PathBuf,
     /// Longest time one task may take.
     pub(crate) task_timeout_secs: u64,
@@ -58,7 +59,7 @@ impl Default for MaintConfig {
     fn default() -> Self {
         MaintConfig {
             calendar: "deploy/maintenance.yaml".into(),
-            lock_file: std::env::temp_dir().join("aindusdb-maint.lock"),
+            lock_file: maint_core::runtime_dir().join("run.lock"),
             task_timeout_secs: 1800,
             metrics_textfile: None,
             notify: maint_notify::Config::default(),
@@ -105,8 +106,7 @@ impl MaintConfig {
             None => MaintConfig::default(),
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|source| Error::Read { path: p.to_owned(), source })?;
-                let mut cfg: MaintConfig = toml::from_str(&text)
-                    .map_err(|e| Error::invalid(p.display().to_string(), e.message().to_owned()))?;
+                let mut cfg: MaintConfig = maint_core::parse_toml(&text, p)?;
                 cfg.source = Some(p.to_owned());
                 cfg
             }

@@ -27,7 +27,18 @@ pub(crate) enum RunLock {
     },
 }
 
-/// Takes the run lock, or says who holds it.
+/// Creates the directory of the lock file (and of the daemon state next to it) if missing,
+/// and refuses one that others could use to replace or plant files: owned by another user,
+/// or group/world-writable without the sticky bit.
+pub(crate) fn private_dir(lock_file: &Path) -> Result<(), Error> {
+    match lock_file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => maint_core::ensure_private_dir(dir),
+        None => maint_core::check_private_dir(Path::new(".")),
+    }
+}
+
+/// Takes the run lock, or says who holds it. The lock file is opened without following a
+/// symlink and without truncating, and must be the runner's own regular file.
 pub(crate) async fn acquire(database: Option<&Secret>, lock_file: &Path) -> Result<Result<RunLock, String>, Error> {
     let connected = match database {
         Some(url) => match tokio_postgres::connect(url.expose(), NoTls).await {
@@ -74,16 +85,8 @@ pub(crate) async fn acquire(database: Option<&Secret>, lock_file: &Path) -> Resu
             Ok(Err(format!("another maint run holds the database run lock: {holder}")))
         }
         None => {
-            if let Some(dir) = lock_file.parent() {
-                std::fs::create_dir_all(dir).map_err(|source| Error::Read { path: dir.to_owned(), source })?;
-            }
-            let mut file = File::options()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(lock_file)
-                .map_err(|source| Error::Read { path: lock_file.to_owned(), source })?;
+            private_dir(lock_file)?;
+            let mut file = maint_core::open_private(lock_file)?;
             match file.try_lock() {
                 Ok(()) => {
                     file.set_len(0)
@@ -100,5 +103,78 @@ pub(crate) async fn acquire(database: Option<&Secret>, lock_file: &Path) -> Resu
                 Err(TryLockError::Error(source)) => Err(Error::Read { path: lock_file.to_owned(), source }),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("maint-lock-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Another user could replace the lock file or forge the daemon state in a directory
+    /// everyone can write: refused (exit 1), naming the directory and why.
+    #[tokio::test]
+    async fn a_lock_directory_others_can_write_is_refused() {
+        let dir = scratch("open");
+        let locks = dir.join("locks");
+        std::fs::create_dir(&locks).unwrap();
+        std::fs::set_permissions(&locks, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = acquire(None, &locks.join("run.lock")).await.unwrap_err();
+        let msg = one_line(&err);
+        assert!(msg.contains(&locks.display().to_string()) && msg.contains("writable"), "{msg}");
+        assert_eq!(err.exit_code(), maint_core::ExitCode::Failed);
+        // With the sticky bit (like /tmp) others cannot replace our files: accepted.
+        std::fs::set_permissions(&locks, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(matches!(acquire(None, &locks.join("run.lock")).await, Ok(Ok(_))));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A symlink planted at the lock file's path is not followed: its target keeps its content.
+    #[tokio::test]
+    async fn a_symlink_at_the_lock_file_is_not_followed() {
+        let dir = scratch("link");
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let lock = dir.join("run.lock");
+        std::os::unix::fs::symlink(&victim, &lock).unwrap();
+        let err = acquire(None, &lock).await.unwrap_err();
+        let msg = one_line(&err);
+        assert!(msg.contains(&lock.display().to_string()) && msg.contains("symbolic link"), "{msg}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A lock directory (or lock file) owned by another user is refused. Only root can give
+    /// a directory away: run as another user, the test says so and checks nothing.
+    #[tokio::test]
+    async fn a_lock_directory_owned_by_another_user_is_refused() {
+        let dir = scratch("owner");
+        let locks = dir.join("locks");
+        std::fs::create_dir(&locks).unwrap();
+        if std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&dir).unwrap()) != 0 {
+            eprintln!("not root: cannot give a directory to another user; checked as root in CI");
+            std::fs::remove_dir_all(&dir).unwrap();
+            return;
+        }
+        std::os::unix::fs::chown(&locks, Some(65534), None).unwrap();
+        let err = acquire(None, &locks.join("run.lock")).await.unwrap_err();
+        let msg = one_line(&err);
+        assert!(msg.contains(&locks.display().to_string()) && msg.contains("owned by uid 65534"), "{msg}");
+        // A lock file another user created in our directory is refused too.
+        std::os::unix::fs::chown(&locks, Some(0), None).unwrap();
+        std::fs::write(locks.join("run.lock"), "").unwrap();
+        std::os::unix::fs::chown(locks.join("run.lock"), Some(65534), None).unwrap();
+        let msg = one_line(&acquire(None, &locks.join("run.lock")).await.unwrap_err());
+        assert!(msg.contains("run.lock") && msg.contains("owned by uid 65534"), "{msg}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use maint_core::chrono::{DateTime, SecondsFormat, Utc};
+use maint_core::chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use maint_core::tokio_util::sync::CancellationToken;
 use maint_core::{Calendar, Error, RunReport, Status, TaskReport, one_line};
 use maint_notify::{Notification, Severity};
@@ -255,11 +255,11 @@ async fn run_daemon(
     cfg: &MaintConfig,
     cal: &Calendar,
     missed: daemon::MissedPolicy,
-    grace_minutes: i64,
+    grace: TimeDelta,
 ) -> Result<(), Error> {
     let stop = cancel_on_signals();
     let state_path = daemon::DaemonState::path(&cfg.lock_file);
-    let grace = maint_core::chrono::TimeDelta::minutes(grace_minutes.max(0));
+    lock::private_dir(&cfg.lock_file)?;
     let mut state = daemon::DaemonState::load(&state_path);
     loop {
         let now = Utc::now();
@@ -321,9 +321,11 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(report.status.exit_code().into())
         }
         Command::Daemon { config, missed, grace_minutes } => {
+            let grace = TimeDelta::try_minutes(grace_minutes.max(0))
+                .ok_or_else(|| Error::invalid("--grace-minutes", format!("{grace_minutes} is too large")))?;
             let cfg = MaintConfig::load(config.as_deref())?;
             let cal = Calendar::from_path(&cfg.calendar)?;
-            runtime()?.block_on(run_daemon(&cfg, &cal, missed, grace_minutes))?;
+            runtime()?.block_on(run_daemon(&cfg, &cal, missed, grace))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::ConfigCheck { config } => {

@@ -435,3 +435,94 @@ fn system_updates_plans_the_configured_update() {
     assert!(err.starts_with("maint: system_updates.to: ") && err.trim_end().lines().count() == 1, "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A scratch directory for one test, removed first if a previous run left it.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("maint-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A secret given with the wrong type (or unquoted) in any field that carries one never
+/// reaches stderr (toml's messages quote the value, its Display prints the line); the
+/// error names the field and the expected type, exit 2.
+#[test]
+fn a_config_type_error_names_the_field_and_never_the_value() {
+    let dir = scratch("config-secret");
+    let cfg = dir.join("maint.toml");
+    let cases: &[(&str, &str, &str)] = &[
+        ("[database]\nurl = [\"postgresql://maint:SECRET@db/aindusdb\"]\n", "database.url", "expected a string"),
+        ("[database]\nurl = postgresql://maint:SECRET@db/aindusdb\n", "database.url", "quoted"),
+        ("[backup]\nadmin_url = [\"postgresql://restore:SECRET@scratch/postgres\"]\n", "backup.admin_url", "expected"),
+        (
+            "[notify]\ntargets = \"slack://hooks.slack.com/services/T/B/SECRET\"\n",
+            "notify.targets",
+            "expected a sequence",
+        ),
+        (
+            "notify.targets = \"webhook://hooks.example/x?secret=whsec_SECRET\"\n",
+            "notify.targets",
+            "expected a sequence",
+        ),
+        ("notify = { targets = [\"webhook://h/x?secret=whsec_SECRET\", 7] }\n", "notify.targets[1]", "expected"),
+        ("[health]\nredis_url = [\"redis://:SECRET@redis:6379/0\"]\n", "health.redis_url", "expected"),
+        ("[health]\ndatabase_url = { url = \"postgresql://u:SECRET@db/x\" }\n", "health.database_url", "expected"),
+        ("[collect]\ndatabase_url = [\"postgresql://u:SECRET@db/x\"]\n", "collect.database_url", "expected"),
+        ("[collect]\nredis_url = [\"redis://:SECRET@redis\"]\n", "collect.redis_url", "expected"),
+        ("[collect]\npushgateway = [\"https://u:SECRET@push\"]\n", "collect.pushgateway", "expected"),
+        ("[cache]\nredis_url = [\"redis://:SECRET@redis\"]\n", "cache.redis_url", "expected"),
+        ("[security]\ntls_endpoints = \"https://u:SECRET@grafana\"\n", "security.tls_endpoints", "expected a sequence"),
+        ("[logs]\nmode = \"SECRET\"\n", "logs.mode", "unknown variant"),
+    ];
+    for (text, field, expected) in cases {
+        std::fs::write(&cfg, text).unwrap();
+        let (code, out, err) = maint(&["config-check", "--config", cfg.to_str().unwrap()]);
+        assert_eq!(code, 2, "{text}: {out} {err}");
+        assert!(!err.contains("SECRET") && !out.contains("SECRET"), "{text}: the value is printed: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.starts_with(&format!("maint: {field}: ")), "{text}: the field is not named: {err}");
+        assert!(err.contains(expected) && err.contains(cfg.to_str().unwrap()), "{text}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Durations too large for the clock, from a flag or from the plan, exit 2 with the
+/// field's name (they panicked in chrono).
+#[test]
+fn huge_durations_exit_2_naming_the_field() {
+    let huge = i64::MAX.to_string();
+    let (code, _, err) = maint(&["checklist", "pre", "--max-backup-age-hours", &huge]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.starts_with("maint: --max-backup-age-hours: "), "{err}");
+    let (code, _, err) = maint(&["daemon", "--grace-minutes", &huge]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.starts_with("maint: --grace-minutes: "), "{err}");
+    let dir = scratch("huge-plan");
+    let plan = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/maintenance.yaml")).unwrap();
+    let bad = dir.join("plan.yaml");
+    std::fs::write(&bad, plan.replacen("\"15 minutes\"", "\"9999999999999999 days\"", 1)).unwrap();
+    let (code, _, err) = maint(&["calendar", "--config", bad.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.starts_with("maint: daily_maintenance.duration: "), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A lock directory everyone can write (no sticky bit) is refused: exit 1, one line
+/// naming the directory, before any task runs.
+#[test]
+fn a_lock_directory_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = scratch("lock-dir");
+    let locks = dir.join("locks");
+    std::fs::create_dir(&locks).unwrap();
+    std::fs::set_permissions(&locks, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let cfg = dir.join("maint.toml");
+    std::fs::write(&cfg, format!("lock_file = \"{}/run.lock\"\n[logs]\npaths = []\n", locks.display())).unwrap();
+    let (code, out, err) = maint(&["run", "daily", "--dry-run", "--json", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out} {err}");
+    assert!(out.is_empty(), "{out}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains(&format!("refusing {}", locks.display())) && err.contains("writable"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

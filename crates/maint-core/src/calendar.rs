@@ -233,9 +233,7 @@ impl Calendar {
     }
 
     fn from_toml_named(text: &str, what: &str) -> Result<Self, Error> {
-        let raw: BTreeMap<String, RawWindow> =
-            toml::from_str(text).map_err(|e| Error::Parse { what: what.to_owned(), source: Box::new(e) })?;
-        Self::from_raw(raw)
+        Self::from_raw(crate::parse_toml(text, Path::new(what))?)
     }
 
     fn from_raw(raw: BTreeMap<String, RawWindow>) -> Result<Self, Error> {
@@ -377,11 +375,12 @@ fn parse_duration(s: &str) -> Result<TimeDelta, String> {
     let n: i64 =
         num.parse().map_err(|_| format!("{s:?} is not a duration (expected e.g. \"15 minutes\" or \"1 hour\")"))?;
     let d = match unit.trim() {
-        "m" | "min" | "mins" | "minute" | "minutes" => TimeDelta::minutes(n),
-        "h" | "hour" | "hours" => TimeDelta::hours(n),
-        "d" | "day" | "days" => TimeDelta::days(n),
+        "m" | "min" | "mins" | "minute" | "minutes" => TimeDelta::try_minutes(n),
+        "h" | "hour" | "hours" => TimeDelta::try_hours(n),
+        "d" | "day" | "days" => TimeDelta::try_days(n),
         _ => return Err(format!("{s:?} has an unknown unit (expected minutes, hours or days)")),
-    };
+    }
+    .ok_or_else(|| format!("{s:?} is too large"))?;
     if n == 0 {
         return Err(format!("{s:?} is empty"));
     }

@@ -33,6 +33,15 @@ pub enum Error {
     /// The work was cancelled before it finished.
     #[error("cancelled")]
     Cancelled,
+    /// A file or directory is not safe to use: others could replace or plant what the tool
+    /// keeps there (a symlink, a directory others can write, another user's file).
+    #[error("refusing {}: {reason}", path.display())]
+    Unsafe {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -45,7 +54,7 @@ impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Error::Invalid { .. } | Error::Parse { .. } | Error::Read { .. } => ExitCode::BadInput,
-            Error::Cancelled => ExitCode::Failed,
+            Error::Cancelled | Error::Unsafe { .. } => ExitCode::Failed,
         }
     }
 }

@@ -9,14 +9,16 @@ mod impact;
 mod report;
 mod secret;
 mod task;
+mod toml_file;
 
 pub use calendar::{BUILTIN_TASKS, Calendar, PlannedTask, Schedule, Window, builtin_task_id};
 pub use error::{Error, ExitCode, one_line};
-pub use file::write_atomic;
+pub use file::{check_private_dir, ensure_private_dir, open_private, runtime_dir, write_atomic};
 pub use impact::Impact;
 pub use report::{RunReport, Status, TaskReport};
 pub use secret::Secret;
 pub use task::{Task, TaskContext};
+pub use toml_file::{TomlError, parse_toml};
 
 /// Re-exported because [`Calendar`] and [`TaskReport`] use its types in their API.
 pub use chrono;

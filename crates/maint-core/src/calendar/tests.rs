@@ -128,6 +128,17 @@ fn unknown_task_bad_day_and_bad_duration_are_errors() {
     ));
 }
 
+/// A duration too large for chrono is a named error, not a panic.
+#[test]
+fn a_huge_duration_is_an_error_not_a_panic() {
+    for huge in ["9999999999999999 minutes", "9999999999999999 hours", "9999999999999999 days"] {
+        let plan = PLAN.replace("\"15 minutes\"", &format!("\"{huge}\""));
+        let err = Calendar::from_yaml(&plan).unwrap_err();
+        assert!(err.to_string().contains("too large"), "{err}");
+        assert_eq!(field_of(err), "daily_maintenance.duration", "{huge}");
+    }
+}
+
 #[test]
 fn overlapping_downtime_windows_are_an_error() {
     // Weekly Sunday 03:00 with a downtime task overlaps the monthly 02:00-06:00 downtime.

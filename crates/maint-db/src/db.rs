@@ -3,12 +3,12 @@ use std::future::Future;
 use std::hash::BuildHasher;
 use std::time::Duration;
 
+use deadpool_postgres::tokio_postgres;
 use deadpool_postgres::tokio_postgres::config::Host;
-use deadpool_postgres::tokio_postgres::{self, NoTls};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use maint_core::{Secret, one_line};
+use maint_core::Secret;
 
-use crate::{Blocker, Error, LockMode, Settings};
+use crate::{Blocker, Error, LockMode, PgConnector, Settings};
 
 /// The key of the session-level advisory lock that lets one maintenance run per
 /// database go at a time (`pg_try_advisory_lock(30787877914043490)`, the bytes of "maintdb").
@@ -23,7 +23,7 @@ const LOCK_NOT_AVAILABLE: &str = "55P03";
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
-    pg: tokio_postgres::Config,
+    pg: PgConnector,
     target: String,
     lock_attempts: u32,
     retry_backoff: Duration,
@@ -36,7 +36,7 @@ impl fmt::Debug for Db {
 }
 
 /// `host:port/db` for messages, never the password.
-fn describe(pg: &tokio_postgres::Config) -> String {
+pub(crate) fn describe(pg: &tokio_postgres::Config) -> String {
     let host = match pg.get_hosts().first() {
         Some(Host::Tcp(h)) => h.clone(),
         #[cfg(unix)]
@@ -68,20 +68,26 @@ pub(crate) fn query_err(operation: impl Into<String>) -> impl FnOnce(tokio_postg
 }
 
 impl Db {
-    /// A handle for a URL (`postgresql://...` or `key=value`). No I/O happens here; a
-    /// URL that cannot be parsed is [`Error::Invalid`] for field `database_url`, and its
-    /// text (with the password) is never repeated.
+    /// A handle for a URL (`postgresql://...` or `key=value`, with libpq's `sslmode` and
+    /// `sslrootcert`: [`PgConnector`]). No connection is made here; a URL that cannot be
+    /// parsed is [`Error::Invalid`] for field `database_url`, and its text (with the
+    /// password) is never repeated.
     pub fn connect(url: &Secret, settings: &Settings) -> Result<Db, Error> {
-        let pg: tokio_postgres::Config =
-            url.expose().parse().map_err(|e: tokio_postgres::Error| Error::invalid("database_url", one_line(&e)))?;
-        if pg.get_hosts().is_empty() {
+        let pg = PgConnector::new(url)?;
+        if pg.config().get_hosts().is_empty() {
             return Err(Error::invalid("database_url", "no host (expected postgresql://user@host:port/db)"));
         }
-        Db::from_pg_config(pg, settings)
+        Db::from_connector(pg, settings)
     }
 
-    /// A handle for a driver configuration; the session options are added to it.
-    pub fn from_pg_config(mut pg: tokio_postgres::Config, settings: &Settings) -> Result<Db, Error> {
+    /// A handle for a driver configuration built in code ([`PgConnector::from_config`]).
+    pub fn from_pg_config(pg: tokio_postgres::Config, settings: &Settings) -> Result<Db, Error> {
+        Db::from_connector(PgConnector::from_config(pg)?, settings)
+    }
+
+    /// A handle for a connector; the session options are added to its configuration.
+    pub fn from_connector(mut connector: PgConnector, settings: &Settings) -> Result<Db, Error> {
+        let pg = connector.config_mut();
         let mut options = pg.get_options().unwrap_or_default().to_owned();
         options.push_str(&format!(
             " -c lock_timeout={}ms -c statement_timeout={}ms",
@@ -95,18 +101,24 @@ impl Db {
         if pg.get_application_name().is_none() {
             pg.application_name("maint-db");
         }
-        if pg.get_connect_timeout().is_none() {
-            pg.connect_timeout(Duration::from_secs(10));
-        }
-        let target = describe(&pg);
-        let manager =
-            Manager::from_config(pg.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let target = connector.target();
+        let manager = Manager::from_config(
+            connector.config().clone(),
+            connector.tls(),
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
         let pool = Pool::builder(manager)
             .max_size(settings.jobs + 1)
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| Error::invalid("database_url", e.to_string()))?;
-        Ok(Db { pool, pg, target, lock_attempts: settings.lock_attempts, retry_backoff: settings.retry_backoff })
+        Ok(Db {
+            pool,
+            pg: connector,
+            target,
+            lock_attempts: settings.lock_attempts,
+            retry_backoff: settings.retry_backoff,
+        })
     }
 
     /// `host:port/db`.
@@ -207,14 +219,7 @@ impl Db {
     /// Tries the run lock ([`RUN_LOCK_KEY`]) on a session of its own, outside the pool,
     /// so it lives exactly as long as the returned [`RunLock`] (or this process).
     pub async fn try_lock_run(&self) -> Result<RunLockAttempt, Error> {
-        let (client, conn) = self
-            .pg
-            .connect(NoTls)
-            .await
-            .map_err(|e| Error::Connect { target: self.target.clone(), source: Box::new(e) })?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let client = self.pg.connect().await?;
         let got: bool = client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&RUN_LOCK_KEY])
             .await
@@ -309,6 +314,7 @@ impl RunLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use maint_core::one_line;
 
     #[test]
     fn the_run_lock_key_is_the_documented_number() {
@@ -336,7 +342,7 @@ mod tests {
         let db = Db::connect(&Secret::new("postgresql://u:hunter2@db.example:6543/app"), &s).unwrap();
         assert_eq!(db.target(), "db.example:6543/app");
         assert!(!format!("{db:?}").contains("hunter2"));
-        let opts = db.pg.get_options().unwrap();
+        let opts = db.pg.config().get_options().unwrap();
         assert!(opts.contains("-c lock_timeout=5000ms") && opts.contains("-c statement_timeout=3600000ms"), "{opts}");
     }
 }

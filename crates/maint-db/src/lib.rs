@@ -5,6 +5,7 @@ mod backend;
 mod bloat;
 mod capacity;
 mod config;
+mod connect;
 mod db;
 mod error;
 mod findings;
@@ -33,6 +34,7 @@ pub use config::{
     Config, Order, ReindexConfig, RetentionConfig, RetentionRule, RetentionRuleConfig, Settings, Steps, parse_duration,
     parse_size,
 };
+pub use connect::{DEFAULT_CONNECT_TIMEOUT, MakeRustlsConnect, PgConnector, SslMode, connect};
 pub use db::{Db, LockHolder, RUN_LOCK_KEY, RunLock, RunLockAttempt, advisory_lock_holder, retry_pause};
 pub use error::{Blocker, Error};
 pub use findings::{

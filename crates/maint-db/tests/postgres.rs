@@ -8,6 +8,9 @@ use maint_db::{
 };
 use maint_testkit::{Postgres, TestDb};
 
+#[path = "postgres/tls.rs"]
+mod tls;
+
 async fn fresh() -> TestDb {
     Postgres::shared().await.fresh_database().await
 }

@@ -1,5 +1,7 @@
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use deadpool_postgres::tokio_postgres::error::SqlState;
 use deadpool_postgres::tokio_postgres::{self, NoTls};
 use testcontainers::ImageExt;
 use testcontainers::core::WaitFor;
@@ -17,6 +19,14 @@ pub struct Postgres {
     pub host: String,
     /// Mapped port.
     pub port: u16,
+    tls: Option<Tls>,
+}
+
+/// The test CAs of a server that serves TLS.
+#[derive(Debug, Clone)]
+struct Tls {
+    ca: PathBuf,
+    other_ca: PathBuf,
 }
 
 /// A database of its own for one test.
@@ -32,41 +42,132 @@ pub struct TestDb {
     pub user: String,
     /// Superuser password.
     pub password: String,
+    /// The CA the server's certificate comes from, when it serves TLS.
+    pub ca: Option<PathBuf>,
+}
+
+/// Which server a [`Postgres`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `MAINT_TEST_POSTGRES_IMAGE` (PostgreSQL 15 locally).
+    Default,
+    /// `MAINT_TEST_POSTGRES17_IMAGE`: PostgreSQL 17, pgvector, TLS with the test CA.
+    Pg17,
+    /// The same image, accepting TCP connections over TLS only.
+    Pg17HostsslOnly,
 }
 
 static SERVER: OnceCell<(Started, Postgres)> = OnceCell::const_new();
+static SERVER_17: OnceCell<(Started, Postgres)> = OnceCell::const_new();
+static SERVER_17_HOSTSSL: OnceCell<(Started, Postgres)> = OnceCell::const_new();
 static NEXT_DB: AtomicU32 = AtomicU32::new(0);
+
+/// A path from an environment variable that `scripts/test-env` exports; panics (no silent
+/// skip) when it is unset or names no file.
+fn path_from_env(var: &str) -> PathBuf {
+    let hint = "run the tests through scripts/test-env, which builds the PostgreSQL 17 image and the test CA";
+    let path = std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("{var} is not set; {hint}"));
+    assert!(path.is_file(), "{var}={} is not a file; {hint}", path.display());
+    path
+}
 
 impl Postgres {
     /// Starts the container on first use (image from `MAINT_TEST_POSTGRES_IMAGE`).
     pub async fn shared() -> &'static Postgres {
-        let (_, pg) = SERVER
+        Postgres::shared_kind(&SERVER, Kind::Default).await
+    }
+
+    /// PostgreSQL 17 with pgvector, serving TLS with a certificate for `localhost` and
+    /// `127.0.0.1` from the test CA ([`Postgres::ca`]), plain connections accepted too.
+    /// Started on first use from `MAINT_TEST_POSTGRES17_IMAGE`; panics when that or
+    /// `MAINT_TEST_CA`/`MAINT_TEST_OTHER_CA` is not set (run `scripts/test-env`).
+    pub async fn shared_17() -> &'static Postgres {
+        Postgres::shared_kind(&SERVER_17, Kind::Pg17).await
+    }
+
+    /// The PostgreSQL 17 image with `pg_hba.conf` accepting TCP over TLS only
+    /// (`MAINT_PG_HOSTSSL_ONLY=1`): a plain connection gets the server's "no pg_hba.conf
+    /// entry ... no encryption". [`Postgres::fresh_database`] is not available on it (the
+    /// testkit connects in plain text).
+    pub async fn shared_17_hostssl_only() -> &'static Postgres {
+        Postgres::shared_kind(&SERVER_17_HOSTSSL, Kind::Pg17HostsslOnly).await
+    }
+
+    async fn shared_kind(cell: &'static OnceCell<(Started, Postgres)>, kind: Kind) -> &'static Postgres {
+        let (_, pg) = cell
             .get_or_init(|| async {
+                let (service, env_var, default_image, tls) = match kind {
+                    Kind::Default => ("PostgreSQL", "MAINT_TEST_POSTGRES_IMAGE", "postgres:16", None),
+                    Kind::Pg17 | Kind::Pg17HostsslOnly => {
+                        let tls =
+                            Tls { ca: path_from_env("MAINT_TEST_CA"), other_ca: path_from_env("MAINT_TEST_OTHER_CA") };
+                        let image = std::env::var("MAINT_TEST_POSTGRES17_IMAGE").ok().filter(|s| !s.is_empty());
+                        assert!(
+                            image.is_some(),
+                            "MAINT_TEST_POSTGRES17_IMAGE is not set; run the tests through scripts/test-env, \
+                             which builds local/maint-postgres:17 (PostgreSQL 17, pgvector, TLS)"
+                        );
+                        ("PostgreSQL 17", "MAINT_TEST_POSTGRES17_IMAGE", "", Some(tls))
+                    }
+                };
+                let hostssl_only = kind == Kind::Pg17HostsslOnly;
                 let started = start(
-                    "PostgreSQL",
-                    "MAINT_TEST_POSTGRES_IMAGE",
-                    "postgres:16",
+                    service,
+                    env_var,
+                    default_image,
                     5432,
                     WaitFor::message_on_stderr("database system is ready to accept connections"),
                     |image| {
-                        image
+                        let request = image
                             .with_env_var("POSTGRES_USER", USER)
                             .with_env_var("POSTGRES_PASSWORD", PASSWORD)
-                            .with_cmd(["postgres", "-c", "fsync=off", "-c", "max_connections=300"])
+                            .with_cmd(["postgres", "-c", "fsync=off", "-c", "max_connections=300"]);
+                        if hostssl_only { request.with_env_var("MAINT_PG_HOSTSSL_ONLY", "1") } else { request }
                     },
                 )
                 .await;
-                let pg = Postgres { host: started.host.clone(), port: started.port };
-                retry("PostgreSQL", || pg.connect("postgres")).await;
+                let pg = Postgres { host: started.host.clone(), port: started.port, tls };
+                retry(service, || async {
+                    match pg.connect("postgres").await {
+                        // The TLS-only server answering a plain connection with its refusal is up.
+                        Err(e) if hostssl_only && e.code() == Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION) => {
+                            Ok(())
+                        }
+                        other => other.map(drop),
+                    }
+                })
+                .await;
                 (started, pg)
             })
             .await;
         pg
     }
 
-    /// A URL for database `db` as the superuser.
+    /// A URL for database `db` as the superuser, in plain text (`sslmode=disable` on a
+    /// server that serves TLS; no `sslmode` on the default server, as before).
     pub fn url(&self, db: &str) -> String {
-        format!("postgresql://{USER}:{PASSWORD}@{}:{}/{db}", self.host, self.port)
+        let base = format!("postgresql://{USER}:{PASSWORD}@{}:{}/{db}", self.host, self.port);
+        if self.tls.is_some() { format!("{base}?sslmode=disable") } else { base }
+    }
+
+    /// A URL for database `db` as the superuser over verified TLS
+    /// (`sslmode=verify-full&sslrootcert=<the test CA>`). Panics on a server without TLS.
+    pub fn tls_url(&self, db: &str) -> String {
+        tls_url(&format!("postgresql://{USER}:{PASSWORD}@{}:{}/{db}", self.host, self.port), self.ca())
+    }
+
+    /// The CA the server's certificate comes from, when it serves TLS.
+    pub fn ca(&self) -> Option<&Path> {
+        self.tls.as_ref().map(|t| t.ca.as_path())
+    }
+
+    /// A CA that did not sign the server's certificate (for "another CA is refused"), when
+    /// the server serves TLS.
+    pub fn other_ca(&self) -> Option<&Path> {
+        self.tls.as_ref().map(|t| t.other_ca.as_path())
     }
 
     async fn connect(&self, db: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
@@ -81,17 +182,45 @@ impl Postgres {
         let name = format!("test_{}_{n}", std::process::id());
         let client = self.connect("postgres").await.expect("connect to the test server");
         client.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await.expect("create the test database");
-        TestDb { name, host: self.host.clone(), port: self.port, user: USER.into(), password: PASSWORD.into() }
+        TestDb {
+            name,
+            host: self.host.clone(),
+            port: self.port,
+            user: USER.into(),
+            password: PASSWORD.into(),
+            ca: self.ca().map(Path::to_path_buf),
+        }
     }
 }
 
+/// `base` with `sslmode=verify-full` and `sslrootcert` (percent-encoded as a URL wants it).
+fn tls_url(base: &str, ca: Option<&Path>) -> String {
+    let ca = ca.expect("tls_url: this PostgreSQL test server serves no TLS; use Postgres::shared_17()");
+    let mut encoded = String::new();
+    for b in ca.to_str().expect("a UTF-8 CA path").bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => encoded.push(b as char),
+            _ => encoded.push_str(&format!("%{b:02X}")),
+        }
+    }
+    format!("{base}?sslmode=verify-full&sslrootcert={encoded}")
+}
+
 impl TestDb {
-    /// A connection URL.
+    /// A connection URL, in plain text (`sslmode=disable` on a server that serves TLS).
     pub fn url(&self) -> String {
-        format!("postgresql://{}:{}@{}:{}/{}", self.user, self.password, self.host, self.port, self.name)
+        let base = format!("postgresql://{}:{}@{}:{}/{}", self.user, self.password, self.host, self.port, self.name);
+        if self.ca.is_some() { format!("{base}?sslmode=disable") } else { base }
     }
 
-    /// A deadpool-postgres configuration for this database.
+    /// A connection URL over verified TLS (`sslmode=verify-full` with the test CA). Panics
+    /// on a server without TLS.
+    pub fn tls_url(&self) -> String {
+        let base = format!("postgresql://{}:{}@{}:{}/{}", self.user, self.password, self.host, self.port, self.name);
+        tls_url(&base, self.ca.as_deref())
+    }
+
+    /// A deadpool-postgres configuration for this database (plain text).
     pub fn config(&self) -> deadpool_postgres::Config {
         let mut cfg = deadpool_postgres::Config::new();
         cfg.host = Some(self.host.clone());
@@ -105,5 +234,14 @@ impl TestDb {
     /// A new pool (pools belong to the runtime of the test that makes them).
     pub fn pool(&self) -> deadpool_postgres::Pool {
         self.config().create_pool(Some(deadpool_postgres::Runtime::Tokio1), NoTls).expect("a valid pool configuration")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tls_urls_carry_the_ca_percent_encoded() {
+        let url = super::tls_url("postgresql://u:p@localhost:1/db", Some(std::path::Path::new("/tmp/a b/ca.crt")));
+        assert_eq!(url, "postgresql://u:p@localhost:1/db?sslmode=verify-full&sslrootcert=/tmp/a%20b/ca.crt");
     }
 }

@@ -42,3 +42,35 @@ async fn s3_put_get_list() {
     let meta = store.head(&path).await.unwrap();
     assert_eq!(meta.size, 10);
 }
+
+#[tokio::test]
+async fn postgres_17_has_pgvector_tls_on_and_a_plain_url() {
+    let pg = Postgres::shared_17().await;
+    let db = pg.fresh_database().await;
+    assert!(db.url().ends_with("?sslmode=disable"), "{}", db.url());
+    let ca = pg.ca().expect("the 17 server has a CA").display().to_string();
+    assert_eq!(db.tls_url(), db.url().replace("sslmode=disable", &format!("sslmode=verify-full&sslrootcert={ca}")));
+    assert!(pg.other_ca().unwrap().is_file());
+    let client = db.pool().get().await.unwrap();
+    let row = client
+        .query_one("SELECT current_setting('server_version_num')::int, current_setting('ssl')", &[])
+        .await
+        .unwrap();
+    assert!(row.get::<_, i32>(0) >= 170000, "PostgreSQL 17 or newer");
+    assert_eq!(row.get::<_, String>(1), "on");
+    client.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION amcheck;").await.unwrap();
+    let v: String =
+        client.query_one("SELECT extversion FROM pg_extension WHERE extname = 'vector'", &[]).await.unwrap().get(0);
+    assert!(!v.is_empty());
+    let d: f64 = client.query_one("SELECT '[1,2,3]'::vector <-> '[1,2,4]'::vector", &[]).await.unwrap().get(0);
+    assert_eq!(d, 1.0);
+}
+
+#[tokio::test]
+async fn postgres_17_hostssl_only_refuses_plain_text() {
+    use maint_testkit::deadpool_postgres::tokio_postgres::{self, NoTls};
+    let pg = Postgres::shared_17_hostssl_only().await;
+    let Err(err) = tokio_postgres::connect(&pg.url("postgres"), NoTls).await else { panic!("plain text accepted") };
+    let msg = err.as_db_error().expect("the server's refusal").message().to_owned();
+    assert!(msg.contains("no pg_hba.conf entry") && msg.contains("no encryption"), "{msg}");
+}

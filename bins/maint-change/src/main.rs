@@ -291,9 +291,10 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config, Error> {
 
 /// The store, from `--database-url` (or its variable), else `[changes] database_url`.
 fn store(flag: Option<String>, cfg: &Config) -> Result<PgChangeStore, Error> {
+    let timeouts = cfg.database.timeouts()?;
     match (flag, &cfg.changes.database_url) {
-        (Some(url), _) => PgChangeStore::from_url(Secret::new(url).expose(), "--database-url"),
-        (None, Some(url)) => PgChangeStore::from_url(url.expose(), "changes.database_url"),
+        (Some(url), _) => PgChangeStore::from_url(Secret::new(url).expose(), "--database-url", &timeouts),
+        (None, Some(url)) => PgChangeStore::from_url(url.expose(), "changes.database_url", &timeouts),
         (None, None) => Err(Error::invalid(
             "--database-url",
             "required (flag, MAINT_CHANGE_DATABASE_URL or [changes] database_url in --config)",

@@ -8,13 +8,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use maint_core::chrono::Utc;
-use maint_core::{Calendar, Secret, one_line};
-use maint_release::deadpool_postgres;
+use maint_core::{Calendar, one_line};
 use maint_release::maint_backup::{CreateOptions, open_store};
 use maint_release::{
-    AuditConfig, BackupConfig, ChangeStore, ChangesConfig, Deployer, DockerConfig, Error, MigrationsConfig, Migrator,
-    PgAuditLog, Revision, SmokeConfig, StoreBackupGate, UpdateConfig, UpdateRequest, Updater, check_change_id,
-    parse_version,
+    AuditConfig, BackupConfig, ChangeStore, ChangesConfig, DatabaseConfig, Deployer, DockerConfig, Error,
+    MigrationsConfig, PgAuditLog, Revision, SmokeConfig, StoreBackupGate, UpdateConfig, UpdateRequest, Updater,
+    check_change_id, parse_version,
 };
 use serde::Deserialize;
 
@@ -66,6 +65,8 @@ pub struct File {
     pub smoke: SmokeConfig,
     /// `[notify]`: who hears about the update.
     pub notify: Option<maint_release::maint_notify::Config>,
+    /// `[database]`: session limits of the change store and the audit log.
+    pub database: DatabaseConfig,
 }
 
 /// The deployer used when none is configured ([docker] has no service): it can name
@@ -100,10 +101,6 @@ pub fn load(path: Option<&Path>) -> Result<File, Error> {
     maint_release::load_toml(path)
 }
 
-fn pool(url: &Secret, field: &str) -> Result<deadpool_postgres::Pool, Error> {
-    maint_release::pg_pool(url.expose(), field)
-}
-
 /// The deployer: [kubernetes] when the section is there, else the [docker] services.
 pub async fn deployer(file: &File, dry_run: bool) -> Result<Arc<dyn Deployer>, Error> {
     Ok(match (&file.kubernetes, file.docker.deployer()?) {
@@ -136,13 +133,8 @@ pub async fn prepare(mut file: File, target: Target, dry_run: bool) -> Result<(U
     }
     let deployer = deployer(&file, dry_run).await?;
     let mut updater = Updater::new(deployer, file.update.settings()?)?;
-    if let Some(opts) = file.migrations.options()? {
-        let url = file
-            .migrations
-            .database_url
-            .as_ref()
-            .ok_or_else(|| Error::invalid("migrations.database_url", "required"))?;
-        updater = updater.with_migrations(Arc::new(Migrator::new(pool(url, "migrations.database_url")?, opts)?));
+    if let Some(migrator) = file.migrations.migrator(&file.database)? {
+        updater = updater.with_migrations(Arc::new(migrator));
     }
     updater = updater.with_disk_checks(file.update.disk_checks()?);
     if let Some(checks) = file.update.http_checks()? {
@@ -162,7 +154,8 @@ pub async fn prepare(mut file: File, target: Target, dry_run: bool) -> Result<(U
         updater = updater.with_backup(Arc::new(StoreBackupGate::new(store, CreateOptions::new(url), max_age)));
     }
     if let Some(url) = &file.audit.database_url {
-        updater = updater.with_audit(Arc::new(PgAuditLog::new(pool(url, "audit.database_url")?)));
+        let pool = maint_release::pg_pool(url.expose(), "audit.database_url", &file.database.timeouts()?)?;
+        updater = updater.with_audit(Arc::new(PgAuditLog::new(pool)));
     }
     if let Some(n) = file.notify.as_ref().filter(|n| !n.targets.is_empty()) {
         updater = updater.with_notify(n.build().map_err(|e| Error::invalid("notify", one_line(&e)))?);
@@ -181,7 +174,7 @@ pub async fn prepare(mut file: File, target: Target, dry_run: bool) -> Result<(U
             check_change_id("--change", id)?;
             let store = file
                 .changes
-                .store()?
+                .store(&file.database)?
                 .ok_or_else(|| Error::invalid("changes.database_url", "required with --change"))?;
             let change = store.load(id).await?;
             updater = updater.with_changes(Arc::new(store));

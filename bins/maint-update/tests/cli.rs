@@ -176,7 +176,7 @@ fn bad_input_is_one_line_naming_the_field_with_exit_code_2() {
             vec!["plan", "--to", "1.5.0", "--image", "x", "--change", "CR-1"],
             "maint-update: changes.database_url: required",
         ),
-        (Some(&unknown), vec!["plan", "--to", "1.5.0"], "unknown.toml: unknown field `workload`"),
+        (Some(&unknown), vec!["plan", "--to", "1.5.0"], "maint-update: update.workload: unknown field `workload`"),
         (Some(&bad_check), vec!["plan", "--to", "1.5.0"], "maint-update: update.checks[0].url:"),
         (Some(&bad_url), vec!["plan", "--to", "1.5.0", "--image", "x"], "maint-update: migrations.database_url:"),
     ];
@@ -270,6 +270,26 @@ async fn run_updates_docker_replicas_around_migrations_and_rolls_back_a_broken_v
     std::fs::write(migrations.join("V2__drop_legacy.sql"), "-- maint:contract\nALTER TABLE users DROP COLUMN legacy;")
         .unwrap();
     let store = PgChangeStore::new(db.pool());
+    let alice = {
+        let role = format!("{}_alice", db.name);
+        db.pool()
+            .get()
+            .await
+            .unwrap()
+            .batch_execute(&format!(
+                "CREATE ROLE \"{role}\" LOGIN PASSWORD 'maint-test'; GRANT pg_read_all_data, pg_write_all_data TO \"{role}\";"
+            ))
+            .await
+            .unwrap();
+        let mut cfg = db.config();
+        cfg.user = Some(role);
+        cfg.password = Some("maint-test".into());
+        let pool = cfg.create_pool(
+            Some(maint_release::deadpool_postgres::Runtime::Tokio1),
+            maint_release::deadpool_postgres::tokio_postgres::NoTls,
+        );
+        PgChangeStore::new(pool.unwrap())
+    };
     let start = Utc::now() - TimeDelta::minutes(1);
     for version in ["1.1.0", "1.2.0-broken"] {
         let new = NewChange {
@@ -281,13 +301,9 @@ async fn run_updates_docker_replicas_around_migrations_and_rolls_back_a_broken_v
             ..NewChange::default()
         };
         let created = store.create(new, &ApprovalPolicy::default(), start).await.unwrap();
-        store
-            .update(&created.id, &mut |c| {
-                c.approve("alice", None, start)?;
-                c.schedule("ops", start, None, start)
-            })
-            .await
-            .unwrap();
+        // alice approves through a database role of her own: the requester's cannot.
+        alice.update(&created.id, &mut |c| c.approve("alice", None, start)).await.unwrap();
+        store.update(&created.id, &mut |c| c.schedule("ops", start, None, start)).await.unwrap();
     }
     let service = format!("cli-standin-{}", std::process::id());
     // The built-in AindusDB suite through a load balancer, before and after each rollout.

@@ -171,8 +171,14 @@ impl ApprovalPolicy {
 /// One approval.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
-    /// Who.
+    /// Who, as they named themselves (a listed approver).
     pub by: String,
+    /// The authenticated identity that approved: the PostgreSQL `session_user` of the
+    /// change store's connection, set by the store (never by the caller). A change counts
+    /// one approval per identity. `None` in a store without authentication
+    /// ([`crate::MemoryChangeStore`]) and for approvals stored before identities were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
     /// When.
     pub at: DateTime<Utc>,
     /// Why, optionally.
@@ -249,6 +255,10 @@ pub struct ChangeRequest {
     pub test_plan: String,
     /// Who asks for it.
     pub requester: String,
+    /// The authenticated identity that created it (the store's `session_user`): it can
+    /// never approve it. `None` as for [`Approval::identity`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester_identity: Option<String>,
     /// Who may approve it.
     pub approvers: Vec<String>,
     /// Calendar window it must run in.
@@ -356,6 +366,7 @@ impl ChangeRequest {
                 detail: Some(format!("needs {required} approval(s)")),
             }],
             requester,
+            requester_identity: None,
             approvers,
             window,
             estimated_minutes: new.estimated_minutes,
@@ -422,7 +433,7 @@ impl ChangeRequest {
             return Err(self.refuse(format!("{} has already approved it (an approver counts once)", by.trim())));
         }
         let comment = non_empty(comment);
-        self.approvals.push(Approval { by: by.trim().to_owned(), at: now, comment: comment.clone() });
+        self.approvals.push(Approval { by: by.trim().to_owned(), identity: None, at: now, comment: comment.clone() });
         let to = if self.approvals.len() >= self.required_approvals as usize {
             ChangeState::Approved
         } else {
@@ -434,6 +445,28 @@ impl ChangeRequest {
             None => count,
         };
         self.event("approve", to, by, Some(detail), now);
+        Ok(())
+    }
+
+    /// Sets `identity`, the authenticated identity of the session that made them, on the
+    /// approvals from index `from` on (the ones an operation just appended), and refuses
+    /// them when `identity` is the one that created the change or has already approved
+    /// it, under whatever name: names are what people type, the identity is who they
+    /// are. A store with authentication calls this after every operation, before it
+    /// stores anything.
+    pub fn authenticate_approvals(&mut self, from: usize, identity: &str) -> Result<(), Error> {
+        for i in from..self.approvals.len() {
+            if self.requester_identity.as_deref() == Some(identity) {
+                return Err(self.refuse(format!("role {identity} requested this change and cannot approve it")));
+            }
+            if let Some(earlier) = self.approvals[..i].iter().find(|a| a.identity.as_deref() == Some(identity)) {
+                return Err(self.refuse(format!(
+                    "role {identity} has already approved it as {} (an identity counts once)",
+                    earlier.by
+                )));
+            }
+            self.approvals[i].identity = Some(identity.to_owned());
+        }
         Ok(())
     }
 
@@ -684,6 +717,32 @@ monthly_maintenance:
         assert!(c.approve("dave", None, now()).unwrap_err().to_string().contains("it is approved, not pending"));
         assert_eq!(states(&c), [ChangeState::Pending, ChangeState::Pending, ChangeState::Approved]);
         assert_eq!(c.history[2].detail.as_deref(), Some("approval 2/2"));
+    }
+
+    #[test]
+    fn an_authenticated_identity_counts_once_and_never_for_its_own_change() {
+        let mut c = pending(Risk::High, &["alice", "carol", "dave"]);
+        c.requester_identity = Some("bob_role".into());
+        let approve = |c: &mut ChangeRequest, name: &str, identity: &str| {
+            let mut next = c.clone();
+            next.approve(name, None, now())?;
+            next.authenticate_approvals(c.approvals.len(), identity)?;
+            *c = next;
+            Ok::<_, Error>(())
+        };
+        let err = approve(&mut c, "alice", "bob_role").unwrap_err();
+        assert_eq!(err.to_string(), "change CR-1: role bob_role requested this change and cannot approve it");
+        approve(&mut c, "alice", "shared").unwrap();
+        let err = approve(&mut c, "carol", "shared").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "change CR-1: role shared has already approved it as alice (an identity counts once)"
+        );
+        assert_eq!((c.state, c.approvals.len()), (ChangeState::Pending, 1));
+        approve(&mut c, "carol", "carol_role").unwrap();
+        assert_eq!(c.state, ChangeState::Approved);
+        let identities: Vec<_> = c.approvals.iter().map(|a| a.identity.as_deref()).collect();
+        assert_eq!(identities, [Some("shared"), Some("carol_role")]);
     }
 
     #[test]

@@ -61,7 +61,16 @@ CREATE TABLE IF NOT EXISTS maint_change.event (
     detail      text
 );
 CREATE INDEX IF NOT EXISTS event_change_id ON maint_change.event (change_id, id);
+ALTER TABLE maint_change.change_request ADD COLUMN IF NOT EXISTS requester_identity text;
+ALTER TABLE maint_change.approval ADD COLUMN IF NOT EXISTS identity text;
+CREATE UNIQUE INDEX IF NOT EXISTS approval_identity ON maint_change.approval (change_id, identity);
 ";
+
+/// Whether [`CHANGE_DDL`] has run to its end (its last statement creates this index): then
+/// a writer needs no right to create anything, only to read and write the tables.
+const CHANGE_DDL_DONE: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+    WHERE n.nspname = 'maint_change' AND c.relname = 'approval_identity')";
 
 /// A timestamp column read as microseconds since the epoch (exact).
 fn micros(column: &str) -> String {
@@ -83,6 +92,14 @@ fn parse<T: std::str::FromStr<Err = String>>(id: &str, what: &str, s: &str) -> R
 
 /// [`ChangeStore`] in PostgreSQL, in the schema `maint_change` ([`CHANGE_DDL`], created
 /// on the first write under an advisory lock; reads create nothing).
+///
+/// Who approves is authenticated: each approval records the `session_user` of the
+/// connection it came through ([`Approval::identity`]), and the change the one it was
+/// created through ([`ChangeRequest::requester_identity`]). An identity approves a change
+/// once, and never the change it created ([`ChangeRequest::authenticate_approvals`]),
+/// whatever name it gives: give each approver a PostgreSQL role of their own. The unique
+/// index `(change_id, identity)` refuses a second approval by one identity in the table
+/// itself.
 ///
 /// Ids come from the database (an identity column: `CR-<id>`). Every operation on a
 /// change runs in one transaction that starts with `SELECT ... FOR UPDATE` on the change's
@@ -106,10 +123,11 @@ impl PgChangeStore {
         PgChangeStore { pool, ready: Arc::new(AtomicBool::new(false)) }
     }
 
-    /// A store over a new pool for `url`; a malformed URL is an [`Error::Invalid`] naming
-    /// `field` (the message never repeats the URL). No connection is made here.
-    pub fn from_url(url: &str, field: &str) -> Result<Self, Error> {
-        Ok(Self::new(crate::pg_pool(url, field)?))
+    /// A store over a new pool for `url` whose sessions have `timeouts`; a malformed URL
+    /// is an [`Error::Invalid`] naming `field` (the message never repeats the URL). No
+    /// connection is made here.
+    pub fn from_url(url: &str, field: &str, timeouts: &crate::SessionTimeouts) -> Result<Self, Error> {
+        Ok(Self::new(crate::pg_pool(url, field, timeouts)?))
     }
 
     /// A connection for reading: creates nothing (a missing table reads as no changes).
@@ -123,15 +141,22 @@ impl PgChangeStore {
         })
     }
 
-    /// A connection for writing: creates the schema and tables on first use.
+    /// A connection for writing: creates (or brings up to date) the schema and tables on
+    /// first use, unless they are current (then it needs no right to create anything).
     async fn client(&self) -> Result<deadpool_postgres::Client, Error> {
         let mut client = self.connection().await?;
         if !self.ready.load(Ordering::Acquire) {
+            // Looked up under the lock: a writer that waited for another's DDL must not run
+            // it again (its ALTER TABLEs would lock the tables the other one now writes).
             let tx = client.transaction().await.map_err(query_err("BEGIN"))?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHANGE_SCHEMA_LOCK_KEY])
                 .await
                 .map_err(query_err("lock the change schema creation"))?;
-            tx.batch_execute(CHANGE_DDL).await.map_err(query_err(format!("create the {CHANGE_SCHEMA} tables")))?;
+            let done: bool =
+                tx.query_one(CHANGE_DDL_DONE, &[]).await.map_err(query_err("look up the change tables"))?.get(0);
+            if !done {
+                tx.batch_execute(CHANGE_DDL).await.map_err(query_err(format!("create the {CHANGE_SCHEMA} tables")))?;
+            }
             tx.commit().await.map_err(query_err("COMMIT"))?;
             self.ready.store(true, Ordering::Release);
         }
@@ -144,14 +169,14 @@ impl PgChangeStore {
         let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
         let mut approvals: HashMap<i64, Vec<Approval>> = HashMap::new();
         let sql = format!(
-            "SELECT change_id, approver, {}, comment FROM maint_change.approval WHERE change_id = ANY($1) \
+            "SELECT change_id, approver, {}, comment, identity FROM maint_change.approval WHERE change_id = ANY($1) \
              ORDER BY approved_at, approver_key",
             micros("approved_at")
         );
         for r in tx.query(&sql, &[&ids]).await.map_err(query_err("read approvals"))? {
             let id: i64 = r.get(0);
             let at = from_micros(&format!("CR-{id}"), r.get(2))?;
-            approvals.entry(id).or_default().push(Approval { by: r.get(1), at, comment: r.get(3) });
+            approvals.entry(id).or_default().push(Approval { by: r.get(1), identity: r.get(4), at, comment: r.get(3) });
         }
         let mut events: HashMap<i64, Vec<ChangeEvent>> = HashMap::new();
         let sql = format!(
@@ -191,6 +216,7 @@ impl PgChangeStore {
                 rollback_plan: r.get(5),
                 test_plan: r.get(6),
                 requester: r.get(7),
+                requester_identity: r.get(16),
                 approvers: r.get(8),
                 window: r.get(9),
                 estimated_minutes: u32::try_from(minutes).unwrap_or(1),
@@ -209,7 +235,7 @@ impl PgChangeStore {
 
     fn select(filter: &str) -> String {
         format!(
-            "SELECT {COLUMNS}, {}, {} FROM maint_change.change_request {filter}",
+            "SELECT {COLUMNS}, {}, {}, requester_identity FROM maint_change.change_request {filter}",
             micros("scheduled_start"),
             micros("created_at")
         )
@@ -229,12 +255,12 @@ impl PgChangeStore {
     /// Stores `approvals` and `events` of change `n` (the ones an operation appended).
     async fn append(tx: &Transaction<'_>, n: i64, approvals: &[Approval], events: &[ChangeEvent]) -> Result<(), Error> {
         let sql = format!(
-            "INSERT INTO maint_change.approval (change_id, approver, approver_key, approved_at, comment) \
-             VALUES ($1, $2, $3, {}, $5)",
+            "INSERT INTO maint_change.approval (change_id, approver, approver_key, approved_at, comment, identity) \
+             VALUES ($1, $2, $3, {}, $5, $6)",
             at("$4")
         );
         for a in approvals {
-            tx.execute(&sql, &[&n, &a.by, &person_key(&a.by), &a.at.timestamp_micros(), &a.comment])
+            tx.execute(&sql, &[&n, &a.by, &person_key(&a.by), &a.at.timestamp_micros(), &a.comment, &a.identity])
                 .await
                 .map_err(query_err(format!("record the approval of {}", a.by)))?;
         }
@@ -250,6 +276,12 @@ impl PgChangeStore {
                 .map_err(query_err(format!("record the event {}", e.action)))?;
         }
         Ok(())
+    }
+
+    /// The authenticated identity of the session: `session_user` (`SET ROLE` does not
+    /// change it).
+    async fn identity(tx: &Transaction<'_>) -> Result<String, Error> {
+        Ok(tx.query_one("SELECT session_user::text", &[]).await.map_err(query_err("read session_user"))?.get(0))
     }
 
     async fn read_tx(client: &mut deadpool_postgres::Client) -> Result<deadpool_postgres::Transaction<'_>, Error> {
@@ -278,17 +310,19 @@ impl ChangeStore for PgChangeStore {
         now: DateTime<Utc>,
     ) -> Result<ChangeRequest, Error> {
         // Validated before any I/O: bad input is refused even without a database.
-        let change = ChangeRequest::new("CR-0", new, policy, now)?;
+        let mut change = ChangeRequest::new("CR-0", new, policy, now)?;
         let minutes = i32::try_from(change.estimated_minutes)
             .map_err(|_| Error::invalid("estimated_minutes", "must be at most 2147483647"))?;
         let required = i32::try_from(change.required_approvals)
             .map_err(|_| Error::invalid("approvals", "must be at most 2147483647"))?;
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(query_err("BEGIN"))?;
+        change.requester_identity = Some(Self::identity(&tx).await?);
         let sql = format!(
             "INSERT INTO maint_change.change_request (title, description, risk, impact, rollback_plan, test_plan, \
              requester, approvers, window_name, estimated_minutes, target_version, state, required_approvals, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, {}) RETURNING id",
+             created_at, requester_identity) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, {}, $15) \
+             RETURNING id",
             at("$14")
         );
         let n: i64 = tx
@@ -309,6 +343,7 @@ impl ChangeStore for PgChangeStore {
                     &change.state.as_str(),
                     &required,
                     &change.created_at.timestamp_micros(),
+                    &change.requester_identity,
                 ],
             )
             .await
@@ -337,12 +372,22 @@ impl ChangeStore for PgChangeStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(query_err("BEGIN"))?;
         let mut change = Self::read_one(&tx, id, true).await?;
-        let (approvals, events) = (change.approvals.len(), change.history.len());
+        let identity = Self::identity(&tx).await?;
+        let (approvals, events) = (change.approvals.clone(), change.history.len());
+        let requester_identity = change.requester_identity.clone();
         // A refusal drops the transaction: nothing was written.
         op(&mut change)?;
-        if id_number(&change.id) != Some(n) || change.approvals.len() < approvals || change.history.len() < events {
+        if id_number(&change.id) != Some(n)
+            || !change.approvals.starts_with(&approvals)
+            || change.requester_identity != requester_identity
+            || change.history.len() < events
+        {
             return Err(Error::change(id, "an operation may only append approvals and events"));
         }
+        // The new approvals count under the session's identity, whatever the operation
+        // wrote in them.
+        change.authenticate_approvals(approvals.len(), &identity)?;
+        let approvals = approvals.len();
         let sql = format!(
             "UPDATE maint_change.change_request SET state = $2, \
              scheduled_start = CASE WHEN $3::bigint IS NULL THEN NULL ELSE {} END, updated_at = now() WHERE id = $1",

@@ -6,8 +6,8 @@ use maint_core::Secret;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ApprovalPolicy, DockerDeployer, DockerService, Error, HttpCheck, HttpChecks, MigratorOptions, PgChangeStore, Phase,
-    SmokeChecks, SmokeRunner, SmokeSuite, UpdateSettings,
+    ApprovalPolicy, DockerDeployer, DockerService, Error, HttpCheck, HttpChecks, Migrator, MigratorOptions,
+    PgChangeStore, Phase, SmokeChecks, SmokeRunner, SmokeSuite, UpdateSettings,
 };
 
 /// The configuration of maint-release, as a binary reads it from TOML.
@@ -23,6 +23,10 @@ use crate::{
 /// dir = "/srv/aindusdb/migrations"
 /// database_url = "postgresql://maint@db/aindusdb"
 /// external_command = ["alembic", "upgrade", "head"]
+/// lock_timeout_secs = 5            # an ALTER TABLE behind a long reader gives up, and is retried
+///
+/// [database]                       # the change store's and the audit log's sessions
+/// statement_timeout_secs = 60
 ///
 /// [changes]
 /// database_url = "postgresql://maint@db/maint"
@@ -49,6 +53,82 @@ pub struct Config {
     pub audit: AuditConfig,
     /// The smoke suite.
     pub smoke: SmokeConfig,
+    /// Session limits of the change store and the audit log.
+    pub database: DatabaseConfig,
+}
+
+/// Limits set on every PostgreSQL session of a pool as startup options (`-c lock_timeout=…
+/// -c statement_timeout=…`, as maint-db's sessions), plus the connect timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTimeouts {
+    /// How long connecting may take (unless the URL sets `connect_timeout`).
+    pub connect: Duration,
+    /// `lock_timeout`.
+    pub lock: Duration,
+    /// `statement_timeout`.
+    pub statement: Duration,
+}
+
+impl Default for SessionTimeouts {
+    /// 10 s to connect, `lock_timeout` 5 s, `statement_timeout` 60 s.
+    fn default() -> Self {
+        SessionTimeouts {
+            connect: Duration::from_secs(10),
+            lock: Duration::from_secs(5),
+            statement: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `[database]`: the session limits of the change store and the audit log (their
+/// statements are short: a lock or a statement that takes longer is a failure, not a
+/// wait), and the connect timeout of the migrations' sessions too.
+///
+/// ```toml
+/// [database]
+/// connect_timeout_secs = 10
+/// lock_timeout_secs = 5
+/// statement_timeout_secs = 60
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// How long connecting may take, in seconds.
+    pub connect_timeout_secs: f64,
+    /// `lock_timeout`, in seconds.
+    pub lock_timeout_secs: f64,
+    /// `statement_timeout`, in seconds.
+    pub statement_timeout_secs: f64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        let d = SessionTimeouts::default();
+        DatabaseConfig {
+            connect_timeout_secs: d.connect.as_secs_f64(),
+            lock_timeout_secs: d.lock.as_secs_f64(),
+            statement_timeout_secs: d.statement.as_secs_f64(),
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// The validated limits (every one at least 1 ms: PostgreSQL reads 0 as "no limit").
+    pub fn timeouts(&self) -> Result<SessionTimeouts, Error> {
+        Ok(SessionTimeouts {
+            connect: limit("database.connect_timeout_secs", self.connect_timeout_secs)?,
+            lock: limit("database.lock_timeout_secs", self.lock_timeout_secs)?,
+            statement: limit("database.statement_timeout_secs", self.statement_timeout_secs)?,
+        })
+    }
+}
+
+/// A timeout of `v` seconds, at least 1 ms.
+fn limit(field: &str, v: f64) -> Result<Duration, Error> {
+    match secs(field, v)? {
+        d if d.as_millis() == 0 => Err(Error::invalid(field, "must be at least 0.001: 0 would wait forever")),
+        d => Ok(d),
+    }
 }
 
 /// `[smoke]`: the smoke suite, run after the rollout (and before the update with
@@ -280,10 +360,21 @@ pub struct MigrationsConfig {
     pub table: String,
     /// How long to wait for another runner, in seconds.
     pub lock_wait_secs: u64,
+    /// `lock_timeout` of the runner's session, in seconds: how long a statement waits
+    /// for a table lock before it gives up (and is tried again).
+    pub lock_timeout_secs: f64,
+    /// Attempts of a migration that hit `lock_timeout`, in all.
+    pub lock_attempts: u32,
+    /// Base pause before a retry, in seconds (doubled each time, plus jitter).
+    pub retry_backoff_secs: f64,
+    /// `statement_timeout` of the runner's session, in seconds.
+    pub statement_timeout_secs: f64,
     /// A command run inside the migration lock (`["alembic", "upgrade", "head"]`).
     pub external_command: Vec<String>,
     /// The phase of the external command.
     pub external_phase: Phase,
+    /// How long the external command may run, in seconds; it is killed after.
+    pub external_timeout_secs: f64,
 }
 
 impl Default for MigrationsConfig {
@@ -295,8 +386,13 @@ impl Default for MigrationsConfig {
             schema: o.schema,
             table: o.table,
             lock_wait_secs: o.lock_wait.as_secs(),
+            lock_timeout_secs: o.lock_timeout.as_secs_f64(),
+            lock_attempts: o.lock_attempts,
+            retry_backoff_secs: o.retry_backoff.as_secs_f64(),
+            statement_timeout_secs: o.statement_timeout.as_secs_f64(),
             external_command: Vec::new(),
             external_phase: Phase::Expand,
+            external_timeout_secs: o.external_timeout.as_secs_f64(),
         }
     }
 }
@@ -321,9 +417,27 @@ impl MigrationsConfig {
             schema: self.schema.clone(),
             table: self.table.clone(),
             lock_wait: Duration::from_secs(self.lock_wait_secs),
+            lock_timeout: limit("migrations.lock_timeout_secs", self.lock_timeout_secs)?,
+            lock_attempts: self.lock_attempts,
+            retry_backoff: secs("migrations.retry_backoff_secs", self.retry_backoff_secs)?,
+            statement_timeout: limit("migrations.statement_timeout_secs", self.statement_timeout_secs)?,
             external_command: self.external_command.clone(),
             external_phase: self.external_phase,
+            external_timeout: limit("migrations.external_timeout_secs", self.external_timeout_secs)?,
         }))
+    }
+
+    /// The runner, over a pool whose sessions have its `lock_timeout` and
+    /// `statement_timeout` and `database`'s connect timeout; `None` without a directory.
+    pub fn migrator(&self, database: &DatabaseConfig) -> Result<Option<Migrator>, Error> {
+        let Some(opts) = self.options()? else { return Ok(None) };
+        let url = self.database_url.as_ref().ok_or_else(|| Error::invalid("migrations.database_url", "required"))?;
+        let timeouts = SessionTimeouts {
+            connect: database.timeouts()?.connect,
+            lock: opts.lock_timeout,
+            statement: opts.statement_timeout,
+        };
+        Migrator::new(pg_pool(url.expose(), "migrations.database_url", &timeouts)?, opts).map(Some)
     }
 }
 
@@ -338,9 +452,11 @@ pub struct ChangesConfig {
 }
 
 impl ChangesConfig {
-    /// The store, when `database_url` is set (errors name `changes.database_url`).
-    pub fn store(&self) -> Result<Option<PgChangeStore>, Error> {
-        self.database_url.as_ref().map(|url| PgChangeStore::from_url(url.expose(), "changes.database_url")).transpose()
+    /// The store, when `database_url` is set (errors name `changes.database_url`), its
+    /// sessions limited by `database`.
+    pub fn store(&self, database: &DatabaseConfig) -> Result<Option<PgChangeStore>, Error> {
+        let Some(url) = &self.database_url else { return Ok(None) };
+        PgChangeStore::from_url(url.expose(), "changes.database_url", &database.timeouts()?).map(Some)
     }
 }
 
@@ -403,15 +519,36 @@ pub fn load_toml<T: serde::de::DeserializeOwned + Default>(path: Option<&Path>) 
     let Some(path) = path else { return Ok(T::default()) };
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::invalid("--config", format!("cannot read {}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| Error::invalid(path.display().to_string(), e.message().to_owned()))
+    maint_core::parse_toml(&text, path).map_err(|e| Error::invalid(e.field, e.message))
 }
 
-/// A connection pool for a PostgreSQL URL; a bad URL is an error naming `field` (the
-/// driver's message never contains the password, and the URL itself is not repeated).
-pub fn pg_pool(url: &str, field: &str) -> Result<deadpool_postgres::Pool, Error> {
-    let cfg = deadpool_postgres::Config { url: Some(url.to_owned()), ..deadpool_postgres::Config::default() };
-    cfg.create_pool(Some(deadpool_postgres::Runtime::Tokio1), deadpool_postgres::tokio_postgres::NoTls)
-        .map_err(|e| Error::invalid(field, maint_core::one_line(&e)))
+/// A connection pool for a PostgreSQL URL whose every session has `timeouts` (startup
+/// options, through maint-db's connector; the URL's own `options` and `connect_timeout`
+/// are kept). A bad URL is an error naming `field` (the driver's message never contains
+/// the password, and the URL itself is not repeated). No connection is made here.
+pub fn pg_pool(url: &str, field: &str, timeouts: &SessionTimeouts) -> Result<deadpool_postgres::Pool, Error> {
+    use deadpool_postgres::tokio_postgres;
+    let bad = |e: &(dyn std::error::Error + 'static)| Error::invalid(field, maint_core::one_line(e));
+    let mut pg: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| bad(&e))?;
+    if pg.get_hosts().is_empty() {
+        // libpq's default: the local socket.
+        for dir in ["/run/postgresql", "/var/run/postgresql", "/tmp"] {
+            pg.host_path(dir);
+        }
+    }
+    if pg.get_application_name().is_none() {
+        pg.application_name("maint-release");
+    }
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(timeouts.connect);
+    }
+    let settings = maint_db::Settings {
+        jobs: 4,
+        lock_timeout: timeouts.lock,
+        statement_timeout: timeouts.statement,
+        ..maint_db::Settings::default()
+    };
+    maint_db::Db::from_pg_config(pg, &settings).map(|db| db.pool().clone()).map_err(|e| bad(&e))
 }
 
 #[cfg(test)]
@@ -446,8 +583,8 @@ mod tests {
         assert_eq!(opts.external_command, ["alembic", "upgrade", "head"]);
         assert_eq!(opts.table, "maint_release_migrations");
         assert_eq!(cfg.changes.approvals, ApprovalPolicy { high: 3, ..ApprovalPolicy::default() });
-        assert!(cfg.changes.store().unwrap().is_some());
-        assert!(Config::default().changes.store().unwrap().is_none());
+        assert!(cfg.changes.store(&cfg.database).unwrap().is_some());
+        assert!(Config::default().changes.store(&cfg.database).unwrap().is_none());
         assert!(!format!("{cfg:?}").contains("pw@"), "the database URL is a secret");
 
         let field = |e: Error| match e {
@@ -468,6 +605,59 @@ mod tests {
         )
         .unwrap();
         assert_eq!(field(bad.docker.deployer().unwrap_err()), "docker.services[0]");
+    }
+
+    #[test]
+    fn every_database_session_has_bounded_waits_and_zero_is_refused() {
+        let field = |e: Error| match e {
+            Error::Invalid { field, .. } => field,
+            other => panic!("{other}"),
+        };
+        let dir = std::env::temp_dir();
+        let opts = MigrationsConfig {
+            dir: Some(dir.clone()),
+            database_url: Some(Secret::new("postgresql://maint@db/aindusdb")),
+            ..MigrationsConfig::default()
+        };
+        let o = opts.options().unwrap().unwrap();
+        assert_eq!(
+            (o.lock_timeout, o.lock_attempts, o.statement_timeout, o.external_timeout),
+            (Duration::from_secs(5), 5, Duration::from_secs(3600), Duration::from_secs(3600))
+        );
+        assert_eq!(Config::default().database.timeouts().unwrap(), SessionTimeouts::default());
+        let cfg: Config = toml::from_str(&format!(
+            "[migrations]\ndir = \"{}\"\ndatabase_url = \"postgresql://maint@db/aindusdb\"\nlock_timeout_secs = 0.5\n\
+             lock_attempts = 2\nexternal_timeout_secs = 90\n[database]\nstatement_timeout_secs = 10",
+            dir.display()
+        ))
+        .unwrap();
+        let o = cfg.migrations.options().unwrap().unwrap();
+        assert_eq!((o.lock_timeout, o.lock_attempts), (Duration::from_millis(500), 2));
+        assert_eq!(o.external_timeout, Duration::from_secs(90));
+        assert_eq!(cfg.database.timeouts().unwrap().statement, Duration::from_secs(10));
+        assert!(cfg.migrations.migrator(&cfg.database).unwrap().is_some());
+        for (key, expected) in [
+            ("lock_timeout_secs = 0", "migrations.lock_timeout_secs"),
+            ("statement_timeout_secs = 0", "migrations.statement_timeout_secs"),
+            ("external_timeout_secs = 0", "migrations.external_timeout_secs"),
+            ("retry_backoff_secs = -1", "migrations.retry_backoff_secs"),
+        ] {
+            let bad: MigrationsConfig = toml::from_str(&format!(
+                "dir = \"{}\"\ndatabase_url = \"postgresql://maint@db/x\"\n{key}",
+                dir.display()
+            ))
+            .unwrap();
+            assert_eq!(field(bad.options().unwrap_err()), expected, "{key}");
+        }
+        let bad = MigrationsConfig { lock_attempts: 0, ..opts };
+        assert_eq!(field(bad.migrator(&DatabaseConfig::default()).unwrap_err()), "migrations.lock_attempts");
+        for key in ["connect_timeout_secs", "lock_timeout_secs", "statement_timeout_secs"] {
+            let bad: DatabaseConfig = toml::from_str(&format!("{key} = 0")).unwrap();
+            assert_eq!(field(bad.timeouts().unwrap_err()), format!("database.{key}"));
+        }
+        let bad = pg_pool("postgresql://u:secret@h:notaport/db", "audit.database_url", &SessionTimeouts::default());
+        let err = bad.unwrap_err();
+        assert!(err.to_string().starts_with("audit.database_url: ") && !err.to_string().contains("secret"), "{err}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -26,8 +27,13 @@ pub struct DockerService {
     /// How many containers serve.
     pub replicas: u32,
     /// The container port of the readiness endpoint (published on a port the engine
-    /// picks, on all interfaces; readiness is asked through 127.0.0.1).
+    /// picks, on `host_ip`; readiness is asked through that address).
     pub port: u16,
+    /// The host address the port is published on (default `127.0.0.1`: only this host
+    /// reaches it; `0.0.0.0` publishes it on every interface, readiness then goes through
+    /// 127.0.0.1).
+    #[serde(default = "loopback")]
+    pub host_ip: String,
     /// The readiness path (`/health/ready`); a container is admitted when it answers 200.
     pub readiness_path: String,
     /// Environment (`KEY=value`).
@@ -48,6 +54,10 @@ fn one() -> u32 {
     1
 }
 
+fn loopback() -> String {
+    "127.0.0.1".into()
+}
+
 impl DockerService {
     /// A service with no environment, no extra labels, max surge 1, max unavailable 0.
     pub fn new(name: impl Into<String>, replicas: u32, port: u16, readiness_path: impl Into<String>) -> Self {
@@ -55,6 +65,7 @@ impl DockerService {
             name: name.into(),
             replicas,
             port,
+            host_ip: loopback(),
             readiness_path: readiness_path.into(),
             env: Vec::new(),
             labels: HashMap::new(),
@@ -96,6 +107,34 @@ fn revision_of(c: &ContainerSummary) -> u64 {
     label(c, LABEL_REVISION).and_then(|r| r.parse().ok()).unwrap_or(0)
 }
 
+/// What a new container of `s` is created with: the image, the service's environment and
+/// labels plus ours, and the readiness port published on `host_ip`, on a port the engine
+/// picks.
+fn container_body(s: &DockerService, image: &str, revision: u64, previous: &str) -> ContainerCreateBody {
+    let port_key = format!("{}/tcp", s.port);
+    let mut labels = s.labels.clone();
+    labels.extend([
+        (LABEL_SERVICE.to_owned(), s.name.clone()),
+        (LABEL_REVISION.to_owned(), revision.to_string()),
+        (LABEL_IMAGE.to_owned(), image.to_owned()),
+        (LABEL_PREVIOUS.to_owned(), previous.to_owned()),
+    ]);
+    ContainerCreateBody {
+        image: Some(image.to_owned()),
+        env: Some(s.env.clone()),
+        labels: Some(labels),
+        exposed_ports: Some(vec![port_key.clone()]),
+        host_config: Some(HostConfig {
+            port_bindings: Some(HashMap::from([(
+                port_key,
+                Some(vec![PortBinding { host_ip: Some(s.host_ip.clone()), host_port: Some(String::new()) }]),
+            )])),
+            ..HostConfig::default()
+        }),
+        ..ContainerCreateBody::default()
+    }
+}
+
 impl DockerDeployer {
     /// A deployer over `docker` for `services`.
     pub fn new(docker: Docker, services: Vec<DockerService>, readiness_timeout: Duration) -> Result<Self, Error> {
@@ -104,6 +143,12 @@ impl DockerDeployer {
                 return Err(Error::invalid(
                     format!("docker.services[{i}]"),
                     "needs a name, replicas >= 1, a port and a readiness_path starting with /",
+                ));
+            }
+            if s.host_ip.parse::<IpAddr>().is_err() {
+                return Err(Error::invalid(
+                    format!("docker.services[{i}].host_ip"),
+                    format!("{:?} is not an IP address", s.host_ip),
                 ));
             }
             if s.max_surge == 0 && s.max_unavailable == 0 {
@@ -156,7 +201,12 @@ impl DockerDeployer {
 
     async fn ready(&self, s: &DockerService, c: &ContainerSummary) -> bool {
         let Some(port) = Self::host_port(c, s.port) else { return false };
-        let url = format!("http://127.0.0.1:{port}{}", s.readiness_path);
+        let host = match s.host_ip.parse::<IpAddr>() {
+            Ok(ip) if ip.is_unspecified() => "127.0.0.1".to_owned(),
+            Ok(IpAddr::V6(ip)) => format!("[{ip}]"),
+            _ => s.host_ip.clone(),
+        };
+        let url = format!("http://{host}:{port}{}", s.readiness_path);
         matches!(self.http.get(&url).send().await, Ok(r) if r.status().as_u16() == 200)
     }
 
@@ -174,28 +224,7 @@ impl DockerDeployer {
         previous: &str,
     ) -> Result<(), Error> {
         let name = format!("{}-r{revision}-{n}", s.name);
-        let port_key = format!("{}/tcp", s.port);
-        let mut labels = s.labels.clone();
-        labels.extend([
-            (LABEL_SERVICE.to_owned(), s.name.clone()),
-            (LABEL_REVISION.to_owned(), revision.to_string()),
-            (LABEL_IMAGE.to_owned(), image.to_owned()),
-            (LABEL_PREVIOUS.to_owned(), previous.to_owned()),
-        ]);
-        let body = ContainerCreateBody {
-            image: Some(image.to_owned()),
-            env: Some(s.env.clone()),
-            labels: Some(labels),
-            exposed_ports: Some(vec![port_key.clone()]),
-            host_config: Some(HostConfig {
-                port_bindings: Some(HashMap::from([(
-                    port_key,
-                    Some(vec![PortBinding { host_ip: None, host_port: Some(String::new()) }]),
-                )])),
-                ..HostConfig::default()
-            }),
-            ..ContainerCreateBody::default()
-        };
+        let body = container_body(s, image, revision, previous);
         // The engine can fail to start a container for reasons of its own (a published
         // port it picked is already taken): such a start is retried, three times in all.
         let mut attempt = 1;
@@ -377,5 +406,35 @@ impl Deployer for DockerDeployer {
             change_cause: None,
         });
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readiness_port_is_published_on_loopback_only() {
+        let s = DockerService::new("api", 3, 8080, "/health/ready");
+        let body = container_body(&s, "registry.example/aindusdb:1.1.0", 4, "registry.example/aindusdb:1.0.0");
+        let bindings = body.host_config.unwrap().port_bindings.unwrap();
+        let binding = &bindings["8080/tcp"].as_ref().unwrap()[0];
+        assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"), "never on every interface by default");
+        assert_eq!(binding.host_port.as_deref(), Some(""), "the engine picks the host port");
+        assert_eq!(body.labels.unwrap()[LABEL_REVISION], "4");
+        let everywhere = DockerService { host_ip: "0.0.0.0".into(), ..s.clone() };
+        let body = container_body(&everywhere, "i:1", 1, "");
+        assert_eq!(
+            body.host_config.unwrap().port_bindings.unwrap()["8080/tcp"].as_ref().unwrap()[0].host_ip.as_deref(),
+            Some("0.0.0.0")
+        );
+        let parsed: DockerService =
+            toml::from_str("name = \"api\"\nreplicas = 1\nport = 80\nreadiness_path = \"/\"").unwrap();
+        assert_eq!(parsed.host_ip, "127.0.0.1", "the default of the configuration file too");
+        let bad = DockerService { host_ip: "localhost".into(), ..s };
+        let err =
+            DockerDeployer::new(Docker::connect_with_local_defaults().unwrap(), vec![bad], Duration::from_secs(1))
+                .unwrap_err();
+        assert_eq!(err.to_string(), "docker.services[0].host_ip: \"localhost\" is not an IP address");
     }
 }

@@ -99,6 +99,32 @@ pub enum Error {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// A migration (or, without a transaction, one of its statements) could not get a
+    /// table lock within `lock_timeout`, `attempts` times: a session holds a conflicting
+    /// lock (a long reader in front of an `ALTER TABLE`). A transactional migration was
+    /// rolled back.
+    #[error(
+        "migration V{version}__{name}: lock not available after {attempts} attempt(s) of lock_timeout {lock_timeout:?} \
+         (another session holds a conflicting lock); {}",
+        if *.transactional { "rolled back, nothing applied".to_owned() } else { format!("statement {statement} not applied (non-transactional: earlier statements stay applied)") }
+    )]
+    MigrationLockTimeout {
+        /// The version.
+        version: String,
+        /// The name.
+        name: String,
+        /// Whether it ran in a transaction.
+        transactional: bool,
+        /// 1-based number of the statement that waited (non-transactional migrations).
+        statement: usize,
+        /// Attempts made.
+        attempts: u32,
+        /// The `lock_timeout` of each attempt.
+        lock_timeout: Duration,
+        /// The server's error of the last attempt.
+        #[source]
+        source: tokio_postgres::Error,
+    },
     /// The external migration command failed.
     #[error("external migration command `{command}` failed: {message}")]
     External {

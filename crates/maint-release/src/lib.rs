@@ -29,8 +29,8 @@ pub use change::{
 pub use change_pg::{CHANGE_DDL, CHANGE_SCHEMA, CHANGE_SCHEMA_LOCK_KEY, PgChangeStore};
 pub use change_store::{ChangeOp, ChangeStore, MemoryChangeStore, check_change_id};
 pub use config::{
-    AuditConfig, BackupConfig, ChangesConfig, Config, DiskSpace, DockerConfig, MigrationsConfig, SmokeConfig,
-    UpdateConfig, load_toml, pg_pool,
+    AuditConfig, BackupConfig, ChangesConfig, Config, DatabaseConfig, DiskSpace, DockerConfig, MigrationsConfig,
+    SessionTimeouts, SmokeConfig, UpdateConfig, load_toml, pg_pool,
 };
 #[cfg(test)]
 pub(crate) use deploy::MockDeployer;

@@ -3,6 +3,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use deadpool_postgres::tokio_postgres::{self, error::SqlState};
 use deadpool_postgres::{ClientWrapper, Object, Pool};
 use maint_core::TaskContext;
 use serde::{Deserialize, Serialize};
@@ -28,23 +29,43 @@ pub struct MigratorOptions {
     pub table: String,
     /// How long to wait for another runner's lock before giving up.
     pub lock_wait: Duration,
+    /// `lock_timeout` of the runner's session: how long a statement waits for a table
+    /// lock (an `ALTER TABLE` behind a long reader) before it gives up, so that the
+    /// queries queued behind it can go on. Short: the attempt is retried.
+    pub lock_timeout: Duration,
+    /// Attempts of a migration (or, without a transaction, of a statement) that hit
+    /// `lock_timeout`, in all.
+    pub lock_attempts: u32,
+    /// Base pause before a retry; doubled each time, plus up to 100% jitter.
+    pub retry_backoff: Duration,
+    /// `statement_timeout` of the runner's session.
+    pub statement_timeout: Duration,
     /// A command run inside the same lock, after the SQL files of its phase (for
     /// services that keep their own migrations: `["alembic", "upgrade", "head"]`).
     pub external_command: Vec<String>,
     /// The phase the external command belongs to.
     pub external_phase: Phase,
+    /// How long the external command may run; it is killed (with its children) after.
+    pub external_timeout: Duration,
 }
 
 impl MigratorOptions {
-    /// Defaults: table `public.maint_release_migrations`, wait 10 minutes, no external command.
+    /// Defaults: table `public.maint_release_migrations`, wait 10 minutes for another
+    /// runner, `lock_timeout` 5 s tried 5 times from a 1 s backoff, `statement_timeout`
+    /// 1 hour, no external command (1 hour when there is one).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         MigratorOptions {
             dir: dir.into(),
             schema: "public".into(),
             table: "maint_release_migrations".into(),
             lock_wait: Duration::from_secs(600),
+            lock_timeout: Duration::from_secs(5),
+            lock_attempts: 5,
+            retry_backoff: Duration::from_secs(1),
+            statement_timeout: Duration::from_secs(3600),
             external_command: Vec::new(),
             external_phase: Phase::Expand,
+            external_timeout: Duration::from_secs(3600),
         }
     }
 }
@@ -116,10 +137,23 @@ fn quote_ident(s: &str) -> String {
 }
 
 impl Migrator {
-    /// A runner over `pool`. No I/O happens here.
+    /// A runner over `pool`. No I/O happens here. Refuses a zero timeout (PostgreSQL
+    /// reads 0 as "wait forever") and zero attempts, naming the configuration field.
     pub fn new(pool: Pool, opts: MigratorOptions) -> Result<Self, Error> {
         if opts.schema.is_empty() || opts.table.is_empty() {
             return Err(Error::invalid("migrations.table", "schema and table must not be empty"));
+        }
+        for (field, d) in [
+            ("migrations.lock_timeout_secs", opts.lock_timeout),
+            ("migrations.statement_timeout_secs", opts.statement_timeout),
+            ("migrations.external_timeout_secs", opts.external_timeout),
+        ] {
+            if d.as_millis() == 0 {
+                return Err(Error::invalid(field, "must be at least 1 ms: 0 would wait forever"));
+            }
+        }
+        if opts.lock_attempts == 0 {
+            return Err(Error::invalid("migrations.lock_attempts", "must be at least 1"));
         }
         let table = format!("{}.{}", quote_ident(&opts.schema), quote_ident(&opts.table));
         Ok(Migrator { pool, opts, table })
@@ -131,7 +165,8 @@ impl Migrator {
     }
 
     /// A session of our own, detached from the pool: when it is dropped (even by a
-    /// cancelled future) the connection closes and the advisory lock goes with it.
+    /// cancelled future) the connection closes and the advisory lock goes with it. Its
+    /// `lock_timeout` and `statement_timeout` are ours, whatever the pool's.
     async fn session(&self) -> Result<ClientWrapper, Error> {
         let obj = self.pool.get().await.map_err(|e| {
             let source: Box<dyn std::error::Error + Send + Sync> = match e {
@@ -140,7 +175,57 @@ impl Migrator {
             };
             Error::Connect { target: "the migrations database".into(), source }
         })?;
-        Ok(Object::take(obj))
+        let client = Object::take(obj);
+        self.limit(&client).await?;
+        Ok(client)
+    }
+
+    /// Sets the session's `lock_timeout` and `statement_timeout` (again before each
+    /// migration: a file that sets its own changes them for itself only).
+    async fn limit(&self, client: &ClientWrapper) -> Result<(), Error> {
+        client
+            .batch_execute(&format!(
+                "SET lock_timeout = {}; SET statement_timeout = {}",
+                self.opts.lock_timeout.as_millis(),
+                self.opts.statement_timeout.as_millis()
+            ))
+            .await
+            .map_err(query_err("set lock_timeout and statement_timeout"))
+    }
+
+    /// After a failed attempt of migration `m`: when it hit `lock_timeout` and attempts
+    /// are left, waits [`maint_db::retry_pause`] and counts the attempt (the caller tries
+    /// again); otherwise the error to stop with.
+    async fn retry_after(&self, e: Error, m: &Migration, attempt: &mut u32, ctx: &TaskContext) -> Result<(), Error> {
+        let lock_timeout = |source: &tokio_postgres::Error| source.code() == Some(&SqlState::LOCK_NOT_AVAILABLE);
+        match e {
+            Error::MigrationFailed { source, statement, transactional, .. }
+                if lock_timeout(&source) && *attempt >= self.opts.lock_attempts =>
+            {
+                return Err(Error::MigrationLockTimeout {
+                    version: m.version_text(),
+                    name: m.name.clone(),
+                    transactional,
+                    statement,
+                    attempts: *attempt,
+                    lock_timeout: self.opts.lock_timeout,
+                    source,
+                });
+            }
+            Error::MigrationFailed { ref source, .. } if lock_timeout(source) => {}
+            other => return Err(other),
+        }
+        tracing::warn!(
+            version = %m.version, name = %m.name,
+            "lock not available within lock_timeout {:?}: attempt {}/{}, trying again",
+            self.opts.lock_timeout, attempt, self.opts.lock_attempts
+        );
+        tokio::select! {
+            () = ctx.cancel.cancelled() => return Err(Error::Cancelled),
+            () = tokio::time::sleep(maint_db::retry_pause(self.opts.retry_backoff, *attempt)) => {}
+        }
+        *attempt += 1;
+        Ok(())
     }
 
     /// The history, oldest first; empty when the table does not exist yet.
@@ -250,16 +335,29 @@ impl Migrator {
             };
             let row =
                 |ms: i64| (m.version_text(), m.name.clone(), phase.as_str(), m.checksum.clone(), m.transactional, ms);
+            // A statement that hits lock_timeout is tried again: the whole migration in a
+            // transaction (rolled back), or the one statement without.
+            self.limit(client).await?;
+            let mut attempt = 1;
             if m.transactional {
-                let tx = client.transaction().await.map_err(query_err("BEGIN"))?;
-                tx.batch_execute(&m.sql).await.map_err(failed(1))?;
-                let ms = started.elapsed().as_millis() as i64;
-                let (v, n, p, c, t, ms) = row(ms);
-                tx.execute(&insert, &[&v, &n, &p, &c, &t, &ms]).await.map_err(query_err("record the migration"))?;
-                tx.commit().await.map_err(failed(1))?;
+                loop {
+                    let tx = client.transaction().await.map_err(query_err("BEGIN"))?;
+                    if let Err(e) = tx.batch_execute(&m.sql).await.map_err(failed(1)) {
+                        drop(tx);
+                        self.retry_after(e, m, &mut attempt, ctx).await?;
+                        continue;
+                    }
+                    let ms = started.elapsed().as_millis() as i64;
+                    let (v, n, p, c, t, ms) = row(ms);
+                    tx.execute(&insert, &[&v, &n, &p, &c, &t, &ms]).await.map_err(query_err("record the migration"))?;
+                    tx.commit().await.map_err(failed(1))?;
+                    break;
+                }
             } else {
                 for (i, statement) in split_statements(&m.sql).iter().enumerate() {
-                    client.batch_execute(statement).await.map_err(failed(i + 1))?;
+                    while let Err(e) = client.batch_execute(statement).await.map_err(failed(i + 1)) {
+                        self.retry_after(e, m, &mut attempt, ctx).await?;
+                    }
                 }
                 let (v, n, p, c, t, ms) = row(started.elapsed().as_millis() as i64);
                 client.execute(&insert, &[&v, &n, &p, &c, &t, &ms]).await.map_err(query_err("record the migration"))?;
@@ -272,7 +370,11 @@ impl Migrator {
             });
         }
         if outcome.external.is_some() {
-            run_external(&self.opts.external_command).await?;
+            // A cancelled run drops the command's future, which kills its process group.
+            tokio::select! {
+                r = run_external(&self.opts.external_command, self.opts.external_timeout) => r?,
+                () = ctx.cancel.cancelled() => return Err(Error::Cancelled),
+            }
         }
         Ok(())
     }
@@ -309,9 +411,22 @@ async fn read_history(client: &ClientWrapper, table: &str) -> Result<Vec<Applied
         .collect())
 }
 
-/// Runs the external migration command; its stdout and stderr are captured, and a
-/// failure reports the exit status and the end of stderr.
-async fn run_external(argv: &[String]) -> Result<(), Error> {
+/// Kills a process group when dropped, unless disarmed: the external command and every
+/// process it started, when it runs past its timeout or the run is cancelled.
+struct KillGroup(Option<u32>);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+/// Runs the external migration command in a process group of its own; its stdout and
+/// stderr are captured, and a failure reports the exit status and the end of stderr. Past
+/// `timeout` the group is killed and the error names the command and the timeout.
+async fn run_external(argv: &[String], timeout: Duration) -> Result<(), Error> {
     let command = argv.join(" ");
     let (program, args) = argv.split_first().ok_or_else(|| Error::invalid("migrations.external_command", "empty"))?;
     let mut child = tokio::process::Command::new(program)
@@ -320,24 +435,38 @@ async fn run_external(argv: &[String]) -> Result<(), Error> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| Error::External { command: command.clone(), message: format!("cannot start: {e}") })?;
+    let mut group = KillGroup(child.id());
     let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
     let (mut o, mut e) = (Vec::new(), Vec::new());
-    let read_out = async {
-        if let Some(s) = out.as_mut() {
-            let _ = s.read_to_end(&mut o).await;
-        }
+    let finished = tokio::time::timeout(timeout, async {
+        let read_out = async {
+            if let Some(s) = out.as_mut() {
+                let _ = s.read_to_end(&mut o).await;
+            }
+        };
+        let read_err = async {
+            if let Some(s) = err.as_mut() {
+                let _ = s.read_to_end(&mut e).await;
+            }
+        };
+        tokio::join!(read_out, read_err);
+        child.wait().await
+    })
+    .await;
+    let Ok(status) = finished else {
+        drop(group);
+        let _ = child.kill().await;
+        return Err(Error::External {
+            command,
+            message: format!("timed out after {timeout:?} (migrations.external_timeout_secs) and was killed"),
+        });
     };
-    let read_err = async {
-        if let Some(s) = err.as_mut() {
-            let _ = s.read_to_end(&mut e).await;
-        }
-    };
-    tokio::join!(read_out, read_err);
-    let status =
-        child.wait().await.map_err(|e| Error::External { command: command.clone(), message: e.to_string() })?;
+    group.0 = None;
+    let status = status.map_err(|e| Error::External { command: command.clone(), message: e.to_string() })?;
     if !String::from_utf8_lossy(&o).trim().is_empty() {
         tracing::info!(command = %command, "{}", String::from_utf8_lossy(&o).trim());
     }
@@ -359,15 +488,54 @@ mod tests {
         assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
     }
 
+    /// Whether process `pid` is gone (or a zombie waiting for its parent).
+    fn gone(pid: &str) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_external_command_past_its_timeout_is_killed_with_its_children_and_reported() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let pidfile = std::env::temp_dir().join(format!("maint-release-external-{}-{nanos}.pid", std::process::id()));
+        // The shell starts a child that would outlive it, and waits for it.
+        let script = format!("sleep 60 & echo $! > {}; wait", pidfile.display());
+        let argv: Vec<String> = vec!["sh".into(), "-c".into(), script.clone()];
+        let err = tokio::time::timeout(Duration::from_secs(30), run_external(&argv, Duration::from_millis(300)))
+            .await
+            .expect("the command ran past its timeout and was never stopped")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "external migration command `sh -c {script}` failed: timed out after 300ms \
+                 (migrations.external_timeout_secs) and was killed"
+            )
+        );
+        let child = std::fs::read_to_string(&pidfile).unwrap();
+        let child = child.trim();
+        for _ in 0..500 {
+            if gone(child) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(gone(child), "the command's child {child} was killed too");
+        std::fs::remove_file(pidfile).unwrap();
+    }
+
     #[tokio::test]
     async fn an_external_command_failure_names_the_command_and_its_stderr() {
         let argv: Vec<String> = ["sh", "-c", "echo boom >&2; exit 3"].map(str::to_owned).to_vec();
-        let err = run_external(&argv).await.unwrap_err();
+        let minute = Duration::from_secs(60);
+        let err = run_external(&argv, minute).await.unwrap_err();
         let msg = err.to_string();
         assert!(msg.starts_with("external migration command `sh -c echo boom >&2; exit 3` failed:"), "{msg}");
         assert!(msg.contains("boom") && msg.contains('3'), "{msg}");
-        run_external(&["true".to_owned()]).await.unwrap();
-        let missing = run_external(&["/nonexistent/alembic".to_owned()]).await.unwrap_err();
+        run_external(&["true".to_owned()], minute).await.unwrap();
+        let missing = run_external(&["/nonexistent/alembic".to_owned()], minute).await.unwrap_err();
         assert!(missing.to_string().contains("cannot start"), "{missing}");
     }
 }

@@ -17,6 +17,7 @@ use crate::{CheckResult, Error, HealthChecks, JsonPath};
 /// name = "aindusdb"
 /// timeout_secs = 10
 /// headers = { Authorization = "Bearer ${token}" }
+/// secrets = ["session"]
 ///
 /// [[steps]]
 /// name = "create-index"
@@ -55,6 +56,12 @@ pub struct SmokeSuite {
     /// Headers sent with every step (a step's own headers win).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// Variables whose values are secret (suite variables, the runner's, or captured from
+    /// an answer: `secrets = ["session"]` with `capture = { session = "$.token" }`): their
+    /// values print as `***` in paths, failure messages and reports. The runner's secret
+    /// variables (`token`) are always secret.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub secrets: BTreeSet<String>,
     /// The steps, in order.
     #[serde(default)]
     pub steps: Vec<SmokeStep>,
@@ -161,13 +168,13 @@ impl Assertion {
 
     /// `None` when it holds, else what is wrong; `equals` is the expected value with its
     /// variables replaced.
-    fn check(&self, path: &JsonPath, answer: &Value, equals: Option<&Value>) -> Option<String> {
+    fn check(&self, path: &JsonPath, answer: &Value, equals: Option<&Value>, mask: &Masker) -> Option<String> {
         let got = path.select(answer);
         let p = path.as_str();
         if let Some(exists) = self.exists {
             return match (exists, got) {
                 (true, None) => Some(format!("{p}: missing")),
-                (false, Some(v)) => Some(format!("{p}: expected no value, got {}", short(v))),
+                (false, Some(v)) => Some(format!("{p}: expected no value, got {}", short(v, mask))),
                 _ => None,
             };
         }
@@ -176,7 +183,7 @@ impl Assertion {
             let tolerance = self.tolerance.unwrap_or(0.0);
             return match got.as_f64() {
                 Some(g) if (g - n).abs() <= tolerance => None,
-                _ => Some(format!("{p}: expected {n} (±{tolerance}), got {}", short(got))),
+                _ => Some(format!("{p}: expected {n} (±{tolerance}), got {}", short(got, mask))),
             };
         }
         let expected = equals?;
@@ -184,14 +191,48 @@ impl Assertion {
             (Some(a), Some(b)) => a == b,
             _ => expected == got,
         };
-        if same { None } else { Some(format!("{p}: expected {}, got {}", short(expected), short(got))) }
+        if same { None } else { Some(format!("{p}: expected {}, got {}", short(expected, mask), short(got, mask))) }
     }
 }
 
-/// A value on one line, at most 80 characters.
-fn short(v: &Value) -> String {
-    let s = v.to_string();
-    if s.chars().count() > 80 { format!("{}…", s.chars().take(79).collect::<String>()) } else { s }
+/// A value on one line, secrets masked, at most 80 characters.
+fn short(v: &Value, mask: &Masker) -> String {
+    cut(&mask.apply(&v.to_string()), 80)
+}
+
+/// At most `max` characters, `…` at the end when cut.
+fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() > max { format!("{}…", s.chars().take(max - 1).collect::<String>()) } else { s.to_owned() }
+}
+
+/// Replaces the values of secret variables with `***` in a message, before it is cut to
+/// length (a cut would otherwise leave a prefix of the secret).
+#[derive(Debug, Default)]
+struct Masker(Vec<String>);
+
+impl Masker {
+    /// The values of the `masked` names set in `vars`.
+    fn new(vars: &Vars, masked: &BTreeSet<String>) -> Self {
+        let mut m = Masker::default();
+        m.add(masked.iter().filter_map(|n| vars.get(n)));
+        m
+    }
+
+    /// Masks these values too: as they are, and as they appear inside a JSON string.
+    fn add<'a>(&mut self, values: impl IntoIterator<Item = &'a Value>) {
+        for v in values {
+            let text = text_of(v);
+            let quoted = Value::String(text.clone()).to_string();
+            self.0.extend([quoted[1..quoted.len() - 1].to_owned(), text].into_iter().filter(|t| !t.is_empty()));
+        }
+        // The longest first: a secret that contains another is masked whole.
+        self.0.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        self.0.dedup();
+    }
+
+    fn apply(&self, text: &str) -> String {
+        self.0.iter().fold(text.to_owned(), |t, secret| t.replace(secret.as_str(), "***"))
+    }
 }
 
 /// Whether a string is a variable name (`index_id`).
@@ -333,6 +374,16 @@ impl SmokeSuite {
             self.steps.iter().chain(&self.teardown).flat_map(|s| s.capture.keys().map(String::as_str)).collect();
         // Without the runner's variables, any name that no step captures may be one of them.
         let external = |r: &str| runner.is_none() && !all_captures.contains(r);
+        for name in &self.secrets {
+            if !is_name(name)
+                || !(known.contains(name.as_str()) || all_captures.contains(name.as_str()) || runner.is_none())
+            {
+                return Err(Error::invalid(
+                    "secrets",
+                    format!("{name:?} is not a variable (of the suite, the runner, or captured by a step)"),
+                ));
+            }
+        }
         for (k, v) in &self.headers {
             for r in references(v) {
                 if !known.contains(r) && !external(r) {
@@ -454,6 +505,7 @@ impl SmokeSuite {
             timeout_secs: default_timeout(),
             variables: BTreeMap::new(),
             headers: BTreeMap::from([("Authorization".to_owned(), "Bearer ${token}".to_owned())]),
+            secrets: BTreeSet::new(),
             steps: vec![
                 retried(SmokeStep {
                     assertions: vec![Assertion::equals("$.status", json!("healthy")), Assertion::exists("$.version")],
@@ -749,7 +801,7 @@ impl SmokeRunner {
         vars.insert("run_id".into(), Value::String(format!("{}-{}", std::process::id(), nanos % 1_000_000_000)));
         vars.extend(self.variables.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))));
         vars.extend(self.secrets.iter().map(|(k, v)| (k.clone(), Value::String(v.expose().to_owned()))));
-        let masked: BTreeSet<String> = self.secrets.keys().cloned().collect();
+        let masked: BTreeSet<String> = self.secrets.keys().chain(&suite.secrets).cloned().collect();
         let mut steps = Vec::new();
         for s in &suite.steps {
             steps.push(self.one(&client, suite, s, SmokePhase::Step, &mut vars, &masked).await);
@@ -831,7 +883,7 @@ impl SmokeRunner {
                     let status = resp.status().as_u16();
                     match resp.bytes().await {
                         Err(e) => (Some(status), Err(maint_core::one_line(&e.without_url()))),
-                        Ok(bytes) => (Some(status), Self::judge(s, status, &bytes, vars)),
+                        Ok(bytes) => (Some(status), Self::judge(s, status, &bytes, vars, masked)),
                     }
                 }
             };
@@ -854,44 +906,43 @@ impl SmokeRunner {
         r
     }
 
-    /// Checks one answer; Ok: the captured values.
-    fn judge(s: &SmokeStep, status: u16, body: &[u8], vars: &Vars) -> Result<Vars, String> {
+    /// Checks one answer; Ok: the captured values. Err: every failed expectation, with
+    /// the values of secret variables (those captured from this answer included) masked.
+    fn judge(s: &SmokeStep, status: u16, body: &[u8], vars: &Vars, masked: &BTreeSet<String>) -> Result<Vars, String> {
+        let mut mask = Masker::new(vars, masked);
         if status != s.expect_status {
             let text = String::from_utf8_lossy(body);
-            let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-            let snippet = if text.is_empty() {
-                String::new()
-            } else if text.chars().count() > 120 {
-                format!(": {}…", text.chars().take(119).collect::<String>())
-            } else {
-                format!(": {text}")
-            };
+            let text = mask.apply(&text.split_whitespace().collect::<Vec<_>>().join(" "));
+            let snippet = if text.is_empty() { String::new() } else { format!(": {}", cut(&text, 120)) };
             return Err(format!("HTTP {status} (expected {}){snippet}", s.expect_status));
         }
         if s.assertions.is_empty() && s.capture.is_empty() {
             return Ok(Vars::new());
         }
         let answer: Value = serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON ({e})"))?;
-        let mut errors = Vec::new();
-        for a in &s.assertions {
-            let equals = a.equals.as_ref().map(|e| render_value(e, vars)).transpose();
-            match (JsonPath::parse(&a.path), equals) {
-                (Ok(p), Ok(equals)) => errors.extend(a.check(&p, &answer, equals.as_ref())),
-                (Err(e), _) => errors.push(e),
-                (_, Err(name)) => errors.push(format!("{}: needs ${{{name}}}, which no earlier step captured", a.path)),
-            }
-        }
         let mut captured = Vars::new();
+        let mut capture_errors = Vec::new();
         for (name, path) in &s.capture {
             match JsonPath::parse(path).map(|p| p.select(&answer).cloned()) {
                 Ok(Some(v)) => {
                     captured.insert(name.clone(), v);
                 }
-                Ok(None) => errors.push(format!("capture {name}: {path} is not in the answer")),
-                Err(e) => errors.push(e),
+                Ok(None) => capture_errors.push(format!("capture {name}: {path} is not in the answer")),
+                Err(e) => capture_errors.push(e),
             }
         }
-        if errors.is_empty() { Ok(captured) } else { Err(errors.join("; ")) }
+        mask.add(captured.iter().filter(|(name, _)| masked.contains(*name)).map(|(_, v)| v));
+        let mut errors = Vec::new();
+        for a in &s.assertions {
+            let equals = a.equals.as_ref().map(|e| render_value(e, vars)).transpose();
+            match (JsonPath::parse(&a.path), equals) {
+                (Ok(p), Ok(equals)) => errors.extend(a.check(&p, &answer, equals.as_ref(), &mask)),
+                (Err(e), _) => errors.push(e),
+                (_, Err(name)) => errors.push(format!("{}: needs ${{{name}}}, which no earlier step captured", a.path)),
+            }
+        }
+        errors.extend(capture_errors);
+        if errors.is_empty() { Ok(captured) } else { Err(mask.apply(&errors.join("; "))) }
     }
 }
 
@@ -1055,12 +1106,30 @@ mod tests {
         assert_eq!(render("/a/${nope}", &vars, &masked).unwrap_err(), "nope");
         let body = render_value(&json!({ "n": "${id}", "s": "x-${id}", "l": ["${name}"] }), &vars).unwrap();
         assert_eq!(body, json!({ "n": 42, "s": "x-42", "l": ["idx"] }));
+
+        // Values are masked as they are and inside JSON strings, before a cut.
+        let vars: Vars = BTreeMap::from([("t".to_owned(), json!("a\"b")), ("u".to_owned(), json!("s3cr3t"))]);
+        let mask = Masker::new(&vars, &BTreeSet::from(["t".to_owned(), "u".to_owned()]));
+        assert_eq!(mask.apply("a\"b / \"a\\\"b\" / s3cr3ts3cr3t"), "*** / \"***\" / ******");
+        let long = json!(format!("{}s3cr3t", "x".repeat(76)));
+        assert_eq!(short(&long, &mask), format!("\"{}**…", "x".repeat(76)), "no prefix of the secret is left");
+        // A secret is a variable of the suite, of the runner or a capture.
+        let suite: SmokeSuite = toml::from_str(
+            "name = \"s\"\nsecrets = [\"sid\", \"token\"]\n[[steps]]\nname = \"a\"\npath = \"/\"\ncapture = { sid = \"$.id\" }",
+        )
+        .unwrap();
+        suite.validate_with(&BTreeSet::from(["token".to_owned()])).unwrap();
+        assert_eq!(
+            field(suite.validate_with(&BTreeSet::new()).unwrap_err()),
+            "secrets: \"token\" is not a variable (of the suite, the runner, or captured by a step)"
+        );
     }
 
     #[test]
     fn assertions_compare_numbers_with_tolerance() {
         let answer = json!({ "result": 5, "f": 0.30000000000000004, "s": "x" });
-        let check = |a: Assertion| a.check(&JsonPath::parse(&a.path).unwrap(), &answer, a.equals.as_ref());
+        let check =
+            |a: Assertion| a.check(&JsonPath::parse(&a.path).unwrap(), &answer, a.equals.as_ref(), &Masker::default());
         assert_eq!(check(Assertion::number("$.result", 5.0, 0.0)), None);
         assert_eq!(
             check(Assertion::number("$.result", 5.1, 0.0)).as_deref(),

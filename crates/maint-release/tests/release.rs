@@ -15,9 +15,10 @@ use maint_release::bollard::Docker;
 use maint_release::deadpool_postgres::tokio_postgres::{self, NoTls};
 use maint_release::maint_backup::{CreateOptions, open_store};
 use maint_release::{
-    BackupGate, Deployer, DockerDeployer, DockerService, Error, HealthChecks, HttpCheck, HttpChecks,
-    MIGRATION_LOCK_KEY, Migrator, MigratorOptions, PgAuditLog, Phase, Revision, StoreBackupGate, UpdateRequest,
-    UpdateSettings, Updater, semver::Version, sha256_hex,
+    ApprovalPolicy, AuditLog, AuditRecord, BackupGate, ChangeStore, DatabaseConfig, Deployer, DockerDeployer,
+    DockerService, Error, HealthChecks, HttpCheck, HttpChecks, MIGRATION_LOCK_KEY, Migrator, MigratorOptions,
+    NewChange, PgAuditLog, PgChangeStore, Phase, Revision, StoreBackupGate, UpdateRequest, UpdateSettings, Updater,
+    pg_pool, semver::Version, sha256_hex,
 };
 use maint_testkit::{Postgres, TestDb};
 
@@ -241,6 +242,115 @@ async fn a_runner_waits_for_the_lock_and_gives_up_after_lock_wait() {
     assert!(out.waited_for_lock);
     assert_eq!(out.applied.len(), 1);
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_migration_blocked_by_a_long_reader_gives_up_after_its_lock_timeout_and_applies_nothing() {
+    let db = fresh().await;
+    let dir = migrations_dir("lock-timeout", &[("V1__users.sql", V1)]);
+    let opts = MigratorOptions {
+        lock_timeout: Duration::from_millis(200),
+        lock_attempts: 3,
+        retry_backoff: Duration::from_millis(50),
+        ..MigratorOptions::new(&dir)
+    };
+    let m = Migrator::new(db.pool(), opts).unwrap();
+    let ctx = TaskContext::new(false);
+    m.run(Phase::Expand, &ctx).await.unwrap();
+    // V2 creates a table, then needs ACCESS EXCLUSIVE on users, which a long reader holds
+    // a conflicting lock on: the classic migration outage (every later query on users
+    // queues behind the waiting ALTER).
+    std::fs::write(dir.join("V2__email.sql"), "CREATE TABLE side (id int);\nALTER TABLE users ADD COLUMN email text;")
+        .unwrap();
+    let reader = session(&db).await;
+    reader.batch_execute("BEGIN; SELECT count(*) FROM users;").await.unwrap();
+
+    let run = tokio::time::timeout(Duration::from_secs(60), m.run(Phase::Expand, &ctx))
+        .await
+        .expect("the migration waited behind the reader instead of giving up after its lock_timeout");
+    let err = run.unwrap_err();
+    let msg = maint_core::one_line(&err);
+    assert!(matches!(err, Error::MigrationLockTimeout { attempts: 3, .. }), "{msg}");
+    assert!(
+        msg.starts_with("migration V2__email: lock not available after 3 attempt(s) of lock_timeout 200ms"),
+        "{msg}"
+    );
+    assert!(msg.contains("rolled back, nothing applied"), "{msg}");
+    assert!(!table_exists(&db, "side").await, "nothing of V2 stays applied");
+    let email: i64 = session(&db)
+        .await
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'email'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(email, 0);
+    assert_eq!(history(&db).await.len(), 1, "V2 is not in the history");
+    // Once the reader is done, the same run applies V2 (the migration lock was released).
+    reader.batch_execute("COMMIT").await.unwrap();
+    let out = m.run(Phase::Expand, &ctx).await.unwrap();
+    assert_eq!(out.applied.iter().map(|a| a.version.as_str()).collect::<Vec<_>>(), ["2"]);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn the_audit_log_and_the_change_store_give_up_on_a_lock_instead_of_waiting() {
+    let db = fresh().await;
+    let cfg: DatabaseConfig = toml::from_str("lock_timeout_secs = 0.3\nstatement_timeout_secs = 30").unwrap();
+    let timeouts = cfg.timeouts().unwrap();
+    let pool = pg_pool(&db.url(), "audit.database_url", &timeouts).unwrap();
+    let client = pool.get().await.unwrap();
+    let mut shown = Vec::new();
+    for setting in ["lock_timeout", "statement_timeout", "application_name"] {
+        shown.push(client.query_one(&format!("SHOW {setting}"), &[]).await.unwrap().get::<_, String>(0));
+    }
+    assert_eq!(shown, ["300ms", "30s", "maint-release"], "every session of the pool has the limits");
+    drop(client);
+    let record = AuditRecord {
+        started_at: chrono::Utc::now(),
+        finished_at: chrono::Utc::now(),
+        actor: "ops".into(),
+        from_version: None,
+        to_version: "1.1.0".into(),
+        change_id: None,
+        change_window: None,
+        status: "ok".into(),
+        error: None,
+        steps: Vec::new(),
+    };
+    let audit = PgAuditLog::new(pool);
+    audit.record(&record).await.unwrap();
+    let blocker = session(&db).await;
+    blocker.batch_execute("BEGIN; LOCK TABLE public.maint_release_audit IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(30), audit.record(&record))
+        .await
+        .expect("the audit record waited behind the lock")
+        .unwrap_err();
+    assert!(maint_core::one_line(&err).contains("lock timeout"), "{}", maint_core::one_line(&err));
+    blocker.batch_execute("COMMIT").await.unwrap();
+
+    let store = PgChangeStore::from_url(&db.url(), "changes.database_url", &timeouts).unwrap();
+    let new = NewChange {
+        title: "t".into(),
+        requester: "bob".into(),
+        approvers: vec!["alice".into()],
+        estimated_minutes: 5,
+        ..NewChange::default()
+    };
+    let c = store.create(new, &ApprovalPolicy::default(), chrono::Utc::now()).await.unwrap();
+    blocker.batch_execute("BEGIN; SELECT * FROM maint_change.change_request FOR UPDATE").await.unwrap();
+    let err = tokio::time::timeout(
+        Duration::from_secs(30),
+        store.update(&c.id, &mut |c| c.cancel("bob", "postponed", chrono::Utc::now())),
+    )
+    .await
+    .expect("the change update waited behind the row lock")
+    .unwrap_err();
+    assert!(maint_core::one_line(&err).contains("lock timeout"), "{}", maint_core::one_line(&err));
+    blocker.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(store.load(&c.id).await.unwrap().state, maint_release::ChangeState::Pending);
 }
 
 #[tokio::test]

@@ -8,6 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::join_all;
 use maint_core::{Calendar, Impact, Status, TaskContext};
+use maint_release::deadpool_postgres::Runtime;
+use maint_release::deadpool_postgres::tokio_postgres::NoTls;
 use maint_release::deadpool_postgres::tokio_postgres::error::SqlState;
 use maint_release::{
     ApprovalPolicy, ChangeRequest, ChangeState, ChangeStore, Deployer, Error, NewChange, PgChangeStore, Revision, Risk,
@@ -21,6 +23,35 @@ const PLAN: &str = "monthly_maintenance:\n  day: \"First Sunday\"\n  time: \"02:
 
 fn store(db: &TestDb) -> PgChangeStore {
     PgChangeStore::new(db.pool())
+}
+
+/// A store connected as a LOGIN role of its own (`<database>_<name>`, created on first
+/// use) that has only the data privileges an operator grants to the people who approve:
+/// `pg_read_all_data` and `pg_write_all_data` (no right to create anything).
+async fn role_store(db: &TestDb, name: &str) -> PgChangeStore {
+    let role = format!("{}_{name}", db.name);
+    session(db)
+        .await
+        .batch_execute(&format!(
+            "DO $$ BEGIN CREATE ROLE \"{role}\" LOGIN PASSWORD 'maint-test'; \
+             EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+             GRANT pg_read_all_data, pg_write_all_data TO \"{role}\";"
+        ))
+        .await
+        .unwrap();
+    let mut cfg = db.config();
+    cfg.user = Some(role);
+    cfg.password = Some("maint-test".into());
+    PgChangeStore::new(cfg.create_pool(Some(Runtime::Tokio1), NoTls).unwrap())
+}
+
+fn role(db: &TestDb, name: &str) -> String {
+    format!("{}_{name}", db.name)
+}
+
+/// `who` approves change `id` through a role of their own.
+async fn approve_as(db: &TestDb, id: &str, who: &str, comment: Option<&str>) -> ChangeRequest {
+    role_store(db, who).await.update(id, &mut |c| c.approve(who, comment, Utc::now())).await.unwrap()
 }
 
 fn change(risk: Risk, approvers: &[&str]) -> NewChange {
@@ -120,15 +151,16 @@ async fn double_approval_by_one_approver_is_refused_even_at_the_same_moment() {
     let db = fresh().await;
     let s = store(&db);
     let c = s.create(change(Risk::Critical, &["alice", "carol", "dave"]), &policy(), Utc::now()).await.unwrap();
-    s.update(&c.id, &mut |c| c.approve("alice", None, Utc::now())).await.unwrap();
-    let err = s.update(&c.id, &mut |c| c.approve("alice", None, Utc::now())).await.unwrap_err();
+    let alice = role_store(&db, "alice").await;
+    alice.update(&c.id, &mut |c| c.approve("alice", None, Utc::now())).await.unwrap();
+    let err = alice.update(&c.id, &mut |c| c.approve("alice", None, Utc::now())).await.unwrap_err();
     assert_eq!(err.to_string(), format!("change {}: alice has already approved it (an approver counts once)", c.id));
 
     // Eight approvals by carol sent at the same moment, under three spellings, through
     // two stores (two pools): exactly one is counted.
-    let other = store(&db);
+    let (carol, other) = (role_store(&db, "carol").await, role_store(&db, "carol").await);
     let results = join_all((0..8).map(|i| {
-        let s = if i % 2 == 0 { s.clone() } else { other.clone() };
+        let s = if i % 2 == 0 { carol.clone() } else { other.clone() };
         let (id, name) = (c.id.clone(), ["carol", " Carol", "CAROL "][i % 3]);
         async move { s.update(&id, &mut |c| c.approve(name, None, Utc::now())).await }
     }))
@@ -159,6 +191,59 @@ async fn double_approval_by_one_approver_is_refused_even_at_the_same_moment() {
 }
 
 #[tokio::test]
+async fn approvals_count_once_per_authenticated_role_whatever_name_is_given() {
+    let db = fresh().await;
+    // The requester's session: the superuser role `postgres` (it creates the tables).
+    let s = store(&db);
+    let c = s.create(change(Risk::High, &["alice", "carol", "dave"]), &policy(), Utc::now()).await.unwrap();
+    assert_eq!(c.required_approvals, 2);
+    assert_eq!(c.requester_identity.as_deref(), Some("postgres"));
+    // The requester's role cannot approve, under any name.
+    let err = s.update(&c.id, &mut |c| c.approve("alice", None, Utc::now())).await.unwrap_err();
+    assert_eq!(err.to_string(), format!("change {}: role postgres requested this change and cannot approve it", c.id));
+    // One role approving as two people counts once.
+    let mallory = role_store(&db, "mallory").await;
+    mallory.update(&c.id, &mut |c| c.approve("alice", None, Utc::now())).await.unwrap();
+    let err = mallory.update(&c.id, &mut |c| c.approve("carol", None, Utc::now())).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "change {}: role {} has already approved it as alice (an identity counts once)",
+            c.id,
+            role(&db, "mallory")
+        )
+    );
+    // Also through another pool of the same role at the same moment.
+    let again = role_store(&db, "mallory").await;
+    let results = join_all(["carol", "dave"].map(|name| {
+        let (s, id) = (again.clone(), c.id.clone());
+        async move { s.update(&id, &mut |c| c.approve(name, None, Utc::now())).await }
+    }))
+    .await;
+    assert!(results.iter().all(Result::is_err), "{results:?}");
+    let stored = s.load(&c.id).await.unwrap();
+    assert_eq!((stored.state, stored.approvals.len()), (ChangeState::Pending, 1));
+    assert_eq!(stored.approvals[0].identity.as_deref(), Some(role(&db, "mallory").as_str()));
+    // A second role satisfies the count of two.
+    let carol = role_store(&db, "carol").await;
+    let approved = carol.update(&c.id, &mut |c| c.approve("carol", Some("ok"), Utc::now())).await.unwrap();
+    assert_eq!(approved.state, ChangeState::Approved);
+    let identities: Vec<Option<&str>> = approved.approvals.iter().map(|a| a.identity.as_deref()).collect();
+    assert_eq!(identities, [Some(role(&db, "mallory").as_str()), Some(role(&db, "carol").as_str())]);
+    // The table itself refuses a second approval row for one identity.
+    let n: i64 = c.id.trim_start_matches("CR-").parse().unwrap();
+    let dup = session(&db)
+        .await
+        .execute(
+            "INSERT INTO maint_change.approval (change_id, approver, approver_key, identity, approved_at) \
+             VALUES ($1, 'Dave', 'dave', $2, now())",
+            &[&n, &role(&db, "carol")],
+        )
+        .await;
+    assert_eq!(dup.unwrap_err().code().cloned(), Some(SqlState::UNIQUE_VIOLATION));
+}
+
+#[tokio::test]
 async fn approvals_by_different_people_at_the_same_moment_are_all_counted() {
     let db = fresh().await;
     let s = store(&db);
@@ -167,8 +252,9 @@ async fn approvals_by_different_people_at_the_same_moment_are_all_counted() {
     let strict = ApprovalPolicy { critical: 8, ..ApprovalPolicy::default() };
     let c = s.create(change(Risk::Critical, &names), &strict, Utc::now()).await.unwrap();
     assert_eq!(c.required_approvals, 8);
-    let results = join_all(approvers.iter().map(|a| {
-        let (s, id) = (s.clone(), c.id.clone());
+    let stores = join_all(approvers.iter().map(|a| role_store(&db, a))).await;
+    let results = join_all(approvers.iter().zip(stores).map(|(a, s)| {
+        let id = c.id.clone();
         async move { s.update(&id, &mut |c| c.approve(a, None, Utc::now())).await }
     }))
     .await;
@@ -207,7 +293,7 @@ async fn a_critical_change_with_too_few_approvals_is_neither_scheduled_nor_execu
     let c = s.create(change(Risk::Critical, &["alice", "carol", "dave"]), &policy(), Utc::now()).await.unwrap();
     assert_eq!(c.required_approvals, 3);
     for who in ["alice", "carol"] {
-        s.update(&c.id, &mut |c| c.approve(who, None, Utc::now())).await.unwrap();
+        approve_as(&db, &c.id, who, None).await;
     }
     let start = Utc::now() + TimeDelta::hours(1);
     let err = s.update(&c.id, &mut |c| c.schedule("ops", start, None, Utc::now())).await.unwrap_err();
@@ -216,7 +302,7 @@ async fn a_critical_change_with_too_few_approvals_is_neither_scheduled_nor_execu
     assert_eq!(err.to_string(), format!("change {}: cannot execute: it is pending, not scheduled", c.id));
     let stored = s.load(&c.id).await.unwrap();
     assert_eq!((stored.state, stored.approvals.len(), stored.scheduled_start), (ChangeState::Pending, 2, None));
-    s.update(&c.id, &mut |c| c.approve("dave", None, Utc::now())).await.unwrap();
+    approve_as(&db, &c.id, "dave", None).await;
     let scheduled = s.update(&c.id, &mut |c| c.schedule("ops", start, None, Utc::now())).await.unwrap();
     assert_eq!(scheduled.state, ChangeState::Scheduled);
 }
@@ -236,7 +322,7 @@ async fn execution_outside_the_approved_window_is_refused_and_the_happy_path_com
     let cal = Calendar::from_yaml(PLAN).unwrap();
     let c = s.create(downtime_change(), &policy(), Utc::now()).await.unwrap();
     for who in ["alice", "carol"] {
-        s.update(&c.id, &mut |c| c.approve(who, Some(&format!("ok from {who}")), Utc::now())).await.unwrap();
+        approve_as(&db, &c.id, who, Some(&format!("ok from {who}"))).await;
     }
     let opens = cal.window("monthly").unwrap().next_start(Utc::now());
     let err = s.update(&c.id, &mut |c| c.schedule("ops", opens + TimeDelta::days(1), Some(&cal), Utc::now())).await;
@@ -289,7 +375,7 @@ async fn the_icalendar_export_of_stored_changes_parses_back() {
     let a = s.create(downtime_change(), &policy(), Utc::now()).await.unwrap();
     let unscheduled = s.create(change(Risk::Low, &["alice"]), &policy(), Utc::now()).await.unwrap();
     for who in ["alice", "carol"] {
-        s.update(&a.id, &mut |c| c.approve(who, None, Utc::now())).await.unwrap();
+        approve_as(&db, &a.id, who, None).await;
     }
     s.update(&a.id, &mut |c| c.schedule("ops", start, Some(&cal), Utc::now())).await.unwrap();
     let text = changes_to_icalendar(&s.list().await.unwrap());
@@ -336,15 +422,11 @@ impl Deployer for Flaky {
     }
 }
 
-async fn scheduled_for(s: &PgChangeStore, version: &str, start: DateTime<Utc>) -> ChangeRequest {
+async fn scheduled_for(db: &TestDb, s: &PgChangeStore, version: &str, start: DateTime<Utc>) -> ChangeRequest {
     let new = NewChange { target_version: Some(version.into()), ..change(Risk::Low, &["alice"]) };
     let c = s.create(new, &policy(), start).await.unwrap();
-    s.update(&c.id, &mut |c| {
-        c.approve("alice", None, start)?;
-        c.schedule("ops", start, None, start)
-    })
-    .await
-    .unwrap()
+    role_store(db, "alice").await.update(&c.id, &mut |c| c.approve("alice", None, start)).await.unwrap();
+    s.update(&c.id, &mut |c| c.schedule("ops", start, None, start)).await.unwrap()
 }
 
 #[tokio::test]
@@ -367,12 +449,12 @@ async fn the_orchestrator_moves_a_stored_change_to_completed_or_rolled_back() {
         ..UpdateRequest::default()
     };
 
-    let good = scheduled_for(&s, "1.1.0", start).await;
+    let good = scheduled_for(&db, &s, "1.1.0", start).await;
     let r = updater.run(&request(&good, "1.1.0"), &TaskContext::new(false)).await;
     assert_eq!(r.status, Status::Ok, "{r:#?}");
     assert_eq!(s.load(&good.id).await.unwrap().state, ChangeState::Completed);
 
-    let broken = scheduled_for(&s, "1.2.0-broken", start).await;
+    let broken = scheduled_for(&db, &s, "1.2.0-broken", start).await;
     let r = updater.run(&request(&broken, "1.2.0-broken"), &TaskContext::new(false)).await;
     assert_eq!(r.status, Status::Failed);
     assert_eq!(r.metrics["rolled_back"], 1.0);
@@ -390,7 +472,7 @@ async fn the_orchestrator_moves_a_stored_change_to_completed_or_rolled_back() {
     assert!(stored.history[4].detail.as_deref().unwrap().contains("1.2.0-broken not ready"), "{stored:#?}");
 
     // A change that is no longer scheduled is refused before anything runs.
-    let cancelled = scheduled_for(&s, "1.3.0", start).await;
+    let cancelled = scheduled_for(&db, &s, "1.3.0", start).await;
     s.update(&cancelled.id, &mut |c| c.cancel("bob", "postponed", Utc::now())).await.unwrap();
     let r = updater.run(&request(&cancelled, "1.3.0"), &TaskContext::new(false)).await;
     assert_eq!(r.status, Status::Failed);

@@ -272,3 +272,82 @@ async fn a_broken_standin_fails_readiness_and_health_and_a_step_times_out() {
     assert!(r.steps[0].error.as_deref().unwrap().contains("timed out"), "{:?}", r.steps[0].error);
     holder.abort();
 }
+
+/// A service that echoes what it is given: a session id at `/login`, the secrets back in
+/// its answers and in the body of an error.
+async fn echo_service(token: &'static str, session: &'static str) -> String {
+    use axum::routing::get;
+    let app =
+        axum::Router::new()
+            .route(
+                "/login",
+                get(move || async move { axum::Json(serde_json::json!({ "session": session, "user": "ops" })) }),
+            )
+            .route("/whoami", get(|| async { axum::Json(serde_json::json!({ "token_seen": "other", "user": "ops" })) }))
+            .route(
+                "/echo",
+                get(move || async move {
+                    axum::Json(serde_json::json!({ "note": format!("you are {session} with {token}") }))
+                }),
+            )
+            .route(
+                "/fail/{id}",
+                get(move || async move {
+                    (axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("bad token {token} for session {session}"))
+                }),
+            );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn assertion_failures_and_reports_never_show_a_secret() {
+    // Long enough that a message cut at 80 characters would show a prefix of it.
+    const TOKEN: &str =
+        "tok-SECRET-0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890";
+    const SESSION: &str = "sess-SECRET-42";
+    let base = echo_service(TOKEN, SESSION).await;
+    let suite: SmokeSuite = toml::from_str(
+        r#"
+        name = "secrets"
+        secrets = ["session"]
+        [[steps]]
+        name = "login"
+        path = "/login"
+        capture = { session = "$.session" }
+        [[steps]]
+        name = "token-compared"
+        path = "/whoami"
+        assert = [{ path = "$.token_seen", equals = "${token}" }]
+        [[steps]]
+        name = "session-compared"
+        path = "/whoami"
+        assert = [{ path = "$.user", equals = "${session}" }, { path = "$.user", equals = "x-${token}" }]
+        [[steps]]
+        name = "echoed"
+        path = "/echo"
+        assert = [{ path = "$.note", equals = "nothing" }]
+        [[steps]]
+        name = "error-body"
+        path = "/fail/${session}"
+        "#,
+    )
+    .unwrap();
+    let r = SmokeRunner::new(&base).unwrap().secret("token", Secret::new(TOKEN)).run(&suite).await.unwrap();
+    assert_eq!((r.passed, r.failed), (1, 4), "{}", r.summary());
+    let error = |name: &str| r.steps.iter().find(|s| s.name == name).unwrap().error.clone().unwrap();
+    assert_eq!(error("token-compared"), "$.token_seen: expected \"***\", got \"other\"");
+    assert_eq!(
+        error("session-compared"),
+        "$.user: expected \"***\", got \"ops\"; $.user: expected \"x-***\", got \"ops\""
+    );
+    assert_eq!(error("echoed"), "$.note: expected \"nothing\", got \"you are *** with ***\"");
+    assert_eq!(error("error-body"), "HTTP 500 (expected 200): bad token *** for session ***");
+    assert_eq!(r.steps[4].path, "/fail/***");
+    let everything = format!("{}\n{}\n{}\n{:?}", r.summary(), r.to_junit(), serde_json::to_string(&r).unwrap(), r);
+    for secret in ["tok-SECRET", "sess-SECRET"] {
+        assert!(!everything.contains(secret), "{secret} leaked:\n{everything}");
+    }
+}

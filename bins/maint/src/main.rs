@@ -75,7 +75,8 @@ enum Command {
         /// maint.toml.
         #[arg(long, env = "MAINT_CONFIG")]
         config: Option<PathBuf>,
-        /// What to do with a window whose start passed while the daemon was down.
+        /// What to do with a window that closed before it ran (the daemon was down); a start
+        /// that passed while another window ran still runs, late, inside its window.
         #[arg(long, value_enum, default_value = "run-once")]
         missed: daemon::MissedPolicy,
         /// How late a missed window may still run, minutes.
@@ -190,6 +191,14 @@ async fn run_task(name: &str, cfg: &MaintConfig, dry_run: bool) -> Result<TaskRe
     Ok(report)
 }
 
+/// Sends a notification to every target; a failed delivery is logged, never fatal.
+async fn send_notification(dispatcher: &maint_notify::Dispatcher, n: &Notification) {
+    let deliveries = dispatcher.send(n).await;
+    if let Some(bad) = deliveries.iter().find(|d| d.outcome == maint_notify::Outcome::Failed) {
+        tracing::warn!("notification {:?} to {} failed: {}", n.title, bad.target, bad.error.as_deref().unwrap_or(""));
+    }
+}
+
 async fn run_window_command(
     window: &str,
     cfg: &MaintConfig,
@@ -215,7 +224,7 @@ async fn run_window_command(
     let _lock = match lock::acquire(cfg.database.url.as_ref(), &cfg.lock_file).await? {
         Ok(lock) => lock,
         Err(holder) => {
-            let mut r = TaskReport::begin("run-lock", dry_run);
+            let mut r = TaskReport::begin(daemon::RUN_LOCK_TASK, dry_run);
             r.skip(holder);
             return Ok(RunReport::new(window, dry_run, vec![r.finish()]));
         }
@@ -237,10 +246,7 @@ async fn run_window_command(
         if report.status != Status::Failed && report.status != Status::Warning {
             n = n.resolve();
         }
-        let deliveries = dispatcher.send(&n).await;
-        if let Some(bad) = deliveries.iter().find(|d| d.outcome == maint_notify::Outcome::Failed) {
-            tracing::warn!("summary notification to {} failed: {}", bad.target, bad.error.as_deref().unwrap_or(""));
-        }
+        send_notification(&dispatcher, &n).await;
         if let Some(path) = &cfg.metrics_textfile
             && let Err(e) = metrics::write(path, &report)
         {
@@ -251,41 +257,58 @@ async fn run_window_command(
     Ok(report)
 }
 
-async fn run_daemon(
-    cfg: &MaintConfig,
-    cal: &Calendar,
-    missed: daemon::MissedPolicy,
-    grace: TimeDelta,
-) -> Result<(), Error> {
-    let stop = cancel_on_signals();
-    let state_path = daemon::DaemonState::path(&cfg.lock_file);
-    lock::private_dir(&cfg.lock_file)?;
-    let mut state = daemon::DaemonState::load(&state_path);
-    loop {
-        let now = Utc::now();
-        let (due, skipped) = daemon::due(cal, &state, now, missed, grace);
-        for s in skipped {
-            tracing::warn!("missed window {s}: not run (policy {missed:?})");
-        }
-        for window in due {
-            if stop.is_cancelled() {
-                return Ok(());
-            }
-            // The daemon's own signal token: one listener for its whole life, not one per run.
-            let report = run_window_command(&window, cfg, false, false, false, &stop).await?;
-            tracing::info!("{}", report.render_table().trim_end());
-            state.last_run.insert(window, now);
-            state.save(&state_path)?;
-        }
-        let next = cal.windows().iter().map(|w| w.next_start(Utc::now())).min();
-        let Some(next) = next else { return Ok(()) };
-        let wait = (next - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(50);
-        tracing::info!("next window at {}", next.to_rfc3339_opts(SecondsFormat::Secs, true));
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = stop.cancelled() => return Ok(()),
-        }
+/// The daemon's world: the real clock, `maint run`, the state file and the notifier.
+struct DaemonHost<'a> {
+    cfg: &'a MaintConfig,
+    state_path: PathBuf,
+    dispatcher: maint_notify::Dispatcher,
+    /// The daemon's own signal token: one listener for its whole life, not one per run.
+    stop: CancellationToken,
+}
+
+impl daemon::Host for DaemonHost<'_> {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
     }
+
+    async fn sleep(&self, d: Duration) {
+        tokio::time::sleep(d).await;
+    }
+
+    fn calendar(&self) -> Result<Calendar, Error> {
+        Calendar::from_path(&self.cfg.calendar)
+    }
+
+    async fn run(&self, window: &str) -> Result<RunReport, Error> {
+        run_window_command(window, self.cfg, false, false, false, &self.stop).await
+    }
+
+    fn save(&self, state: &daemon::DaemonState) -> Result<(), Error> {
+        state.save(&self.state_path)
+    }
+
+    async fn missed(&self, occurrence: &daemon::Occurrence, detail: &str) {
+        let n = Notification::new(
+            format!("maint {}: missed", occurrence.window),
+            format!("missed window {detail}: not run"),
+            Severity::Warning,
+        )
+        .with_event_key(format!("maint-run:{}", occurrence.window));
+        send_notification(&self.dispatcher, &n).await;
+    }
+}
+
+/// Runs the daemon loop until SIGTERM or SIGINT; errors inside the loop are logged and
+/// retried, only a bad configuration at start ends it with an error.
+async fn run_daemon(cfg: &MaintConfig, missed: daemon::MissedPolicy, grace: TimeDelta) -> Result<(), Error> {
+    let stop = cancel_on_signals();
+    lock::private_dir(&cfg.lock_file)?;
+    let dispatcher = cfg.notify.build().map_err(|e| Error::invalid("notify", one_line(&e)))?;
+    let state_path = daemon::DaemonState::path(&cfg.lock_file);
+    let mut state = daemon::DaemonState::load(&state_path);
+    let host = DaemonHost { cfg, state_path, dispatcher, stop: stop.clone() };
+    daemon::run_loop(&host, &mut state, missed, grace, &stop).await;
+    Ok(())
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Error> {
@@ -324,8 +347,9 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let grace = TimeDelta::try_minutes(grace_minutes.max(0))
                 .ok_or_else(|| Error::invalid("--grace-minutes", format!("{grace_minutes} is too large")))?;
             let cfg = MaintConfig::load(config.as_deref())?;
-            let cal = Calendar::from_path(&cfg.calendar)?;
-            runtime()?.block_on(run_daemon(&cfg, &cal, missed, grace))?;
+            // A plan that does not load is refused at start (exit 2); later, a turn retries.
+            Calendar::from_path(&cfg.calendar)?;
+            runtime()?.block_on(run_daemon(&cfg, missed, grace))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::ConfigCheck { config } => {

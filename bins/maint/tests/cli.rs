@@ -375,6 +375,45 @@ fn deploy_manifests_match_the_calendar() {
     assert_eq!(docs[1]["kind"], "Secret");
 }
 
+/// Issue 16 L13: under `ProtectSystem=strict` every directory the shipped config writes must
+/// be in `ReadWritePaths=` (or the log rotation fails with a read-only file system).
+#[test]
+fn systemd_units_can_write_every_directory_the_shipped_config_writes() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let config: toml::Table =
+        toml::from_str(&std::fs::read_to_string(format!("{root}/deploy/maint.toml")).unwrap()).unwrap();
+    let str_at = |path: &[&str]| {
+        let mut v = &toml::Value::Table(config.clone());
+        for key in path {
+            v = v.get(*key).unwrap_or_else(|| panic!("deploy/maint.toml has {path:?}"));
+        }
+        v.as_str().unwrap().to_owned()
+    };
+    let mut written =
+        vec![str_at(&["metrics_textfile"]), str_at(&["collect", "textfile"]), str_at(&["collect", "snapshots"])];
+    for log in config["logs"]["paths"].as_array().unwrap() {
+        written.push(log.as_str().unwrap().to_owned());
+    }
+    let dirs: Vec<std::path::PathBuf> =
+        written.iter().map(|p| std::path::Path::new(p).parent().unwrap().to_owned()).collect();
+    for window in ["daily", "weekly", "monthly"] {
+        let unit = std::fs::read_to_string(format!("{root}/deploy/systemd/aindusdb-maint-{window}.service")).unwrap();
+        let setting = |key: &str| unit.lines().find_map(|l| l.strip_prefix(key)).map(str::trim);
+        assert_eq!(setting("ProtectSystem="), Some("strict"), "{window}");
+        assert_eq!(setting("PrivateTmp="), Some("yes"), "{window}");
+        assert_eq!(setting("RuntimeDirectory="), Some("aindusdb-maint"), "{window}: the run lock's directory");
+        assert_eq!(setting("StateDirectory="), Some("aindusdb-maint"), "{window}: the log rotation state");
+        let writable: Vec<&str> = setting("ReadWritePaths=").unwrap_or("").split_whitespace().collect();
+        for dir in &dirs {
+            assert!(
+                writable.iter().any(|w| dir.starts_with(w)),
+                "{window}: {} is not in ReadWritePaths",
+                dir.display()
+            );
+        }
+    }
+}
+
 #[test]
 fn only_in_window_skips_outside_the_window() {
     let (code, out, err) = maint(&["run", "monthly", "--only-in-window", "--json"]);

@@ -159,12 +159,11 @@ async fn leftovers(cfg: &MaintConfig) -> Item {
         };
     };
     let pg = async {
-        use maint_db::deadpool_postgres::tokio_postgres::{self, NoTls};
-        let (client, conn) = tokio_postgres::connect(url.expose(), NoTls).await?;
-        tokio::spawn(conn);
+        let client = maint_db::connect(url).await.map_err(|e| one_line(&e))?;
         let scratch = client
             .query("SELECT datname FROM pg_database WHERE datname LIKE 'maint\\_restore\\_%' ORDER BY 1", &[])
-            .await?;
+            .await
+            .map_err(|e| one_line(&e))?;
         let invalid = client
             .query(
                 "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_index i \
@@ -172,15 +171,16 @@ async fn leftovers(cfg: &MaintConfig) -> Item {
                  WHERE NOT i.indisvalid AND c.relname ~ '_cc(new|old)[0-9]*$' ORDER BY 1",
                 &[],
             )
-            .await?;
-        Ok::<_, tokio_postgres::Error>((scratch, invalid))
+            .await
+            .map_err(|e| one_line(&e))?;
+        Ok::<_, String>((scratch, invalid))
     };
     match pg.await {
         Ok((scratch, invalid)) => {
             found.extend(scratch.iter().map(|r| format!("scratch database {}", r.get::<_, String>(0))));
             found.extend(invalid.iter().map(|r| format!("invalid index {}", r.get::<_, String>(0))));
         }
-        Err(e) => return item(NAME, Err(format!("cannot look: {}", one_line(&e)))),
+        Err(e) => return item(NAME, Err(format!("cannot look: {e}"))),
     }
     if found.is_empty() {
         item(NAME, Ok("no scratch database, invalid _ccnew index or temporary archive".into()))
@@ -273,5 +273,26 @@ mod tests {
         let i = monitoring_within(&cfg, Duration::from_millis(500)).await;
         assert_eq!(i.state, "failed", "{i:?}");
         assert!(i.detail.contains("no answer"), "{i:?}");
+    }
+
+    /// A database that accepts the connection and never answers: the leftovers item fails
+    /// at the URL's `connect_timeout`, naming the server (it waited forever).
+    #[tokio::test]
+    async fn leftovers_of_a_database_that_never_answers_fail_at_the_connect_timeout() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let held: Vec<_> = listener.incoming().take(4).collect();
+            std::thread::sleep(Duration::from_secs(60));
+            drop(held);
+        });
+        let mut cfg = MaintConfig::default();
+        cfg.database.url =
+            Some(maint_core::Secret::new(format!("postgresql://maint:pw@127.0.0.1:{port}/postgres?connect_timeout=2")));
+        let i = tokio::time::timeout(Duration::from_secs(30), leftovers(&cfg)).await.expect("gave up within 30 s");
+        assert_eq!(i.state, "failed", "{i:?}");
+        let want =
+            format!("cannot look: cannot connect to PostgreSQL at 127.0.0.1:{port}/postgres: no answer within 2s");
+        assert!(i.detail.starts_with(&want), "{i:?}");
     }
 }

@@ -6,7 +6,7 @@ use std::io::{Read, Seek, Write};
 use std::path::Path;
 
 use maint_core::{Error, Secret, one_line};
-use maint_db::deadpool_postgres::tokio_postgres::{self, Client, NoTls};
+use maint_db::deadpool_postgres::tokio_postgres::{self, Client};
 
 /// `maintrun` as a big-endian i64; differs from maint-db's own lock so the database task
 /// can still take that one inside a run.
@@ -41,8 +41,9 @@ pub(crate) fn private_dir(lock_file: &Path) -> Result<(), Error> {
 /// symlink and without truncating, and must be the runner's own regular file.
 pub(crate) async fn acquire(database: Option<&Secret>, lock_file: &Path) -> Result<Result<RunLock, String>, Error> {
     let connected = match database {
-        Some(url) => match tokio_postgres::connect(url.expose(), NoTls).await {
+        Some(url) => match maint_db::connect(url).await {
             Ok(c) => Some(c),
+            Err(maint_db::Error::Invalid { message, .. }) => return Err(Error::invalid("database.url", message)),
             Err(e) => {
                 // A database outage must not stop the tasks that do not need it.
                 tracing::warn!(
@@ -56,8 +57,7 @@ pub(crate) async fn acquire(database: Option<&Secret>, lock_file: &Path) -> Resu
         None => None,
     };
     match connected {
-        Some((client, conn)) => {
-            tokio::spawn(conn);
+        Some(client) => {
             let got = async {
                 client.batch_execute("SET application_name = 'maint run'").await?;
                 client.query_one("SELECT pg_try_advisory_lock($1)", &[&RUN_LOCK_KEY]).await.map(|r| r.get::<_, bool>(0))
@@ -175,6 +175,38 @@ mod tests {
         std::os::unix::fs::chown(locks.join("run.lock"), Some(65534), None).unwrap();
         let msg = one_line(&acquire(None, &locks.join("run.lock")).await.unwrap_err());
         assert!(msg.contains("run.lock") && msg.contains("owned by uid 65534"), "{msg}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A database that accepts the connection and never answers: the run falls back to the
+    /// file lock at the URL's `connect_timeout` (it waited forever).
+    #[tokio::test]
+    async fn a_database_that_never_answers_falls_back_to_the_file_lock() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let held: Vec<_> = listener.incoming().take(4).collect();
+            std::thread::sleep(std::time::Duration::from_secs(60));
+            drop(held);
+        });
+        let dir = scratch("silent");
+        let url = Secret::new(format!("postgresql://maint:pw@127.0.0.1:{port}/postgres?connect_timeout=2"));
+        let got = tokio::time::timeout(std::time::Duration::from_secs(30), acquire(Some(&url), &dir.join("run.lock")))
+            .await
+            .expect("gave up within 30 s");
+        assert!(matches!(got, Ok(Ok(RunLock::File { .. }))), "{got:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A database URL that cannot be used is bad input (exit 2), named without its value.
+    #[tokio::test]
+    async fn a_bad_database_url_is_bad_input() {
+        let dir = scratch("badurl");
+        let url = Secret::new("postgresql://maint:hunter2@127.0.0.1:9/postgres?sslmode=verify");
+        let err = acquire(Some(&url), &dir.join("run.lock")).await.unwrap_err();
+        let msg = one_line(&err);
+        assert_eq!(err.exit_code(), maint_core::ExitCode::BadInput, "{msg}");
+        assert!(msg.starts_with("database.url: sslmode `verify` is not one of") && !msg.contains("hunter2"), "{msg}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use async_compression::tokio::bufread::{GzipEncoder, ZstdEncoder};
 use chrono::Utc;
-use deadpool_postgres::tokio_postgres::{self, NoTls};
+use deadpool_postgres::tokio_postgres;
 use maint_core::Secret;
+use maint_db::{PgConnector, SslMode};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 use sha2::{Digest, Sha256};
@@ -40,14 +41,37 @@ impl CreateOptions {
 
 const PART_SIZE: usize = 8 << 20;
 
-/// A `pg_dump`/`pg_restore` command connected through `PG*` environment variables parsed
-/// from the connection string (URL or `key=value`), so no password ever reaches the tool's
-/// command line (where `ps` shows it), however the caller wrote it.
-pub(crate) fn tool_command(program: &std::path::Path, url: &str) -> Result<Command, Error> {
-    let cfg: tokio_postgres::Config =
-        url.parse().map_err(|e: tokio_postgres::Error| Error::invalid("database_url", maint_core::one_line(&e)))?;
+/// Parses a connection string (`field` names it in errors): libpq's `sslmode` and
+/// `sslrootcert` included, the password never repeated.
+pub(crate) fn connector(url: &Secret, field: &str) -> Result<PgConnector, Error> {
+    PgConnector::new(url).map_err(|e| match e {
+        maint_db::Error::Invalid { message, .. } => Error::invalid(field, message),
+        e => e.into(),
+    })
+}
+
+/// A `pg_dump`/`pg_restore` command connected through the `PG*` environment variables
+/// libpq reads, taken from the connector (URL or `key=value`), so no password ever reaches
+/// the tool's command line (where `ps` shows it), however the caller wrote it. The tool
+/// connects as our own session does: the same `sslmode`, `sslrootcert` (the system's roots
+/// when `verify-ca`/`verify-full` name none) and `connect_timeout`.
+pub(crate) fn tool_command(program: &std::path::Path, pg: &PgConnector) -> Command {
+    let cfg = pg.config();
     let mut cmd = Command::new(program);
-    for var in ["PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PGSERVICE", "PGPASSFILE"] {
+    for var in [
+        "PGHOST",
+        "PGHOSTADDR",
+        "PGPORT",
+        "PGUSER",
+        "PGPASSWORD",
+        "PGDATABASE",
+        "PGSERVICE",
+        "PGPASSFILE",
+        "PGSSLMODE",
+        "PGREQUIRESSL",
+        "PGSSLROOTCERT",
+        "PGCONNECT_TIMEOUT",
+    ] {
         cmd.env_remove(var);
     }
     match cfg.get_hosts().first() {
@@ -71,8 +95,22 @@ pub(crate) fn tool_command(program: &std::path::Path, url: &str) -> Result<Comma
     if let Some(pw) = cfg.get_password() {
         cmd.env("PGPASSWORD", String::from_utf8_lossy(pw).into_owned());
     }
+    cmd.env("PGSSLMODE", pg.ssl_mode().as_str());
+    match pg.root_cert() {
+        Some(path) => {
+            cmd.env("PGSSLROOTCERT", path);
+        }
+        None if matches!(pg.ssl_mode(), SslMode::VerifyCa | SslMode::VerifyFull) => {
+            cmd.env("PGSSLROOTCERT", "system");
+        }
+        None => {}
+    }
+    if let Some(limit) = cfg.get_connect_timeout() {
+        // whole seconds for libpq, where 0 would mean no limit
+        cmd.env("PGCONNECT_TIMEOUT", limit.as_secs().max(1).to_string());
+    }
     cmd.kill_on_drop(true).stderr(Stdio::piped());
-    Ok(cmd)
+    cmd
 }
 
 /// Collects a child's stderr (first 4 KiB) in the background.
@@ -107,8 +145,8 @@ pub async fn create(
     opts: &CreateOptions,
     cancel: &CancellationToken,
 ) -> Result<Manifest, Error> {
-    let (client, conn) = tokio_postgres::connect(opts.database_url.expose(), NoTls).await?;
-    let conn = tokio::spawn(conn);
+    let pg = connector(&opts.database_url, "database_url")?;
+    let client = pg.connect().await?;
     client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
     let row = client
         .query_one("SELECT pg_export_snapshot(), current_database(), current_setting('server_version')", &[])
@@ -125,7 +163,7 @@ pub async fn create(
         }
     }
 
-    let mut cmd = tool_command(&opts.pg_dump, opts.database_url.expose())?;
+    let mut cmd = tool_command(&opts.pg_dump, &pg);
     cmd.args(["--format=custom", "--no-password", &format!("--snapshot={snapshot}")]).stdout(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| spawn_error("pg_dump", &e))?;
     let stderr = stderr_of(&mut child);
@@ -163,7 +201,6 @@ pub async fn create(
     let (uploaded, tables) = tokio::join!(upload, fingerprint(&client));
     let _ = client.batch_execute("COMMIT").await;
     drop(client);
-    let _ = conn.await;
     let ((stored_bytes, stored_sha256), dump_bytes, dump_sha256) = uploaded?;
     let manifest = Manifest {
         format_version: MANIFEST_FORMAT_VERSION,

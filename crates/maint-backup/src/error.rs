@@ -16,6 +16,10 @@ pub enum Error {
     /// PostgreSQL failed.
     #[error("PostgreSQL")]
     Postgres(#[from] tokio_postgres::Error),
+    /// No connection could be made to PostgreSQL (unreachable, no answer within
+    /// `connect_timeout`, refused certificate, authentication); names `host:port/db`.
+    #[error(transparent)]
+    Connect(maint_db::Error),
     /// A client tool (`pg_dump`, `pg_restore`) failed; `message` is its stderr, cut short.
     #[error("{tool} failed: {message}")]
     Tool {
@@ -36,6 +40,16 @@ pub enum Error {
 }
 
 use deadpool_postgres::tokio_postgres;
+
+/// A connection string that cannot be used is bad input, anything else a failure to connect.
+impl From<maint_db::Error> for Error {
+    fn from(e: maint_db::Error) -> Self {
+        match e {
+            maint_db::Error::Invalid { field, message } => Error::Invalid { field, message },
+            e => Error::Connect(e),
+        }
+    }
+}
 
 impl Error {
     pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {

@@ -4,13 +4,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use deadpool_postgres::tokio_postgres::{self, Client, NoTls};
+use deadpool_postgres::tokio_postgres::Client;
 use maint_core::Secret;
 use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::create::{spawn_error, tool_command};
+use crate::create::{connector, spawn_error, tool_command};
 use crate::verify::{decoder, load_manifest, open_object};
 use crate::{Error, Mismatch, compare, fingerprint_like, fingerprint_table, quote_ident};
 
@@ -51,17 +51,6 @@ pub struct RestoreOutcome {
     pub mismatches: Vec<Mismatch>,
     /// Scratch databases of crashed runs dropped before this one.
     pub leftovers_dropped: Vec<String>,
-}
-
-/// Connects; with `application_name`, the session carries that name from its start.
-async fn connect(url: &str, application_name: Option<&str>) -> Result<Client, Error> {
-    let mut config: tokio_postgres::Config = url.parse()?;
-    if let Some(name) = application_name {
-        config.application_name(name);
-    }
-    let (client, conn) = config.connect(NoTls).await?;
-    tokio::spawn(conn);
-    Ok(client)
 }
 
 /// Drops the scratch databases of runs that are gone: a `maint_restore_*` database that
@@ -168,12 +157,6 @@ fn watch_restore(
     })
 }
 
-fn with_database(url: &str, db: &str) -> Result<String, Error> {
-    let mut u = url::Url::parse(url).map_err(|e| Error::invalid("admin_url", format!("not a URL: {e}")))?;
-    u.set_path(&format!("/{db}"));
-    Ok(u.to_string())
-}
-
 /// Restores a backup into a fresh scratch database with `pg_restore` fed from the object
 /// stream, fingerprints every table there and compares with the manifest. The scratch
 /// database is always dropped: on success, failure and cancellation (and, after a crash,
@@ -186,8 +169,13 @@ pub async fn restore_test(
 ) -> Result<RestoreOutcome, Error> {
     let manifest = load_manifest(store, key).await?.map_err(|m| Error::invalid("backup", format!("{key}: {m}")))?;
     let name = format!("{SCRATCH_PREFIX}{}_{}", Utc::now().format("%Y%m%d%H%M%S%3f"), std::process::id());
+    let server = connector(&opts.admin_url, "admin_url")?;
     // This session, named after the scratch database, marks the run as live (drop_leftovers).
-    let admin = connect(opts.admin_url.expose(), Some(&name)).await?;
+    let mut admin = server.clone();
+    admin.config_mut().application_name(&name);
+    let admin = admin.connect().await?;
+    let mut scratch_pg = server;
+    scratch_pg.config_mut().dbname(&name);
     let leftovers_dropped = drop_leftovers(&admin).await?;
     admin.batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name))).await?;
     let started = Instant::now();
@@ -199,8 +187,7 @@ pub async fn restore_test(
             .await?
             .get(0);
         admin.batch_execute(&sql).await?;
-        let scratch_url = with_database(opts.admin_url.expose(), &name)?;
-        let mut cmd = tool_command(&opts.pg_restore, &scratch_url)?;
+        let mut cmd = tool_command(&opts.pg_restore, &scratch_pg);
         // pg_restore wants -d; the scratch name (ours, plain) carries no credentials.
         cmd.args(["--no-owner", "--no-privileges", "--exit-on-error", "--no-password", "--verbose", "--dbname", &name])
             .stdin(Stdio::piped())
@@ -226,7 +213,7 @@ pub async fn restore_test(
         };
         // Tables pg_restore has finished loading, fingerprinted while it goes on.
         let early = async {
-            let scratch = connect(&scratch_url, None).await?;
+            let scratch = scratch_pg.connect().await?;
             let mut done = Vec::new();
             while let Some(i) = loaded.recv().await {
                 done.push(fingerprint_table(&scratch, &manifest.tables[i]).await?);

@@ -658,3 +658,99 @@ async fn a_ledger_update_retries_when_another_run_wrote_first() {
     assert!(warning.is_none());
     assert_eq!(ledger.entries.len(), 1);
 }
+
+/// A TCP server that accepts every connection and never answers (a blackholed PostgreSQL):
+/// its port. The connections are held for a minute.
+fn silent_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().take(8).collect();
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        drop(held);
+    });
+    port
+}
+
+/// A backup and a restore test give up at the URL's `connect_timeout` on a server that
+/// accepts the connection and never answers the startup (the driver's own timeout covers
+/// only the TCP connect: they waited forever): a failure (exit 1) naming the host and port.
+#[tokio::test]
+async fn a_server_that_never_answers_fails_at_the_connect_timeout() {
+    let store = store().await;
+    let m = make(&store, &Postgres::shared().await.fresh_database().await, Compression::Gzip).await;
+    let port = silent_server();
+    let url = Secret::new(format!("postgresql://maint:HUNTER2@127.0.0.1:{port}/postgres?connect_timeout=2"));
+    let (backup, restore) =
+        (CreateOptions::new(url.clone()), RestoreOptions { admin_url: url, pg_restore: "pg_restore".into() });
+    let cancel = CancellationToken::new();
+    let both =
+        async { tokio::join!(create(&store, &backup, &cancel), restore_test(&store, &m.key, &restore, &cancel)) };
+    let started = std::time::Instant::now();
+    let (created, restored) =
+        tokio::time::timeout(std::time::Duration::from_secs(30), both).await.expect("gave up within 30 s");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+    let want = format!("cannot connect to PostgreSQL at 127.0.0.1:{port}/postgres: no answer within 2s");
+    for e in [created.unwrap_err(), restored.unwrap_err()] {
+        let msg = maint_core::one_line(&e);
+        assert!(msg.starts_with(&want) && !msg.contains("HUNTER2"), "{msg}");
+        assert!(!e.is_bad_input(), "{msg}");
+    }
+}
+
+/// The PostgreSQL 17 client tools `scripts/test-env` installs (`MAINT_TEST_PG17_CLIENT`).
+fn pg17_tool(tool: &str) -> std::path::PathBuf {
+    let dir = std::env::var_os("MAINT_TEST_PG17_CLIENT")
+        .filter(|d| !d.is_empty())
+        .expect("MAINT_TEST_PG17_CLIENT is not set; run the tests through scripts/test-env");
+    std::path::Path::new(&dir).join(tool)
+}
+
+/// Over `sslmode=verify-full&sslrootcert=<CA>` (which the driver alone refuses), against
+/// PostgreSQL 17 with its own client tools: the backup is made, verified and restored, and
+/// `pg_dump` got the TLS settings through the environment libpq reads (a wrapper records
+/// them; libpq with `verify-full` connects only when the certificate verifies).
+#[tokio::test]
+async fn create_verify_and_restore_over_verified_tls_with_the_17_clients() {
+    use std::os::unix::fs::PermissionsExt;
+    let pg = Postgres::shared_17().await;
+    let db = pg.fresh_database().await;
+    let client = db.pool().get().await.unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE docs (id bigserial PRIMARY KEY, body text);
+             INSERT INTO docs (body) SELECT 'd' || g FROM generate_series(1, 500) g;",
+        )
+        .await
+        .unwrap();
+    let tmp = TempDir::new("tls");
+    std::fs::create_dir_all(&tmp.0).unwrap();
+    let seen = tmp.0.join("env");
+    let wrapper = tmp.0.join("pg_dump");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nprintf 'PGSSLMODE=%s\\nPGSSLROOTCERT=%s\\n' \"$PGSSLMODE\" \"$PGSSLROOTCERT\" > '{}'\nexec '{}' \"$@\"\n",
+            seen.display(),
+            pg17_tool("pg_dump").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let store = store().await;
+    let mut opts = CreateOptions::new(Secret::new(db.tls_url()));
+    opts.pg_dump = wrapper;
+    let m = create(&store, &opts, &CancellationToken::new()).await.unwrap();
+    assert!(m.server_version.starts_with("17"), "{}", m.server_version);
+    assert_eq!(m.tables.len(), 1);
+    let env = std::fs::read_to_string(&seen).unwrap();
+    assert_eq!(env, format!("PGSSLMODE=verify-full\nPGSSLROOTCERT={}\n", pg.ca().unwrap().display()));
+
+    let v = verify_one(&store, &entry(&store, &m.key).await).await;
+    assert!(v.ok, "{v:?}");
+    let restore =
+        RestoreOptions { admin_url: Secret::new(pg.tls_url("postgres")), pg_restore: pg17_tool("pg_restore") };
+    let r = restore_test(&store, &m.key, &restore, &CancellationToken::new()).await.unwrap();
+    assert!(r.mismatches.is_empty() && r.tables_compared == 1, "{r:?}");
+}

@@ -199,13 +199,17 @@ impl PgConnector {
 
     /// Opens one session; its connection task is spawned on the current runtime. Failures
     /// are [`Error::Connect`] naming `host:port/db` and the reason (the server's message,
-    /// `invalid peer certificate: UnknownIssuer`, ...).
+    /// `invalid peer certificate: UnknownIssuer`, ...). The connect timeout bounds the whole
+    /// establishment, TLS handshake and authentication included (the driver's covers only
+    /// the TCP connect, so a server that accepts and never answers would stall forever).
     pub async fn connect(&self) -> Result<Client, Error> {
-        let (client, conn) = self
-            .pg
-            .connect(self.tls())
+        let limit = self.pg.get_connect_timeout().copied().unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let failed =
+            |source: Box<dyn std::error::Error + Send + Sync>| Error::Connect { target: self.target(), source };
+        let (client, conn) = tokio::time::timeout(limit, self.pg.connect(self.tls()))
             .await
-            .map_err(|e| Error::Connect { target: self.target(), source: Box::new(e) })?;
+            .map_err(|_| failed(format!("no answer within {limit:?} (connect_timeout)").into()))?
+            .map_err(|e| failed(Box::new(e)))?;
         tokio::spawn(async move {
             let _ = conn.await;
         });

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use deadpool_postgres::tokio_postgres::{self, NoTls};
 use deadpool_redis::redis;
 use futures::TryStreamExt;
 use maint_core::chrono::Utc;
@@ -100,8 +99,7 @@ impl MetricsCollection {
 }
 
 async fn postgres(url: &Secret) -> Result<BTreeMap<String, f64>, String> {
-    let (client, conn) = tokio_postgres::connect(url.expose(), NoTls).await.map_err(|e| one_line(&e))?;
-    tokio::spawn(conn);
+    let client = maint_db::connect(url).await.map_err(|e| one_line(&e))?;
     let row = client
         .query_one(
             "SELECT numbackends::float8, xact_commit::float8, xact_rollback::float8, blks_read::float8, \

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use deadpool_postgres::tokio_postgres::{self, NoTls};
 use deadpool_redis::redis;
 use futures::StreamExt;
 use maint_core::{Impact, Secret, Task, TaskContext, TaskReport, one_line};
@@ -96,8 +95,7 @@ impl HealthChecks {
         }
         if let Some(url) = &self.config.database_url {
             checks.push(Box::pin(timed("postgresql".into(), timeout, async move {
-                let (client, conn) = tokio_postgres::connect(url.expose(), NoTls).await.map_err(|e| one_line(&e))?;
-                tokio::spawn(conn);
+                let client = maint_db::connect(url).await.map_err(|e| one_line(&e))?;
                 let v: String = client
                     .query_one("SELECT current_setting('server_version')", &[])
                     .await

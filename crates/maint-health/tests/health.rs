@@ -304,3 +304,60 @@ async fn a_redirecting_pushgateway_is_a_failure_and_is_not_followed() {
     assert_eq!(err, "pushgateway: redirected (HTTP 307) to 127.0.0.1, not followed");
     assert!(caught.lock().unwrap().is_empty(), "the redirect was followed: {:?}", caught.lock().unwrap());
 }
+
+/// A TCP server that accepts every connection and never answers (a blackholed PostgreSQL):
+/// its port. The connections are held for a minute.
+fn silent_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().take(8).collect();
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        drop(held);
+    });
+    port
+}
+
+/// The database check and the metrics collection give up at the URL's `connect_timeout` on
+/// a server that accepts the connection and never answers the startup (the driver's own
+/// timeout covers only the TCP connect: they waited forever), and say so on one line with
+/// the host and port, without the password.
+#[tokio::test]
+async fn a_server_that_never_answers_fails_at_the_connect_timeout() {
+    use maint_health::{CollectConfig, MetricsCollection};
+    let port = silent_server();
+    let url = format!("postgresql://maint:HUNTER2@127.0.0.1:{port}/postgres?connect_timeout=2");
+    let health = HealthChecks::new(HealthConfig {
+        database_url: Some(Secret::new(url.clone())),
+        timeout_ms: 600_000,
+        ..HealthConfig::default()
+    });
+    let collect =
+        MetricsCollection::new(CollectConfig { database_url: Some(Secret::new(url)), ..CollectConfig::default() });
+    let started = std::time::Instant::now();
+    let both = async { tokio::join!(health.check(), collect.collect()) };
+    let (findings, (metrics, errors)) =
+        tokio::time::timeout(std::time::Duration::from_secs(30), both).await.expect("gave up within 30 s");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+    let want = format!("cannot connect to PostgreSQL at 127.0.0.1:{port}/postgres: no answer within 2s");
+    assert_eq!(findings.len(), 1);
+    assert!(!findings[0].ok && findings[0].detail.starts_with(&want), "{findings:?}");
+    assert!(metrics.is_empty());
+    assert!(errors.len() == 1 && errors[0].starts_with(&format!("postgresql: {want}")), "{errors:?}");
+    assert!(!format!("{findings:?}{errors:?}").contains("HUNTER2"));
+}
+
+/// `sslmode=verify-full` with `sslrootcert` (which the driver alone refuses as a URL)
+/// reaches PostgreSQL 17 over verified TLS, for the check and the collection.
+#[tokio::test]
+async fn postgres_is_checked_and_collected_over_verified_tls() {
+    use maint_health::{CollectConfig, MetricsCollection};
+    let url = Secret::new(Postgres::shared_17().await.tls_url("postgres"));
+    let findings =
+        HealthChecks::new(HealthConfig { database_url: Some(url.clone()), ..HealthConfig::default() }).check().await;
+    assert!(findings.len() == 1 && findings[0].ok && findings[0].detail.starts_with("PostgreSQL 17"), "{findings:?}");
+    let (metrics, errors) =
+        MetricsCollection::new(CollectConfig { database_url: Some(url), ..CollectConfig::default() }).collect().await;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(metrics["aindusdb_pg_max_connections"], 300.0);
+}

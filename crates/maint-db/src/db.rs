@@ -107,8 +107,12 @@ impl Db {
             connector.tls(),
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
+        // The driver's connect_timeout covers the TCP connect only: a server that accepts and
+        // never answers would hold `client()` forever without the pool's own limit.
+        let limit = connector.config().get_connect_timeout().copied().unwrap_or(crate::DEFAULT_CONNECT_TIMEOUT);
         let pool = Pool::builder(manager)
             .max_size(settings.jobs + 1)
+            .create_timeout(Some(limit))
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| Error::invalid("database_url", e.to_string()))?;

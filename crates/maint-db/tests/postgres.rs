@@ -1170,3 +1170,27 @@ async fn with_pgbench_running_no_transaction_waits_longer_than_the_lock_timeout_
     let max = latencies.iter().copied().max().unwrap_or(0);
     assert!(max >= 1_000_000, "the control lock should have shown in the log: max {max} us");
 }
+
+/// Issue 16 L5: the pool's sessions give up at `connect_timeout` on a server that accepts the
+/// connection and never answers the startup (the driver's own timeout covers the TCP connect
+/// only, so `client()` waited forever).
+#[tokio::test]
+async fn a_pooled_session_gives_up_on_a_server_that_never_answers() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().take(4).collect();
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        drop(held);
+    });
+    let url = Secret::new(format!("postgresql://maint:HUNTER2@127.0.0.1:{port}/postgres?connect_timeout=1"));
+    let settings = Config::default().validate().unwrap();
+    let db = Db::connect(&url, &settings).unwrap();
+    let result =
+        tokio::time::timeout(std::time::Duration::from_secs(30), db.ping()).await.expect("gave up within 30 s");
+    let e = result.unwrap_err();
+    let msg = maint_core::one_line(&e);
+    assert!(matches!(e, Error::Connect { .. }), "{msg}");
+    assert!(msg.starts_with(&format!("cannot connect to PostgreSQL at 127.0.0.1:{port}/postgres")), "{msg}");
+    assert!(!msg.contains("HUNTER2"), "{msg}");
+}

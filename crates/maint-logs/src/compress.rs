@@ -193,6 +193,22 @@ pub async fn compress_verified(
     codec: Codec,
     cancel: &CancellationToken,
 ) -> Result<Staged> {
+    compress_marked(src, src_path, offset, limit, None, archive, codec, cancel).await.map(|(s, _)| s)
+}
+
+/// [`compress_verified`], also returning the xxh3 of the bytes read before `mark` (an
+/// offset in `offset..=offset+limit`), hashed on the way.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn compress_marked(
+    src: &File,
+    src_path: &Path,
+    offset: u64,
+    limit: Option<u64>,
+    mark: Option<u64>,
+    archive: &Path,
+    codec: Codec,
+    cancel: &CancellationToken,
+) -> Result<(Staged, Option<u64>)> {
     let dir = crate::rotate::parent(archive);
     let name = archive.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = tempfile::Builder::new()
@@ -200,19 +216,22 @@ pub async fn compress_verified(
         .suffix(&format!(".{name}.tmp"))
         .tempfile_in(dir)
         .map_err(Error::io("create a temporary file in", dir))?;
-    let packed = compress_into(src, src_path, offset, limit, &tmp, codec, cancel).await?;
-    Ok(Staged { packed, tmp })
+    let mark = mark.map(|m| m.saturating_sub(offset));
+    let (packed, marked) = compress_into(src, src_path, offset, limit, mark, &tmp, codec, cancel).await?;
+    Ok((Staged { packed, tmp }, marked))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn compress_into(
     src: &File,
     src_path: &Path,
     offset: u64,
     limit: Option<u64>,
+    mark: Option<u64>,
     tmp: &tempfile::NamedTempFile,
     codec: Codec,
     cancel: &CancellationToken,
-) -> Result<Packed> {
+) -> Result<(Packed, Option<u64>)> {
     let path = tmp.path();
     let mut input = tokio::fs::File::from_std(src.try_clone().map_err(Error::io("open", src_path))?);
     input.seek(SeekFrom::Start(offset)).await.map_err(Error::io("seek", src_path))?;
@@ -221,8 +240,8 @@ async fn compress_into(
     let back = tokio::fs::File::from_std(tmp.reopen().map_err(Error::io("open", path))?);
     let (tx, rx) = tokio::sync::watch::channel((0, false));
     let verifier = tokio::spawn(verify_growing(back, path.to_owned(), codec.compression, rx, cancel.clone()));
-    let written = write_archive(&mut input, src_path, out, tx, path, codec, limit, cancel).await;
-    let (total, hash) = match written {
+    let written = write_archive(&mut input, src_path, out, tx, path, codec, (limit, mark), cancel).await;
+    let (total, hash, marked) = match written {
         Ok(v) => v,
         Err(e) => {
             verifier.abort();
@@ -235,10 +254,11 @@ async fn compress_into(
     drop(f);
     let verified = verifier.await.map_err(|e| Error::Verify { path: path.to_owned(), detail: e.to_string() })??;
     check(path, verified, (bytes_out, total, hash))?;
-    Ok(Packed { bytes_in: total, bytes_out, hash })
+    Ok((Packed { bytes_in: total, bytes_out, hash }, marked))
 }
 
-/// Streams the log through the encoder into the archive; returns the bytes read and their xxh3.
+/// Streams the log through the encoder into the archive, up to `limit` bytes; returns the
+/// bytes read, their xxh3, and the xxh3 of the first `mark` of them.
 #[allow(clippy::too_many_arguments)]
 async fn write_archive(
     input: &mut tokio::fs::File,
@@ -247,21 +267,27 @@ async fn write_archive(
     tx: Written,
     tmp: &Path,
     codec: Codec,
-    limit: Option<u64>,
+    (limit, mark): (Option<u64>, Option<u64>),
     cancel: &CancellationToken,
-) -> Result<(u64, u64)> {
+) -> Result<(u64, u64, Option<u64>)> {
     let published = Published { file: out, tx, confirmed: 0, in_flight: 0 };
     let mut w = encoder(codec, BufWriter::with_capacity(BUF, published));
     let mut buf = vec![0u8; BUF];
     let mut hasher = Xxh3::new();
     let mut total = 0u64;
+    let mut marked = None;
     loop {
         if cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
-        let want = match limit {
-            Some(l) => (l - total).min(BUF as u64) as usize,
-            None => BUF,
+        if mark == Some(total) {
+            marked = Some(hasher.digest());
+        }
+        // a read never crosses the mark
+        let want = match (limit, mark.filter(|&m| m > total)) {
+            (Some(l), Some(m)) => (l.min(m) - total).min(BUF as u64) as usize,
+            (Some(l), None) | (None, Some(l)) => (l - total).min(BUF as u64) as usize,
+            (None, None) => BUF,
         };
         if want == 0 {
             break;
@@ -280,7 +306,10 @@ async fn write_archive(
         return Err(Error::Verify { path: src.to_owned(), detail: format!("log shrank: read {total} of {l} bytes") });
     }
     w.shutdown().await.map_err(Error::io("write", tmp))?;
-    Ok((total, hasher.digest()))
+    if mark.is_some() && marked.is_none() {
+        return Err(Error::Verify { path: src.to_owned(), detail: format!("read {total} bytes, short of {mark:?}") });
+    }
+    Ok((total, hasher.digest(), marked))
 }
 
 /// Compares what the verification read and decompressed with what was written.

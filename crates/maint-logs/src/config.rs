@@ -77,7 +77,7 @@ impl FromStr for Compression {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Naming {
-    /// `app-20261124-021500.log.gz` (UTC).
+    /// `app-20261124-021500-250.log.gz` (UTC, to the millisecond: names sort in rotation order).
     #[default]
     Date,
     /// `app.log.1.gz` is the newest; older ones are shifted up.
@@ -129,7 +129,9 @@ pub struct Config {
     pub missing_ok: bool,
     /// An empty file is not rotated.
     pub not_if_empty: bool,
-    /// Where archives go (created if missing); next to the log when unset.
+    /// Where archives go (created 0755 if missing); next to the log when unset. Refused
+    /// when it is a symbolic link, not the runner's, or writable by group or others; and so
+    /// are two logs of one file name from different directories archived into it.
     pub archive_dir: Option<PathBuf>,
     /// The directory of the state file and of the per-log lock files: created (mode 0700)
     /// when missing, refused unless it is a directory owned by the runner that nobody else can
@@ -154,7 +156,9 @@ pub struct Config {
     pub reopen_timeout_secs: f64,
     /// Copytruncate: how the copied prefix is removed.
     pub truncate: Truncate,
-    /// Upload each archive to this object store URL (`s3://bucket/prefix`, `file:///dir`).
+    /// Upload each archive to this object store URL (`s3://bucket/prefix`, `file:///dir`),
+    /// as `<prefix>/<host name>/<archive name>`. Two logs of one file name from different
+    /// directories are refused with it.
     pub archive_url: Option<String>,
     /// How many files are rotated at once.
     pub concurrency: usize,
@@ -249,6 +253,8 @@ impl Config {
         if let Some(url) = &self.archive_url {
             crate::upload::parse_url(url)?;
         }
+        let literal = self.paths.iter().filter(|p| !crate::task::has_glob(p));
+        crate::task::check_clash(self, literal.map(Path::new))?;
         if self.post_command.as_deref().is_some_and(|c| c.trim().is_empty()) {
             return Err(Error::invalid("post_command", "empty command"));
         }

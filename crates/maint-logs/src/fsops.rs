@@ -3,7 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -139,6 +139,43 @@ pub(crate) fn probe_dir(dir: &Path) -> Result<bool> {
         && rustix::fs::fallocate(&f, FallocateFlags::COLLAPSE_RANGE, 0, blk).is_ok()
         && f.metadata().map(|m| m.len() == blk).unwrap_or(false);
     Ok(ok)
+}
+
+/// How far back from its end a log is searched for the end of its last whole line.
+const LINE_MAX: u64 = 1 << 20;
+
+/// The end (just after the newline) of the last whole line in bytes `lo..hi` of the open
+/// log, looking back at most [`LINE_MAX`] bytes from `hi`; `None` when there is none there.
+pub(crate) fn last_line_end(f: &File, path: &Path, lo: u64, hi: u64) -> Result<Option<u64>> {
+    let floor = lo.max(hi.saturating_sub(LINE_MAX));
+    let mut buf = vec![0u8; 64 << 10];
+    let mut end = hi;
+    while end > floor {
+        let start = floor.max(end.saturating_sub(buf.len() as u64));
+        let chunk = &mut buf[..(end - start) as usize];
+        f.read_exact_at(chunk, start).map_err(Error::io("read", path))?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            return Ok(Some(start + i as u64 + 1));
+        }
+        end = start;
+    }
+    Ok(None)
+}
+
+/// Overwrites bytes `from..to` of the open log (archived already) with one blank line: spaces
+/// and a newline. A writer appending meanwhile writes past them. The descriptor must not be
+/// `O_APPEND` (a positioned write would append).
+pub(crate) fn blank(f: &File, path: &Path, from: u64, to: u64) -> Result<()> {
+    let Some(last) = to.checked_sub(from + 1) else { return Ok(()) };
+    // never past the end (a log truncated meanwhile would get a hole of NULs)
+    let size = f.metadata().map_err(Error::io("stat", path))?.len();
+    if size < to {
+        let detail = format!("the log shrank to {size} bytes, under the {to} archived");
+        return Err(Error::Verify { path: path.to_owned(), detail });
+    }
+    let mut line = vec![b' '; last as usize + 1];
+    line[last as usize] = b'\n';
+    f.write_all_at(&line, from).map_err(Error::io("write", path))
 }
 
 /// Removes the first `len` bytes of the open log (collapse-range); `len` must be a multiple

@@ -86,14 +86,13 @@ fn split_ext(file_name: &str) -> (&str, &str) {
     }
 }
 
-/// The dated archive name: `app.log` at 2026-11-24 02:15:00 UTC gives
-/// `app-20261124-021500.log.gz`; `seq > 0` (a second rotation in the same second)
-/// appends `-seq` after the time.
-pub fn dated_name(file_name: &str, at: DateTime<Utc>, seq: u32, compression: Compression) -> String {
+/// The dated archive name: `app.log` at 2026-11-24 02:15:00.250 UTC gives
+/// `app-20261124-021500-250.log.gz` (the time to the millisecond, fixed width, so that names
+/// sort in time order; see [`parse_archive`] for the names of earlier versions).
+pub fn dated_name(file_name: &str, at: DateTime<Utc>, compression: Compression) -> String {
     let (stem, ext) = split_ext(file_name);
-    let stamp = at.format("%Y%m%d-%H%M%S");
-    let seq = if seq > 0 { format!("-{seq}") } else { String::new() };
-    format!("{stem}-{stamp}{seq}{ext}{}", compression.extension())
+    let stamp = at.format("%Y%m%d-%H%M%S-%3f");
+    format!("{stem}-{stamp}{ext}{}", compression.extension())
 }
 
 /// The numbered archive name: `app.log.3.gz`.
@@ -104,7 +103,9 @@ pub fn numbered_name(file_name: &str, n: u32, compression: Compression) -> Strin
 /// Where an archive stands among the archives of one log file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ArchiveKey {
-    /// A dated archive: time stamp digits and sequence.
+    /// A dated archive: the time stamp's digits (`YYYYMMDDHHMMSS`) and its milliseconds
+    /// (in names made before milliseconds, `app-20261124-021500-2.log.gz`, the sequence of
+    /// the rotations in that second; none is 0).
     Dated(u64, u32),
     /// A numbered archive.
     Numbered(u32),
@@ -119,7 +120,8 @@ fn strip_compression(name: &str) -> &str {
     name
 }
 
-/// Recognises an archive of `file_name` (either naming, any compression).
+/// Recognises an archive of `file_name` (either naming, any compression; dated names of
+/// every version: `-HHMMSS-mmm`, and the older `-HHMMSS` and `-HHMMSS-seq`).
 pub fn parse_archive(file_name: &str, candidate: &str) -> Option<ArchiveKey> {
     let bare = strip_compression(candidate);
     if let Some(n) = bare.strip_prefix(file_name).and_then(|r| r.strip_prefix('.'))
@@ -159,6 +161,31 @@ pub fn looks_like_archive(name: &str) -> bool {
             && w[1..9].iter().all(u8::is_ascii_digit)
             && w[10..16].iter().all(u8::is_ascii_digit)
     })
+}
+
+/// Where copytruncate with collapse-range cuts a log: what is archived and what is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cut {
+    /// Bytes archived from the start: through the last whole line.
+    pub(crate) archived: u64,
+    /// Bytes removed with collapse-range: whole blocks, less than the file. Bytes
+    /// `collapsed..archived` (under a block, or one) are overwritten with a blank line first,
+    /// so that the live log starts at a line boundary.
+    pub(crate) collapsed: u64,
+}
+
+/// Plans the cut of a log of `size` bytes, in blocks of `blk`, whose last whole line ends at
+/// `line_end` (`None`: no newline near the end; the cut then falls on a block boundary).
+/// `None` when not even one block can be removed (a log under about a block).
+pub(crate) fn plan_cut(size: u64, blk: u64, line_end: Option<u64>) -> Option<Cut> {
+    // whole blocks up to `n`, never the whole file (collapse-range must leave a byte)
+    let blocks = |n: u64| {
+        let b = n / blk * blk;
+        if b >= size { b.saturating_sub(blk) } else { b }
+    };
+    let archived = line_end.unwrap_or_else(|| blocks(size));
+    let collapsed = blocks(archived);
+    (collapsed > 0).then_some(Cut { archived, collapsed })
 }
 
 /// Numbered naming: the renames (from, to), in order, that free slot 1 by shifting the
@@ -269,13 +296,23 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        let n = dated_name("app.log", t(0), 0, Compression::Gzip);
-        assert_eq!(n, "app-20261124-021500.log.gz");
+        let n = dated_name("app.log", t(0), Compression::Gzip);
+        assert_eq!(n, "app-20261124-021500-000.log.gz");
         assert_eq!(parse_archive("app.log", &n), Some(ArchiveKey::Dated(20261124021500, 0)));
-        let n2 = dated_name("app.log", t(0), 2, Compression::Zstd);
-        assert_eq!(n2, "app-20261124-021500-2.log.zst");
-        assert_eq!(parse_archive("app.log", &n2), Some(ArchiveKey::Dated(20261124021500, 2)));
-        assert_eq!(dated_name("messages", t(0), 0, Compression::None), "messages-20261124-021500");
+        let n2 = dated_name("app.log", t(0) + Duration::milliseconds(42), Compression::Zstd);
+        assert_eq!(n2, "app-20261124-021500-042.log.zst");
+        assert_eq!(parse_archive("app.log", &n2), Some(ArchiveKey::Dated(20261124021500, 42)));
+        assert_eq!(dated_name("messages", t(0), Compression::None), "messages-20261124-021500-000");
+        assert_eq!(
+            parse_archive("messages", "messages-20261124-021500-000"),
+            Some(ArchiveKey::Dated(20261124021500, 0))
+        );
+        // the names of earlier versions are still archives (for retention)
+        assert_eq!(parse_archive("app.log", "app-20261124-021500.log.gz"), Some(ArchiveKey::Dated(20261124021500, 0)));
+        assert_eq!(
+            parse_archive("app.log", "app-20261124-021500-2.log.zst"),
+            Some(ArchiveKey::Dated(20261124021500, 2))
+        );
         assert_eq!(parse_archive("messages", "messages-20261124-021500"), Some(ArchiveKey::Dated(20261124021500, 0)));
         assert_eq!(numbered_name("app.log", 3, Compression::Gzip), "app.log.3.gz");
         assert_eq!(parse_archive("app.log", "app.log.3.gz"), Some(ArchiveKey::Numbered(3)));
@@ -288,6 +325,51 @@ mod tests {
         assert!(looks_like_archive(".app.log.rotating"));
         assert!(!looks_like_archive("app.log"));
         assert!(!looks_like_archive("api-2.log"));
+    }
+
+    /// Names sort in rotation order, as text and by key: in one second (several in one
+    /// millisecond take the following ones), across seconds, minutes, days.
+    #[test]
+    fn dated_names_sort_in_rotation_order() {
+        let times = [
+            t(0),
+            t(0) + Duration::milliseconds(1),
+            t(0) + Duration::milliseconds(2),
+            t(0) + Duration::milliseconds(999),
+            t(1),
+            t(1) + Duration::milliseconds(10),
+            t(59) + Duration::milliseconds(100),
+            t(60),
+            t(86_399) + Duration::milliseconds(999),
+            t(86_400),
+        ];
+        for c in [Compression::Gzip, Compression::Zstd, Compression::None] {
+            let made: Vec<String> = times.iter().map(|&at| dated_name("app.log", at, c)).collect();
+            let mut sorted = made.clone();
+            sorted.sort();
+            assert_eq!(sorted, made, "{c:?}: names do not sort in rotation order");
+            let keys: Vec<ArchiveKey> = made.iter().map(|n| parse_archive("app.log", n).unwrap()).collect();
+            assert!(keys.windows(2).all(|w| w[0] < w[1]), "{c:?}: {keys:?}");
+        }
+    }
+
+    #[test]
+    fn the_cut_ends_at_the_last_whole_line_on_a_block_boundary() {
+        let cut = |size, line_end| plan_cut(size, 4096, line_end).map(|c| (c.archived, c.collapsed));
+        // through the last whole line; whole blocks collapsed, the rest (archived) blanked
+        assert_eq!(cut(10_005, Some(10_000)), Some((10_000, 8192)));
+        assert_eq!(cut(8200, Some(8192)), Some((8192, 8192)));
+        // a log that ends with a whole line on a block boundary: a block is left (and blanked)
+        assert_eq!(cut(8192, Some(8192)), Some((8192, 4096)));
+        // no newline near the end: block boundaries, as far as they go
+        assert_eq!(cut(10_005, None), Some((8192, 8192)));
+        assert_eq!(cut(8192, None), Some((4096, 4096)));
+        assert_eq!(cut(6000, None), Some((4096, 4096)));
+        // not a whole block before the last line's end: none (copy and truncate instead)
+        assert_eq!(cut(5000, Some(4000)), None);
+        assert_eq!(cut(4096, Some(4096)), None);
+        assert_eq!(cut(4096, None), None);
+        assert_eq!(cut(0, None), None);
     }
 
     #[test]

@@ -11,17 +11,17 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, TimeDelta, Utc};
 use maint_core::tokio_util::sync::CancellationToken;
 use serde::Serialize;
 
-use crate::compress::{Codec, Staged, compress_verified, hash_prefix};
+use crate::compress::{Codec, Staged, compress_marked, compress_verified, hash_prefix};
 use crate::fsops::{self, Id, Log, Opened, Owner, id_of, is_regular, present};
 use crate::plan::{
-    ArchiveInfo, ArchiveKey, Retention, dated_name, numbered_name, parse_archive, plan_retention, plan_shift,
+    ArchiveInfo, ArchiveKey, Retention, dated_name, numbered_name, parse_archive, plan_cut, plan_retention, plan_shift,
 };
 use crate::state::{Pending, Store, sync_dir};
-use crate::{Config, Error, Mode, Naming, Result, Truncate};
+use crate::{Compression, Config, Error, Mode, Naming, Result, Truncate};
 
 /// The largest tail (bytes written while the archive was being finished) carried in memory
 /// across the truncate; a bigger tail gets an archive of its own first.
@@ -154,6 +154,20 @@ fn staging_of(log: &Path) -> PathBuf {
     log.with_file_name(format!(".{}.rotating", file_name(log)))
 }
 
+/// The dated archive of the log `name` rotated at `at`, in `dir`: the name of the first
+/// millisecond from `at` on that is free (nothing at it, not even a dangling link). Names of
+/// one log thus sort in rotation order, several rotations in one millisecond included.
+pub(crate) fn next_dated(dir: &Path, name: &str, at: DateTime<Utc>, c: Compression) -> PathBuf {
+    let mut t = at;
+    loop {
+        let p = dir.join(dated_name(name, t, c));
+        if !present(&p) {
+            return p;
+        }
+        t += TimeDelta::milliseconds(1);
+    }
+}
+
 /// Picks the next archive name (shifting numbered archives up first). A name with anything
 /// at it, even a dangling link, is not free.
 fn next_archive(shared: &Shared, log: &Path) -> Result<PathBuf> {
@@ -161,16 +175,7 @@ fn next_archive(shared: &Shared, log: &Path) -> Result<PathBuf> {
     let name = file_name(log);
     let c = shared.cfg.compress;
     match shared.cfg.naming {
-        Naming::Date => {
-            let now = Utc::now();
-            for seq in 0.. {
-                let p = dir.join(dated_name(&name, now, seq, c));
-                if !present(&p) {
-                    return Ok(p);
-                }
-            }
-            unreachable!("an unbounded range ends only by returning")
-        }
+        Naming::Date => Ok(next_dated(&dir, &name, Utc::now(), c)),
         Naming::Numbered => {
             let mut existing: Vec<(u32, PathBuf)> = Vec::new();
             for e in fs::read_dir(&dir).map_err(Error::io("list", &dir))?.flatten() {
@@ -377,7 +382,8 @@ async fn recover(shared: &Shared, log: &Path, p: Pending, out: &mut FileOutcome)
             });
             if let Some(l) = still_there {
                 if collapse {
-                    fsops::collapse(&l.file, log, len)?;
+                    // `hash_len` is what is collapsed; `hash_len..len` are blanked first
+                    cut_prefix(shared, &l, log, hash_len, len)?;
                     out.method = Some("collapse-range");
                 } else {
                     out.method = Some("truncate");
@@ -487,60 +493,78 @@ async fn finish_rename(
 async fn rotate_copy(shared: &Shared, log: &Path, l: Log, out: &mut FileOutcome) -> Result<()> {
     let cfg = &shared.cfg;
     let (size, blk) = (l.meta.len(), std::os::unix::fs::MetadataExt::blksize(&l.meta).max(512));
+    // Archives end at the last whole line: a half-written one stays in the log.
+    let line_end = fsops::last_line_end(&l.file, log, 0, size)?;
     let collapse_ok = cfg.truncate == Truncate::Auto && fsops::probe_dir(parent(log)).unwrap_or(false);
-    let mut prefix = size / blk * blk;
-    if prefix == size {
-        prefix = prefix.saturating_sub(blk);
-    }
     let archive = next_archive(shared, log)?;
-    if collapse_ok && prefix > 0 {
-        out.method = Some("collapse-range");
-        archive_prefix(shared, log, &l, &archive, prefix, true, out).await?;
-        if let Err(e) = fsops::collapse(&l.file, log, prefix) {
-            // The bytes are still in the log: drop the archive rather than keep them twice.
-            let _ = fs::remove_file(&archive);
-            out.archives.retain(|a| a != &archive);
-            shared.update(log, |f| f.pending = None).await?;
-            return Err(e);
+    match plan_cut(size, blk, line_end).filter(|_| collapse_ok) {
+        Some(cut) => {
+            out.method = Some("collapse-range");
+            archive_prefix(shared, log, &l, &archive, cut.archived, Some(cut.collapsed), out).await?;
+            // On failure the state keeps the pending cut: the next run redoes it.
+            cut_prefix(shared, &l, log, cut.collapsed, cut.archived)?;
+            shared.step("source-removed")?;
         }
-        shared.step("source-removed")?;
-    } else {
-        out.method = Some("truncate");
-        // Up to the size seen now: a writer faster than the compressor must not keep this
-        // pass from ending; what it adds meanwhile is the tail, handled below.
-        let len = archive_prefix(shared, log, &l, &archive, size, false, out).await?;
-        if !finish_truncate(shared, log, &l, len, out).await? {
-            return Ok(());
+        None => {
+            out.method = Some("truncate");
+            // Up to the size seen now: a writer faster than the compressor must not keep this
+            // pass from ending; what it adds meanwhile is the tail, handled below.
+            let len = archive_prefix(shared, log, &l, &archive, line_end.unwrap_or(size), None, out).await?;
+            if !finish_truncate(shared, log, &l, len, out).await? {
+                return Ok(());
+            }
+            shared.step("source-removed")?;
         }
-        shared.step("source-removed")?;
     }
     shared.rotated(log).await?;
     out.action = "rotated".to_owned();
     Ok(())
 }
 
+/// Copy mode with collapse-range, once bytes `0..archived` are archived: removes the first
+/// `collapsed` (whole blocks), after overwriting `collapsed..archived` (short of a block) with
+/// a blank line, so that the log then starts at a line boundary: a reader never finds a half
+/// line or a NUL at its start, and a half-written last line (past `archived`) stays. Whether
+/// it is done shows in the first `collapsed` bytes, which it changes only by removing them;
+/// done again after a crash, the blanking finds bytes archived already.
+fn cut_prefix(shared: &Shared, l: &Log, log: &Path, collapsed: u64, archived: u64) -> Result<()> {
+    fsops::blank(&l.file, log, collapsed, archived)?;
+    shared.mark("blanked");
+    fsops::collapse(&l.file, log, collapsed)
+}
+
 /// Copy mode's first half: compresses the log's first `limit` bytes into `archive`, records
 /// the pending copy (so a crash at any later step resumes it), and puts the archive in
-/// place. Returns the length archived: exactly `limit` when collapsing (a block-aligned
-/// prefix), else what the compressor read.
+/// place. `collapse`: the bytes collapse-range will remove (the state then keeps their hash,
+/// which tells a later run whether they still are at the start of the log). Returns `limit`.
 async fn archive_prefix(
     shared: &Shared,
     log: &Path,
     l: &Log,
     archive: &Path,
     limit: u64,
-    collapse: bool,
+    collapse: Option<u64>,
     out: &mut FileOutcome,
 ) -> Result<u64> {
-    let staged = compress_verified(&l.file, log, 0, Some(limit), archive, shared.codec, &shared.cancel).await?;
+    let (staged, marked) =
+        compress_marked(&l.file, log, 0, Some(limit), collapse, archive, shared.codec, &shared.cancel).await?;
     shared.step("compressed")?;
-    let len = if collapse { limit } else { staged.packed.bytes_in };
     let (dev, ino) = id_of(&l.meta);
-    let hash = staged.packed.hash;
+    let (hash_len, hash) = match (collapse, marked) {
+        (Some(cut), Some(h)) => (cut, h),
+        _ => (limit, staged.packed.hash),
+    };
     shared
         .update(log, |f| {
-            f.pending =
-                Some(Pending::Copy { archive: archive.to_path_buf(), dev, ino, len, hash_len: len, hash, collapse });
+            f.pending = Some(Pending::Copy {
+                archive: archive.to_path_buf(),
+                dev,
+                ino,
+                len: limit,
+                hash_len,
+                hash,
+                collapse: collapse.is_some(),
+            });
         })
         .await?;
     shared.step("state-written")?;
@@ -548,7 +572,7 @@ async fn archive_prefix(
     out.bytes_out += staged.packed.bytes_out;
     finish_archive(shared, out, staged, archive, &l.meta).await?;
     shared.step("archived")?;
-    Ok(len)
+    Ok(limit)
 }
 
 /// Copytruncate without collapse-range, after bytes `0..archived` are safely archived:
@@ -586,7 +610,9 @@ async fn finish_truncate(
                 }
             }
         }
-        let tail = size - archived;
+        // through the last whole line (a half-written one goes back into the log with the rest)
+        let end = fsops::last_line_end(f, log, archived, size)?.unwrap_or(size);
+        let tail = end - archived;
         let staged =
             compress_verified(&l.file, log, archived, Some(tail), &archive, shared.codec, &shared.cancel).await?;
         out.bytes_in += staged.packed.bytes_in;

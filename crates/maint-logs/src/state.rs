@@ -29,8 +29,9 @@ pub enum Pending {
         archive: PathBuf,
     },
     /// Copytruncate: `archive` (renamed into place after this was written) holds the
-    /// first `len` bytes of the log, whose hash is `hash`; they still have to be removed
-    /// from the log (collapse-range, or tail copy and truncate).
+    /// first `len` bytes of the log; they still have to be removed from the log
+    /// (collapse-range, or tail copy and truncate). While the first `hash_len` bytes of the
+    /// log hash to `hash`, that is not done yet.
     Copy {
         /// The archive.
         archive: PathBuf,
@@ -40,7 +41,9 @@ pub enum Pending {
         ino: u64,
         /// Bytes archived from the start of the log.
         len: u64,
-        /// How many bytes from the start `hash` covers (the first archive's).
+        /// How many bytes from the start `hash` covers: with collapse-range, the bytes
+        /// collapsed (whole blocks; `hash_len..len` are overwritten with a blank line first),
+        /// else the first archive's.
         hash_len: u64,
         /// xxh3 of those bytes.
         hash: u64,
@@ -210,30 +213,10 @@ impl Store {
         &self.path
     }
 
-    /// Checks the state directory, creating it (mode 0700) when `create` and missing: it
-    /// must be a directory (not a link) owned by this user and writable by nobody else.
-    /// Returns whether it exists.
+    /// Checks the state directory, creating it (mode 0700) when `create` and missing (see
+    /// [`private_dir`]). Returns whether it exists.
     pub(crate) fn prepare(&self, create: bool) -> Result<bool> {
-        match fs::symlink_metadata(&self.dir) {
-            Ok(m) => check_private(&self.dir, &m, true).map(|()| true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
-                if let Some(up) = self.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    fs::DirBuilder::new()
-                        .recursive(true)
-                        .mode(0o755)
-                        .create(up)
-                        .map_err(Error::io("create state directory", up))?;
-                }
-                match fs::DirBuilder::new().mode(0o700).create(&self.dir) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(Error::io("create state directory", &self.dir)(e)),
-                }
-                self.prepare(false)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(Error::io("stat state directory", &self.dir)(e)),
-        }
+        private_dir(&self.dir, create, 0o700)
     }
 
     /// What the state file says about `log` now.
@@ -286,6 +269,34 @@ impl Store {
             .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&path)
             .map_err(Error::io("open lock file", path))
+    }
+}
+
+/// Checks a directory that files are written to, renamed in and deleted from as the runner
+/// (the state directory, the archive directory): it must be a directory (not a link) owned by
+/// this user and writable by nobody else (sticky bit or not: others could still plant files
+/// there). When `create` and it is missing, it is created with `mode` (its missing parents
+/// 0755). Returns whether it exists.
+pub(crate) fn private_dir(dir: &Path, create: bool, mode: u32) -> Result<bool> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) => check_private(dir, &m, true).map(|()| true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+            if let Some(up) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(up)
+                    .map_err(Error::io("create directory", up))?;
+            }
+            match fs::DirBuilder::new().mode(mode).create(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io("create directory", dir)(e)),
+            }
+            private_dir(dir, false, mode)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io("stat directory", dir)(e)),
     }
 }
 

@@ -1,4 +1,4 @@
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -31,8 +31,47 @@ pub struct Targets {
     pub warnings: Vec<String>,
 }
 
-fn has_glob(p: &str) -> bool {
+pub(crate) fn has_glob(p: &str) -> bool {
     p.contains(['*', '?', '['])
+}
+
+/// Refuses two logs of one file name from different directories whose archives would share
+/// their names: in one `archive_dir` (each log's retention would delete the other's
+/// archives) or under one `archive_url` prefix (uploads would overwrite each other).
+pub(crate) fn check_clash<'a>(cfg: &Config, logs: impl IntoIterator<Item = &'a Path>) -> Result<()> {
+    let shared = match (&cfg.archive_dir, &cfg.archive_url) {
+        (Some(d), _) => format!("archive_dir {}", d.display()),
+        (None, Some(url)) => format!("archive_url {url}"),
+        (None, None) => return Ok(()),
+    };
+    // a directory by what it is, so that two spellings of one log are one log
+    let dir_of = |log: &Path| {
+        let d = crate::rotate::parent(log);
+        std::fs::canonicalize(d).unwrap_or_else(|_| d.to_owned())
+    };
+    let mut seen: BTreeMap<&std::ffi::OsStr, (&Path, PathBuf)> = BTreeMap::new();
+    for log in logs {
+        let Some(name) = log.file_name() else { continue };
+        let dir = dir_of(log);
+        match seen.get(name) {
+            Some((first, d)) if *d != dir => {
+                return Err(crate::Error::invalid(
+                    "paths",
+                    format!(
+                        "{} and {} have the same file name: their archives would mix in {shared} \
+                         (retention of one would delete the other's); archive them apart",
+                        first.display(),
+                        log.display()
+                    ),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                seen.insert(name, (log, dir));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Expands the configured paths and globs. A literal path is reported whatever it is
@@ -97,9 +136,19 @@ impl LogRotation {
         &self.cfg
     }
 
+    /// The logs the configuration names, as found now ([`find_targets`]); an error (bad
+    /// input) when two of them would share archive names (the same file name into one
+    /// archive directory or upload prefix). The run checks this first too.
+    pub fn check_targets(&self) -> Result<Targets> {
+        let targets = find_targets(&self.cfg);
+        check_clash(&self.cfg, targets.files.iter().map(|(p, _)| p.as_path()))?;
+        Ok(targets)
+    }
+
     /// Fault injection for crash-safety tests: the process aborts (like `kill -9`) right
     /// after the named step (`state-written`, `renamed`, `recreated`, `writer-closed`,
-    /// `compressed`, `archived`, `truncated`, `source-removed`).
+    /// `compressed`, `archived`, `blanked` (collapse-range: the blank line written, the prefix
+    /// not yet removed), `truncated`, `source-removed`).
     #[doc(hidden)]
     pub fn crash_after(mut self, step: Option<String>) -> Self {
         self.crash_after = step;
@@ -116,7 +165,7 @@ impl LogRotation {
     }
 
     async fn run_inner(&self, ctx: &TaskContext, report: &mut TaskReport) -> Result<()> {
-        let targets = find_targets(&self.cfg);
+        let targets = self.check_targets()?;
         for w in &targets.warnings {
             if self.cfg.missing_ok {
                 report.warn(w.clone());
@@ -128,8 +177,11 @@ impl LogRotation {
         let (state, warning) = if targets.files.is_empty() {
             (State::default(), None)
         } else {
-            if !ctx.dry_run
-                && let Some(dir) = &self.cfg.archive_dir
+            // Archives are written, renamed and deleted there as the runner: a directory only
+            // it can write, never a link (planted in the log directory before it was created).
+            if let Some(dir) = &self.cfg.archive_dir
+                && crate::state::private_dir(dir, !ctx.dry_run, 0o755)?
+                && !ctx.dry_run
             {
                 crate::fsops::probe_dir(dir)?;
             }
@@ -145,7 +197,7 @@ impl LogRotation {
         }
         let now = Utc::now();
         let upload = match &self.cfg.archive_url {
-            Some(url) => Some(crate::upload::parse_url(url)?),
+            Some(url) => Some(crate::upload::destination(url)?),
             None => None,
         };
         let mut jobs = Vec::new();

@@ -23,6 +23,18 @@ pub(crate) fn parse_url(url: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath)>
     Ok((Arc::from(store), prefix))
 }
 
+/// Where this host's archives go: the store and `<url's path>/<host name>`, so that hosts
+/// uploading to one bucket never overwrite each other's archives.
+pub(crate) fn destination(url: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
+    let (store, prefix) = parse_url(url)?;
+    let file = Path::new("/proc/sys/kernel/hostname");
+    let host = std::fs::read_to_string(file).map_err(Error::io("read the host name from", file))?;
+    match host.trim() {
+        "" => Err(Error::io("read the host name from", file)(std::io::Error::other("empty"))),
+        host => Ok((store, prefix.join(host))),
+    }
+}
+
 /// Streams one archive, from its open file, to `prefix/<file name>` (multipart for large
 /// files, bounded memory).
 pub(crate) async fn upload(

@@ -12,8 +12,8 @@ use chrono::Utc;
 use maint_core::tokio_util::sync::CancellationToken;
 use tracing_subscriber::fmt::MakeWriter;
 
-use crate::plan::{Retention, dated_name, plan_retention};
-use crate::rotate::list_archives_in;
+use crate::plan::{Retention, plan_retention};
+use crate::rotate::{list_archives_in, next_dated};
 use crate::{Compression, Error, Result};
 
 /// Builds a [`RotatingWriter`].
@@ -253,14 +253,7 @@ impl Job {
         let src = crate::fsops::open_nofollow(staging, false).map_err(Error::io("open", staging))?;
         let meta = src.metadata().map_err(Error::io("stat", staging))?;
         let mtime = meta.modified().map(chrono::DateTime::<Utc>::from).unwrap_or_else(|_| Utc::now());
-        let mut seq = 0;
-        let archive = loop {
-            let a = self.dir.join(dated_name(&self.name, mtime, seq, self.compress));
-            if !crate::fsops::present(&a) {
-                break a;
-            }
-            seq += 1;
-        };
+        let archive = next_dated(&self.dir, &self.name, mtime, self.compress);
         let codec = crate::Codec::new(self.compress, self.level);
         let staged = crate::compress_verified(&src, staging, 0, None, &archive, codec, cancel).await?;
         staged.persist(&archive, Some(&meta))?;

@@ -53,6 +53,8 @@ fn writer_main() {
     // LIMIT is the number after the last line written; START the first (0 by default).
     let limit: Option<u64> = std::env::var("LIMIT").ok().and_then(|s| s.parse().ok()).or(Some(20_000_000));
     let start: u64 = std::env::var("START").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    // SPLIT=1: each line in two write(2) calls, as a logger flushing a buffer mid-line does
+    let split = std::env::var("SPLIT").is_ok_and(|s| s == "1");
     let reopen = Arc::new(AtomicBool::new(false));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut hup = rt.block_on(async { signal(SignalKind::hangup()) }).unwrap();
@@ -83,8 +85,14 @@ fn writer_main() {
         if limit.is_some_and(|l| n >= l) || (n.is_multiple_of(128) && stop.exists()) {
             break;
         }
-        // one write(2) per line, as loggers do
-        f.write_all(format!("{n:09}\n").as_bytes()).unwrap();
+        // one write(2) per line, as loggers do (or two, SPLIT)
+        let line = format!("{n:09}\n");
+        if split {
+            f.write_all(&line.as_bytes()[..4]).unwrap();
+            f.write_all(&line.as_bytes()[4..]).unwrap();
+        } else {
+            f.write_all(line.as_bytes()).unwrap();
+        }
         n += 1;
     }
     drop(f);
@@ -106,6 +114,11 @@ impl Writer {
 
     /// A writer whose first line is `start` (after lines another writer wrote before it).
     fn start_at(dir: &Path, log: &Path, append: bool, limit: Option<u64>, start: u64) -> Writer {
+        Writer::start_with(dir, log, append, limit, start, false)
+    }
+
+    /// `split`: each line written in two `write(2)` calls (a reader may see half of it).
+    fn start_with(dir: &Path, log: &Path, append: bool, limit: Option<u64>, start: u64, split: bool) -> Writer {
         let stop = dir.join("writer.stop");
         let pid_file = dir.join("writer.pid");
         let _ = fs::remove_file(&stop);
@@ -118,6 +131,7 @@ impl Writer {
             .env("STOP", &stop)
             .env("PID_FILE", &pid_file)
             .env("START", start.to_string())
+            .env("SPLIT", if split { "1" } else { "0" })
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if let Some(l) = limit {
@@ -216,12 +230,14 @@ fn archives(dir: &Path, name: &str) -> Vec<PathBuf> {
     v.into_iter().map(|(_, p)| p).collect()
 }
 
-/// Numbers of the lines, NUL bytes (holes left by writers without O_APPEND) removed.
+/// Numbers of the lines, NUL bytes (holes left by writers without O_APPEND) removed, and
+/// blank lines (copytruncate's stand-in for bytes archived already) skipped.
 fn numbers(bytes: &[u8]) -> Vec<u64> {
     let clean: Vec<u8> = bytes.iter().copied().filter(|&b| b != 0).collect();
     String::from_utf8(clean)
         .unwrap()
         .lines()
+        .filter(|l| !l.bytes().all(|b| b == b' '))
         .map(|l| l.parse::<u64>().unwrap_or_else(|_| panic!("torn or garbled line {l:?}")))
         .collect()
 }
@@ -415,7 +431,7 @@ async fn killed_at_every_step_then_rerun_keeps_every_line_once() {
             Truncate::Auto,
             &["state-written", "renamed", "recreated", "writer-closed", "compressed", "archived", "source-removed"],
         ),
-        (Mode::Copytruncate, Truncate::Auto, &["compressed", "state-written", "archived", "source-removed"]),
+        (Mode::Copytruncate, Truncate::Auto, &["compressed", "state-written", "archived", "blanked", "source-removed"]),
         (
             Mode::Copytruncate,
             Truncate::Truncate,
@@ -754,7 +770,8 @@ async fn many_files_by_glob_into_an_archive_dir_with_upload() {
         let a = archives(&archive_dir, &format!("svc{i}.log"));
         assert_eq!(a.len(), 1);
         assert_eq!(decompress(&a[0]), format!("{i}\n").repeat(1000).as_bytes());
-        let uploaded = bucket.join(a[0].file_name().unwrap());
+        let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        let uploaded = bucket.join(host.trim()).join(a[0].file_name().unwrap());
         assert_eq!(fs::read(uploaded).unwrap(), fs::read(&a[0]).unwrap());
         assert_eq!(fs::metadata(dir.join(format!("svc{i}.log"))).unwrap().len(), 0);
     }
@@ -1112,7 +1129,11 @@ async fn temp_files_never_follow_symlinks_planted_at_the_old_names() {
         assert_eq!(r.metrics["files_rotated"], 1.0, "{mode:?}: {r:?}");
         let archive = adir.join("app.log.1.gz");
         assert!(fs::symlink_metadata(&archive).unwrap().file_type().is_file(), "{mode:?}");
-        assert_eq!(decompress(&archive).len() + fs::read(&log).unwrap().len(), 22_000, "{mode:?}");
+        // every byte once: in the archive or the live log (whose blank line, copytruncate's
+        // stand-in for bytes archived already, is not counted)
+        let live: usize =
+            fs::read_to_string(&log).unwrap().lines().filter(|l| !l.trim().is_empty()).map(|l| l.len() + 1).sum();
+        assert_eq!(decompress(&archive).len() + live, 22_000, "{mode:?}");
     }
 }
 
@@ -1336,4 +1357,257 @@ async fn an_unsafe_state_directory_or_file_is_refused() {
     let r = rotate(&Config { state_dir: Some(dir.join("new/state")), ..cfg }).await;
     assert_eq!(r.metrics["files_rotated"], 1.0, "{r:?}");
     assert_eq!(fs::metadata(dir.join("new/state")).unwrap().permissions().mode() & 0o777, 0o700);
+}
+
+// ---------------------------------------------------------------- whole lines in every file
+
+/// What one file (an archive or the live log) holds when read on its own: the numbers of
+/// its lines, how many blank lines, and every broken one (half a line at either end, a
+/// NUL byte, an unterminated last line).
+#[derive(Debug, Default)]
+struct Lines {
+    nums: Vec<u64>,
+    blank: usize,
+    broken: Vec<String>,
+}
+
+fn whole_lines(bytes: &[u8]) -> Lines {
+    let mut out = Lines::default();
+    let text = String::from_utf8_lossy(bytes);
+    let end = text.rfind('\n').map_or(0, |i| i + 1);
+    if end < text.len() {
+        out.broken.push(format!("unterminated {:?}", &text[end..]));
+    }
+    for l in text[..end].lines() {
+        if l.bytes().all(|b| b == b' ') {
+            out.blank += 1;
+        } else if l.len() == 9 && l.bytes().all(|b| b.is_ascii_digit()) {
+            out.nums.push(l.parse().unwrap());
+        } else {
+            out.broken.push(format!("{:?}", l.chars().take(40).collect::<String>()));
+        }
+    }
+    out
+}
+
+fn produced(r: &TaskReport) -> Vec<PathBuf> {
+    r.items
+        .iter()
+        .flat_map(|i| i["archives"].as_array().cloned().unwrap_or_default())
+        .map(|a| PathBuf::from(a.as_str().unwrap()))
+        .collect()
+}
+
+/// R1: copytruncate with collapse-range under a writer appending as fast as it can, each
+/// line in two `write(2)` calls (so a rotation often finds the last line half written), 12
+/// rotations: every archive and the live log, each read on its own, hold whole lines only
+/// (a blank line allowed), no NUL; every number is in exactly one of them, in order; and
+/// the archive names sort in rotation order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copytruncate_archives_and_the_live_log_each_hold_whole_lines() {
+    let dir = tdir("whole-lines");
+    let log = dir.join("app.log");
+    let mut writer = Writer::start_with(&dir, &log, true, None, 0, true);
+    let cfg = Config {
+        paths: vec![log.display().to_string()],
+        mode: Mode::Copytruncate,
+        compress: Compression::Zstd,
+        level: Some(1),
+        ..Config::default()
+    };
+    let mut made = Vec::new();
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let r = rotate(&cfg).await;
+        assert_ne!(r.status, Status::Failed, "{r:?}");
+        assert_eq!(methods(&r), ["collapse-range"], "this test needs ext4 or XFS: {r:?}");
+        made.extend(produced(&r));
+    }
+    let count = writer.stop();
+    assert_no_strays(&dir);
+    let names =
+        |v: &[PathBuf]| v.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect::<Vec<_>>();
+    let mut sorted = names(&made);
+    sorted.sort();
+    let (mut all, mut broken, mut blank) = (Vec::new(), Vec::new(), 0);
+    for f in made.iter().chain([&log]) {
+        let l = whole_lines(&decompress(f));
+        all.extend(l.nums);
+        blank += l.blank;
+        broken.extend(l.broken.into_iter().map(|b| format!("{}: {b}", f.file_name().unwrap().to_string_lossy())));
+    }
+    let mut seen = all.clone();
+    seen.sort_unstable();
+    seen.dedup();
+    eprintln!(
+        "whole lines: {} rotations, {} archives, {count} lines written, {} numbers readable in a single file, \
+         {} broken lines, {blank} blank lines",
+        12,
+        made.len(),
+        seen.len(),
+        broken.len()
+    );
+    assert!(broken.is_empty(), "broken lines: {broken:?}");
+    assert_exactly_once(&all, count, true);
+    assert_eq!(sorted, names(&made), "archive names do not sort in rotation order");
+    assert_eq!(archives(&dir, "app.log"), made, "parsed names do not order as rotated");
+}
+
+/// A half-written last line stays in the live log, whole once its writer finishes it; the
+/// archive ends at the last whole line. Both ways copytruncate removes the archived bytes.
+#[tokio::test]
+async fn a_half_written_last_line_stays_in_the_live_log() {
+    for truncate in [Truncate::Auto, Truncate::Truncate] {
+        let dir = tdir(&format!("half-line-{truncate:?}"));
+        let log = dir.join("app.log");
+        // 1000 whole lines (10,000 bytes, not a multiple of a block) and half of the next
+        let whole: String = (0..1000).map(|n| format!("{n:09}\n")).collect();
+        fs::write(&log, format!("{whole}00000")).unwrap();
+        let cfg =
+            Config { paths: vec![log.display().to_string()], mode: Mode::Copytruncate, truncate, ..Config::default() };
+        let r = rotate(&cfg).await;
+        let want = if truncate == Truncate::Auto { "collapse-range" } else { "truncate" };
+        assert_eq!(methods(&r), [want], "{r:?}");
+        let a = archives(&dir, "app.log");
+        assert_eq!(a.len(), 1, "{r:?}");
+        assert_eq!(
+            decompress(&a[0]),
+            whole.as_bytes(),
+            "{truncate:?}: the archive does not end at the last whole line"
+        );
+        OpenOptions::new().append(true).open(&log).unwrap().write_all(b"1000\n").unwrap();
+        let live = fs::read(&log).unwrap();
+        assert!(!live.contains(&0), "{truncate:?}: a NUL in the live log");
+        let l = whole_lines(&live);
+        assert!(l.broken.is_empty(), "{truncate:?}: {:?}", l.broken);
+        assert_eq!(l.nums, [1000], "{truncate:?}");
+        assert!(l.blank <= 1, "{truncate:?}: {} blank lines", l.blank);
+        // and the next rotation takes the finished line
+        let r = rotate(&cfg).await;
+        assert_eq!(r.metrics["files_rotated"], 1.0, "{r:?}");
+        let mut nums = Vec::new();
+        for f in archives(&dir, "app.log").iter().chain([&log]) {
+            let l = whole_lines(&decompress(f));
+            assert!(l.broken.is_empty(), "{truncate:?} {}: {:?}", f.display(), l.broken);
+            nums.extend(l.nums);
+        }
+        assert_exactly_once(&nums, 1001, true);
+    }
+}
+
+// ---------------------------------------------------------------- archive names and places
+
+/// M5: two logs of one file name whose archives would share a directory (or an upload
+/// prefix) are refused, naming both; beside each log they rotate; upload keys name the host.
+#[tokio::test]
+async fn logs_of_one_name_into_one_archive_directory_or_bucket_are_refused() {
+    let dir = tdir("name-clash");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    fs::create_dir_all(&a).unwrap();
+    fs::create_dir_all(&b).unwrap();
+    let (la, lb) = (a.join("app.log"), b.join("app.log"));
+    fs::write(&la, "a\n".repeat(100)).unwrap();
+    fs::write(&lb, "b\n".repeat(100)).unwrap();
+    let archive_dir = dir.join("archive");
+    let bucket = dir.join("bucket");
+    fs::create_dir_all(&bucket).unwrap();
+    let cfg = Config {
+        paths: vec![la.display().to_string(), lb.display().to_string()],
+        archive_dir: Some(archive_dir.clone()),
+        state_file: Some(state_in(&dir)),
+        ..Config::default()
+    };
+    let names_both = |e: &str| e.contains(&la.display().to_string()) && e.contains(&lb.display().to_string());
+    // literal paths: refused when the task is built (bad input)
+    let err = LogRotation::new(cfg.clone()).unwrap_err();
+    assert!(err.is_bad_input() && names_both(&err.to_string()), "{err}");
+    // globs: refused before anything is touched
+    let globbed =
+        Config { paths: vec![format!("{}/*.log", a.display()), format!("{}/*.log", b.display())], ..cfg.clone() };
+    let err = LogRotation::new(globbed.clone()).unwrap().check_targets().unwrap_err();
+    assert!(err.is_bad_input() && names_both(&err.to_string()), "{err}");
+    let r = rotate(&globbed).await;
+    assert_eq!(r.status, Status::Failed, "{r:?}");
+    assert!(names_both(r.error.as_deref().unwrap()), "{r:?}");
+    assert_eq!(fs::read(&la).unwrap(), "a\n".repeat(100).as_bytes());
+    assert_eq!(fs::read(&lb).unwrap(), "b\n".repeat(100).as_bytes());
+    assert!(!archive_dir.exists(), "the archive directory was made: {r:?}");
+    // one upload prefix: the same clash
+    let url = format!("file://{}", bucket.display());
+    let err =
+        LogRotation::new(Config { archive_dir: None, archive_url: Some(url.clone()), ..cfg.clone() }).unwrap_err();
+    assert!(err.is_bad_input() && names_both(&err.to_string()), "{err}");
+    // beside each log, nothing shared: both rotate
+    let r = rotate(&Config { archive_dir: None, ..cfg.clone() }).await;
+    assert_eq!(r.metrics["files_rotated"], 2.0, "{r:?}");
+    // upload keys carry the host name: two hosts never overwrite each other's archives
+    fs::write(&la, b"again\n").unwrap();
+    let r = rotate(&Config { paths: vec![la.display().to_string()], archive_url: Some(url), ..cfg.clone() }).await;
+    assert_eq!(r.status, Status::Ok, "{r:?}");
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned();
+    let archive = produced(&r)[0].clone();
+    let key = bucket.join(&host).join(archive.file_name().unwrap());
+    assert_eq!(fs::read(&key).unwrap(), fs::read(&archive).unwrap(), "no object at {}: {r:?}", key.display());
+    let key = format!("/{host}/{}", archive.file_name().unwrap().to_string_lossy());
+    assert!(r.items[0]["uploaded"][0].as_str().unwrap().ends_with(&key), "{r:?}");
+}
+
+/// An archive directory that is a symbolic link (planted in the writable log directory
+/// before the tool creates it), someone else's, or writable by group or others is refused
+/// before any log is touched; one this user owns and alone can write is used.
+#[tokio::test]
+async fn an_unsafe_archive_directory_is_refused() {
+    use std::os::unix::fs::{PermissionsExt, chown};
+    let dir = tdir("unsafe-archive-dir");
+    let (logs, outside) = (dir.join("logs"), dir.join("outside"));
+    fs::create_dir_all(&logs).unwrap();
+    fs::create_dir_all(&outside).unwrap();
+    let log = logs.join("app.log");
+    let content = "0123456789\n".repeat(1000);
+    let archive_dir = logs.join("archive");
+    std::os::unix::fs::symlink(&outside, &archive_dir).unwrap();
+    let cfg = Config {
+        paths: vec![log.display().to_string()],
+        archive_dir: Some(archive_dir.clone()),
+        state_file: Some(state_in(&dir)),
+        ..Config::default()
+    };
+    let refused = |r: &TaskReport, why: &str| {
+        assert_eq!(r.status, Status::Failed, "{why}: {r:?}");
+        let e = r.error.as_deref().unwrap();
+        assert!(
+            e.contains("refusing") && e.contains(&archive_dir.display().to_string()) && e.contains(why),
+            "{why}: {e}"
+        );
+        assert_eq!(fs::read_to_string(&log).unwrap(), content, "{why}: the log was touched");
+        assert!(names_in(&outside).is_empty(), "{why}: written through the link");
+    };
+    for mode in [Mode::Rename, Mode::Copytruncate] {
+        fs::write(&log, &content).unwrap();
+        let cfg = Config { mode, ..cfg.clone() };
+        refused(&rotate(&cfg).await, "symbolic link");
+        let dry = LogRotation::new(cfg).unwrap().run(&TaskContext::new(true)).await;
+        refused(&dry, "symbolic link");
+    }
+    fs::remove_file(&archive_dir).unwrap();
+    fs::create_dir(&archive_dir).unwrap();
+    let chmod = |m: u32| fs::set_permissions(&archive_dir, fs::Permissions::from_mode(m)).unwrap();
+    for m in [0o777, 0o1777, 0o775] {
+        chmod(m);
+        refused(&rotate(&cfg).await, "writable by group or others");
+    }
+    chmod(0o755);
+    if chown(&archive_dir, Some(4242), None).is_ok() {
+        refused(&rotate(&cfg).await, "owned by uid 4242");
+        chown(&archive_dir, Some(0), None).unwrap();
+    }
+    let r = rotate(&cfg).await;
+    assert_eq!(r.metrics["files_rotated"], 1.0, "{r:?}");
+    assert_eq!(decompress(&archives(&archive_dir, "app.log")[0]), content.as_bytes());
+    // created by the tool when missing: this user's, 0755
+    fs::remove_dir_all(&archive_dir).unwrap();
+    fs::write(&log, &content).unwrap();
+    let r = rotate(&cfg).await;
+    assert_eq!(r.metrics["files_rotated"], 1.0, "{r:?}");
+    assert_eq!(fs::symlink_metadata(&archive_dir).unwrap().permissions().mode() & 0o7777, 0o755);
 }

@@ -258,14 +258,7 @@ mod tests {
     /// when the wait ran out, as if nothing had failed).
     #[tokio::test]
     async fn a_notification_target_that_never_answers_fails_the_item() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            // Accept and hold every connection, never answer.
-            let held: Vec<_> = listener.incoming().take(8).collect();
-            std::thread::sleep(Duration::from_secs(30));
-            drop(held);
-        });
+        let port = maint_testkit::silent_server();
         let mut cfg = MaintConfig::default();
         cfg.notify.targets = vec![maint_core::Secret::new(format!("slack+http://127.0.0.1:{port}/services/T/B/X"))];
         cfg.notify.request_timeout_secs = 600.0;
@@ -279,13 +272,7 @@ mod tests {
     /// at the URL's `connect_timeout`, naming the server (it waited forever).
     #[tokio::test]
     async fn leftovers_of_a_database_that_never_answers_fail_at_the_connect_timeout() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            let held: Vec<_> = listener.incoming().take(4).collect();
-            std::thread::sleep(Duration::from_secs(60));
-            drop(held);
-        });
+        let port = maint_testkit::silent_server();
         let mut cfg = MaintConfig::default();
         cfg.database.url =
             Some(maint_core::Secret::new(format!("postgresql://maint:pw@127.0.0.1:{port}/postgres?connect_timeout=2")));

@@ -182,13 +182,7 @@ mod tests {
     /// file lock at the URL's `connect_timeout` (it waited forever).
     #[tokio::test]
     async fn a_database_that_never_answers_falls_back_to_the_file_lock() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            let held: Vec<_> = listener.incoming().take(4).collect();
-            std::thread::sleep(std::time::Duration::from_secs(60));
-            drop(held);
-        });
+        let port = maint_testkit::silent_server();
         let dir = scratch("silent");
         let url = Secret::new(format!("postgresql://maint:pw@127.0.0.1:{port}/postgres?connect_timeout=2"));
         let got = tokio::time::timeout(std::time::Duration::from_secs(30), acquire(Some(&url), &dir.join("run.lock")))

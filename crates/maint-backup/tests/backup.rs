@@ -659,19 +659,6 @@ async fn a_ledger_update_retries_when_another_run_wrote_first() {
     assert_eq!(ledger.entries.len(), 1);
 }
 
-/// A TCP server that accepts every connection and never answers (a blackholed PostgreSQL):
-/// its port. The connections are held for a minute.
-fn silent_server() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let held: Vec<_> = listener.incoming().take(8).collect();
-        std::thread::sleep(std::time::Duration::from_secs(60));
-        drop(held);
-    });
-    port
-}
-
 /// A backup and a restore test give up at the URL's `connect_timeout` on a server that
 /// accepts the connection and never answers the startup (the driver's own timeout covers
 /// only the TCP connect: they waited forever): a failure (exit 1) naming the host and port.
@@ -679,7 +666,7 @@ fn silent_server() -> u16 {
 async fn a_server_that_never_answers_fails_at_the_connect_timeout() {
     let store = store().await;
     let m = make(&store, &Postgres::shared().await.fresh_database().await, Compression::Gzip).await;
-    let port = silent_server();
+    let port = maint_testkit::silent_server();
     let url = Secret::new(format!("postgresql://maint:HUNTER2@127.0.0.1:{port}/postgres?connect_timeout=2"));
     let (backup, restore) =
         (CreateOptions::new(url.clone()), RestoreOptions { admin_url: url, pg_restore: "pg_restore".into() });

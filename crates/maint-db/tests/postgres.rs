@@ -1176,13 +1176,7 @@ async fn with_pgbench_running_no_transaction_waits_longer_than_the_lock_timeout_
 /// only, so `client()` waited forever).
 #[tokio::test]
 async fn a_pooled_session_gives_up_on_a_server_that_never_answers() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let held: Vec<_> = listener.incoming().take(4).collect();
-        std::thread::sleep(std::time::Duration::from_secs(60));
-        drop(held);
-    });
+    let port = maint_testkit::silent_server();
     let url = Secret::new(format!("postgresql://maint:HUNTER2@127.0.0.1:{port}/postgres?connect_timeout=1"));
     let settings = Config::default().validate().unwrap();
     let db = Db::connect(&url, &settings).unwrap();

@@ -305,19 +305,6 @@ async fn a_redirecting_pushgateway_is_a_failure_and_is_not_followed() {
     assert!(caught.lock().unwrap().is_empty(), "the redirect was followed: {:?}", caught.lock().unwrap());
 }
 
-/// A TCP server that accepts every connection and never answers (a blackholed PostgreSQL):
-/// its port. The connections are held for a minute.
-fn silent_server() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let held: Vec<_> = listener.incoming().take(8).collect();
-        std::thread::sleep(std::time::Duration::from_secs(60));
-        drop(held);
-    });
-    port
-}
-
 /// The database check and the metrics collection give up at the URL's `connect_timeout` on
 /// a server that accepts the connection and never answers the startup (the driver's own
 /// timeout covers only the TCP connect: they waited forever), and say so on one line with
@@ -325,7 +312,7 @@ fn silent_server() -> u16 {
 #[tokio::test]
 async fn a_server_that_never_answers_fails_at_the_connect_timeout() {
     use maint_health::{CollectConfig, MetricsCollection};
-    let port = silent_server();
+    let port = maint_testkit::silent_server();
     let url = format!("postgresql://maint:HUNTER2@127.0.0.1:{port}/postgres?connect_timeout=2");
     let health = HealthChecks::new(HealthConfig {
         database_url: Some(Secret::new(url.clone())),

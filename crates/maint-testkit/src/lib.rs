@@ -12,6 +12,20 @@ pub use deadpool_postgres;
 pub use deadpool_redis;
 pub use object_store;
 
+/// A TCP server on 127.0.0.1 that accepts connections and never answers (a blackholed
+/// PostgreSQL, webhook or gateway): for tests of connect and request timeouts. Returns its
+/// port; the connections are held for a minute.
+pub fn silent_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let port = listener.local_addr().expect("a bound port").port();
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().take(16).collect();
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        drop(held);
+    });
+    port
+}
+
 use testcontainers::core::{ContainerPort, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};

@@ -123,12 +123,17 @@ impl PgConnector {
     /// [`DEFAULT_CONNECT_TIMEOUT`] when the URL has no `connect_timeout`. No connection is
     /// made. Errors are [`Error::Invalid`] for `database_url` and never repeat the URL.
     pub fn new(url: &Secret) -> Result<PgConnector, Error> {
+        PgConnector::with_connect_timeout(url, DEFAULT_CONNECT_TIMEOUT)
+    }
+
+    /// As [`PgConnector::new`], with `default` as the connect timeout when the URL has none.
+    pub fn with_connect_timeout(url: &Secret, default: Duration) -> Result<PgConnector, Error> {
         let (rest, ssl) = split_tls_params(url.expose())?;
         let pg: tokio_postgres::Config =
             rest.parse().map_err(|e: tokio_postgres::Error| Error::invalid(FIELD, one_line(&e)))?;
         let ssl_mode = ssl.mode.as_deref().map(SslMode::parse).transpose()?.unwrap_or_default();
         let root_cert = ssl.root_cert.map(PathBuf::from);
-        PgConnector::build(pg, ssl_mode, root_cert)
+        PgConnector::build(pg, ssl_mode, root_cert, default)
     }
 
     /// A connector for a driver configuration that was built in code: its `sslmode`
@@ -140,12 +145,17 @@ impl PgConnector {
             DriverSslMode::Require => SslMode::Require,
             _ => SslMode::Prefer,
         };
-        PgConnector::build(pg, ssl_mode, None)
+        PgConnector::build(pg, ssl_mode, None, DEFAULT_CONNECT_TIMEOUT)
     }
 
-    fn build(mut pg: tokio_postgres::Config, ssl_mode: SslMode, root_cert: Option<PathBuf>) -> Result<Self, Error> {
+    fn build(
+        mut pg: tokio_postgres::Config,
+        ssl_mode: SslMode,
+        root_cert: Option<PathBuf>,
+        connect_timeout: Duration,
+    ) -> Result<Self, Error> {
         if pg.get_connect_timeout().is_none() {
-            pg.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+            pg.connect_timeout(connect_timeout);
         }
         // libpq: `require` with a root certificate behaves as `verify-ca`.
         let check = match ssl_mode {

@@ -527,9 +527,12 @@ pub fn load_toml<T: serde::de::DeserializeOwned + Default>(path: Option<&Path>) 
 /// are kept). A bad URL is an error naming `field` (the driver's message never contains
 /// the password, and the URL itself is not repeated). No connection is made here.
 pub fn pg_pool(url: &str, field: &str, timeouts: &SessionTimeouts) -> Result<deadpool_postgres::Pool, Error> {
-    use deadpool_postgres::tokio_postgres;
     let bad = |e: &(dyn std::error::Error + 'static)| Error::invalid(field, maint_core::one_line(e));
-    let mut pg: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| bad(&e))?;
+    // maint-db's connector: libpq's sslmode/sslrootcert (the driver alone refuses verify-full).
+    let mut connector =
+        maint_db::PgConnector::with_connect_timeout(&maint_core::Secret::new(url.to_owned()), timeouts.connect)
+            .map_err(|e| bad(&e))?;
+    let pg = connector.config_mut();
     if pg.get_hosts().is_empty() {
         // libpq's default: the local socket.
         for dir in ["/run/postgresql", "/var/run/postgresql", "/tmp"] {
@@ -539,16 +542,13 @@ pub fn pg_pool(url: &str, field: &str, timeouts: &SessionTimeouts) -> Result<dea
     if pg.get_application_name().is_none() {
         pg.application_name("maint-release");
     }
-    if pg.get_connect_timeout().is_none() {
-        pg.connect_timeout(timeouts.connect);
-    }
     let settings = maint_db::Settings {
         jobs: 4,
         lock_timeout: timeouts.lock,
         statement_timeout: timeouts.statement,
         ..maint_db::Settings::default()
     };
-    maint_db::Db::from_pg_config(pg, &settings).map(|db| db.pool().clone()).map_err(|e| bad(&e))
+    maint_db::Db::from_connector(connector, &settings).map(|db| db.pool().clone()).map_err(|e| bad(&e))
 }
 
 #[cfg(test)]
@@ -605,6 +605,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(field(bad.docker.deployer().unwrap_err()), "docker.services[0]");
+    }
+
+    /// The change store, migrations and audit log take libpq's TLS settings (the driver's own
+    /// parser refused `sslmode=verify-full` and `sslrootcert`).
+    #[test]
+    fn pools_take_libpq_tls_settings() {
+        let ca =
+            std::env::var("MAINT_TEST_CA").expect("MAINT_TEST_CA is not set; run the tests through scripts/test-env");
+        let url = format!("postgresql://maint:pw@db.internal/aindusdb?sslmode=verify-full&sslrootcert={ca}");
+        pg_pool(&url, "changes.database_url", &SessionTimeouts::default()).unwrap();
+        let e = pg_pool(
+            "postgresql://maint:pw@db.internal/x?sslmode=bogus",
+            "changes.database_url",
+            &SessionTimeouts::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("changes.database_url:") && !e.contains("pw@"), "{e}");
     }
 
     #[test]

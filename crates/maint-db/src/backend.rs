@@ -222,7 +222,8 @@ pub trait DbBackend: Send + Sync + Debug + 'static {
     async fn retention_scan(&self, rule: &ResolvedRule, batch_size: u64) -> Result<RetentionScan, Error>;
     /// Deletes the expired rows of pages `from..to` in one statement; returns how many.
     async fn delete_pages(&self, rule: &ResolvedRule, from: u32, to: u32) -> Result<u64, Error>;
-    /// Catalog bloat estimates of user tables and valid btree indexes (no lock taken).
+    /// Catalog bloat estimates of user tables and valid btree indexes, against their
+    /// sizes now (the `relpages` estimate for a relation locked ACCESS EXCLUSIVE).
     async fn bloat_estimates(&self) -> Result<Vec<BloatEstimate>, Error>;
     /// Whether `pgstattuple` is installed; with `create`, installs it first when missing.
     async fn pgstattuple(&self, create: bool) -> Result<bool, Error>;
@@ -242,7 +243,8 @@ pub trait DbBackend: Send + Sync + Debug + 'static {
     /// Reads roles, `pg_hba_file_rules` and settings for the security audit.
     async fn security(&self) -> Result<SecuritySnapshot, Error>;
     /// Sizes now: the database (`pg_database_size`), and the `top` largest tables and
-    /// indexes (from `relpages`, no lock).
+    /// indexes (`pg_table_size`, `pg_relation_size`; the `relpages` estimate, marked, for
+    /// a relation locked ACCESS EXCLUSIVE).
     async fn current_sizes(&self, top: usize) -> Result<Vec<SizeSample>, Error>;
     /// Stores samples in `<schema>.size_snapshots` (creating it on first use) and deletes
     /// snapshots older than `keep`.

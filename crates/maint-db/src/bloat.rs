@@ -16,7 +16,8 @@ pub enum RelKind {
     Index,
 }
 
-/// The catalog estimate of one relation's bloat (from `pg_class` and `pg_stats`, no lock).
+/// The catalog estimate of one relation's bloat (from `pg_class` and `pg_stats`, against
+/// the size now).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BloatEstimate {
     /// Table or index.
@@ -31,7 +32,7 @@ pub struct BloatEstimate {
     pub table: String,
     /// The table's oid.
     pub table_oid: u32,
-    /// Size from `relpages`.
+    /// Size now (`pg_relation_size`; from `relpages` when the relation was locked).
     pub bytes: i64,
     /// Estimated wasted bytes: size minus the size the rows would need.
     pub bloat_bytes: i64,

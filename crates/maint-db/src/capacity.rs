@@ -21,9 +21,9 @@ pub const CAPACITY_PLANNING_ID: &str = "capacity-planning";
 pub enum SizeKind {
     /// The whole database (`pg_database_size`).
     Database,
-    /// A table with its TOAST (from `relpages`, no lock).
+    /// A table with its TOAST, free space and visibility maps (`pg_table_size`).
     Table,
-    /// An index (from `relpages`, no lock).
+    /// An index (`pg_relation_size`).
     Index,
 }
 
@@ -54,6 +54,9 @@ pub struct SizeSample {
     pub bytes: i64,
     /// When, in seconds since the Unix epoch (server clock).
     pub at: f64,
+    /// `bytes` is the `relpages` estimate (as of the last VACUUM or ANALYZE): the relation
+    /// was locked ACCESS EXCLUSIVE, so its size could not be read without waiting.
+    pub estimated: bool,
 }
 
 /// Growth of one series.
@@ -129,7 +132,7 @@ impl CapacityPlanning {
             let budget = if sample.kind == SizeKind::Database { c.disk_budget } else { None };
             let Some(f) = forecast(&points, budget) else { continue };
             report.item(json!({"step": "capacity", "kind": sample.kind, "name": sample.name, "bytes": f.bytes,
-                "samples": points.len(), "growth_bytes_per_day": f.growth_per_day,
+                "estimated": sample.estimated, "samples": points.len(), "growth_bytes_per_day": f.growth_per_day,
                 "days_until_budget": f.days_until_budget}));
             if sample.kind != SizeKind::Database {
                 continue;
@@ -217,15 +220,27 @@ mod tests {
         let mut mock = MockDbBackend::new();
         mock.expect_current_sizes().withf(|top| *top == 10).times(1).returning(|_| {
             Ok(vec![
-                SizeSample { kind: SizeKind::Database, name: "app".into(), bytes: 3000, at: 2.0 * DAY },
-                SizeSample { kind: SizeKind::Table, name: "\"public\".\"t\"".into(), bytes: 100, at: 2.0 * DAY },
+                SizeSample {
+                    kind: SizeKind::Database,
+                    name: "app".into(),
+                    bytes: 3000,
+                    at: 2.0 * DAY,
+                    estimated: false,
+                },
+                SizeSample {
+                    kind: SizeKind::Table,
+                    name: "\"public\".\"t\"".into(),
+                    bytes: 100,
+                    at: 2.0 * DAY,
+                    estimated: false,
+                },
             ])
         });
         mock.expect_record_sizes().never();
         mock.expect_size_history().withf(|schema, _| schema == "maint").times(1).returning(|_, _| {
             Ok(vec![
-                SizeSample { kind: SizeKind::Database, name: "app".into(), bytes: 1000, at: 0.0 },
-                SizeSample { kind: SizeKind::Database, name: "app".into(), bytes: 2000, at: DAY },
+                SizeSample { kind: SizeKind::Database, name: "app".into(), bytes: 1000, at: 0.0, estimated: false },
+                SizeSample { kind: SizeKind::Database, name: "app".into(), bytes: 2000, at: DAY, estimated: false },
             ])
         });
         let report = CapacityPlanning::with_backend(settings, Arc::new(mock)).run(&TaskContext::new(true)).await;

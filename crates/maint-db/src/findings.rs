@@ -68,8 +68,11 @@ pub struct IndexUsage {
     pub name: String,
     /// Table name.
     pub table: String,
-    /// Size from `relpages`.
+    /// Size (`pg_relation_size`).
     pub bytes: i64,
+    /// `bytes` is the `relpages` estimate: the index or its table was locked ACCESS
+    /// EXCLUSIVE, so its size could not be read without waiting.
+    pub estimated: bool,
     /// `idx_scan`.
     pub scans: i64,
     /// Unique or primary key, or backs a constraint: never "unused".
@@ -187,6 +190,13 @@ fn mib(bytes: i64) -> String {
     format!("{:.1} MiB", bytes as f64 / 1_048_576.0)
 }
 
+impl IndexUsage {
+    /// The size in MiB, said to be an estimate when it is one.
+    fn size(&self) -> String {
+        if self.estimated { format!("{} (estimated from relpages)", mib(self.bytes)) } else { mib(self.bytes) }
+    }
+}
+
 /// Turns a snapshot into findings, most severe first (then by check and subject).
 pub fn assess_health(s: &HealthSnapshot, t: &AnalysisSettings) -> Vec<Finding> {
     use Severity::*;
@@ -300,7 +310,7 @@ pub fn assess_health(s: &HealthSnapshot, t: &AnalysisSettings) -> Vec<Finding> {
                 "unused_index",
                 if ix.bytes >= 100 << 20 { Warning } else { Info },
                 name,
-                format!("never scanned since statistics were reset; {}", mib(ix.bytes)),
+                format!("never scanned since statistics were reset; {}", ix.size()),
                 "if replicas do not use it either, drop it (DROP INDEX CONCURRENTLY): it costs every write",
             ));
         }
@@ -315,7 +325,7 @@ pub fn assess_health(s: &HealthSnapshot, t: &AnalysisSettings) -> Vec<Finding> {
                 "duplicate_index",
                 Warning,
                 qualified(&ix.schema, &ix.name),
-                format!("same definition as {keep} on {}; {}", quote_ident(&ix.table), mib(ix.bytes)),
+                format!("same definition as {keep} on {}; {}", quote_ident(&ix.table), ix.size()),
                 "drop the duplicate (DROP INDEX CONCURRENTLY) unless it backs a constraint",
             ));
         }
@@ -585,6 +595,7 @@ mod tests {
             name: name.into(),
             table: "t".into(),
             bytes: 8192,
+            estimated: false,
             scans,
             enforces,
             valid: true,
@@ -607,6 +618,14 @@ mod tests {
             database_xid_ages: vec![("app".into(), 1000)],
             ..HealthSnapshot::default()
         }
+    }
+
+    #[test]
+    fn an_index_size_read_from_relpages_is_said_to_be_estimated() {
+        let mut i = ix("i", 0, false, "a");
+        assert_eq!(i.size(), "0.0 MiB");
+        i.estimated = true;
+        assert_eq!(i.size(), "0.0 MiB (estimated from relpages)");
     }
 
     #[test]

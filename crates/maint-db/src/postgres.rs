@@ -16,14 +16,49 @@ const INSUFFICIENT_PRIVILEGE: &str = "42501";
 const USER_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' \
      AND n.nspname NOT LIKE 'pg\\_temp%'";
 
+/// SQLSTATE of "lock not available" (`lock_timeout`).
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// The relations of this database someone holds or awaits ACCESS EXCLUSIVE on: a size
+/// function would wait for them until `lock_timeout`. Evaluated once per query (a hashed subplan).
+const BUSY: &str = "(SELECT l.relation FROM pg_locks l WHERE l.mode = 'AccessExclusiveLock' \
+     AND l.relation IS NOT NULL AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()))";
+
+/// The size of a relation now, and whether it is only its `relpages` estimate: two SQL
+/// expressions, `bytes` and `estimated`. `size` reads the relation `oid` of table `table`
+/// (`pg_relation_size(c.oid)`, ...), `estimate` is the `relpages` figure in bytes. The
+/// estimate is used when `exact` is false (a size function hit `lock_timeout`), when the
+/// relation or its table is locked ACCESS EXCLUSIVE (reading it would wait), and when it
+/// vanished meanwhile.
+fn size_sql(exact: bool, size: &str, oid: &str, table: &str, estimate: &str) -> (String, String) {
+    let busy = if exact { format!("({oid} IN {BUSY} OR {table} IN {BUSY})") } else { "true".into() };
+    (format!("CASE WHEN {busy} THEN {estimate} ELSE coalesce({size}, {estimate}) END"), busy)
+}
+
+/// Runs `run` with exact sizes, and again with the `relpages` estimates when a size
+/// function hit `lock_timeout` (a relation locked after the check in [`size_sql`]).
+async fn sized<T, F, Fut>(run: F) -> Result<T, Error>
+where
+    F: Fn(bool) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    match run(true).await {
+        Err(e) if e.sqlstate() == Some(LOCK_NOT_AVAILABLE) => run(false).await,
+        other => other,
+    }
+}
+
 /// The catalog estimate of table bloat: the pages the rows would need (tuple header 24
 /// bytes, data width from `pg_stats` aligned to 8, a 4-byte line pointer, the table's
-/// fillfactor) against `relpages`. Tables never analyzed (no statistics) estimate 0.
-fn table_bloat_sql() -> String {
+/// fillfactor) against the heap's size now ([`size_sql`]), with the row count scaled to it
+/// by the density `reltuples / relpages` as the planner does. Tables never analyzed or
+/// vacuumed (no statistics, `relpages` 0) estimate 0.
+fn table_bloat_sql(exact: bool) -> String {
+    let (bytes, _) = size_sql(exact, "pg_relation_size(t.oid)", "t.oid", "t.oid", "(t.rp * t.bs)::bigint");
     format!(
         "WITH t AS ( \
            SELECT c.oid, n.nspname::text AS schema, c.relname::text AS name, c.reltuples::numeric AS tuples, \
-             c.relpages::numeric AS pages, current_setting('block_size')::numeric AS bs, \
+             c.relpages::numeric AS rp, current_setting('block_size')::numeric AS bs, \
              coalesce((regexp_match(array_to_string(c.reloptions, ','), 'fillfactor=([0-9]+)'))[1]::numeric, 100) AS ff, \
              sum((1 - coalesce(s.null_frac, 0)) * coalesce(s.avg_width, 0))::numeric AS width, \
              bool_or(s.avg_width IS NULL) AS missing \
@@ -32,19 +67,23 @@ fn table_bloat_sql() -> String {
            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
            LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = a.attname \
            WHERE c.relkind IN ('r', 'm') AND c.relpersistence <> 't' AND {USER_SCHEMAS} \
-           GROUP BY 1, 2, 3, 4, 5, 6, 7) \
-         SELECT oid, schema, name, name, oid, (pages * bs)::bigint, \
-           CASE WHEN tuples < 0 OR (missing AND tuples > 0) THEN 0 \
-                ELSE greatest(0, pages - ceil(tuples * (28 + ceil(width / 8) * 8) / ((bs - 24) * ff / 100))) * bs \
+           GROUP BY 1, 2, 3, 4, 5, 6, 7), \
+         r AS (SELECT t.*, ({bytes})::numeric AS bytes FROM t), \
+         p AS (SELECT r.*, ceil(bytes / bs) AS pages, CASE WHEN rp > 0 THEN tuples / rp * ceil(bytes / bs) END AS rows FROM r) \
+         SELECT oid, schema, name, name, oid, bytes::bigint, \
+           CASE WHEN rows IS NULL OR tuples < 0 OR (missing AND tuples > 0) THEN 0 \
+                ELSE greatest(0, pages - ceil(rows * (28 + ceil(width / 8) * 8) / ((bs - 24) * ff / 100))) * bs \
            END::bigint \
-         FROM t"
+         FROM p"
     )
 }
 
 /// The catalog estimate of btree index bloat: index tuples (8-byte header, key width from
 /// the table's `pg_stats`, or the index's own for expressions, aligned to 8, a 4-byte
-/// line pointer) at the index's fillfactor (90 by default) plus the metapage, against `relpages`.
-fn index_bloat_sql() -> String {
+/// line pointer) at the index's fillfactor (90 by default) plus the metapage, against the
+/// index's size now, with the row count scaled to it as for tables ([`table_bloat_sql`]).
+fn index_bloat_sql(exact: bool) -> String {
+    let (bytes, _) = size_sql(exact, "pg_relation_size(i.oid)", "i.oid", "i.toid", "(i.rp * i.bs)::bigint");
     // The statistics of each index column are looked up by one equality (the table's
     // column, or the index's own for an expression), so the join can hash.
     format!(
@@ -67,19 +106,21 @@ fn index_bloat_sql() -> String {
              AND {USER_SCHEMAS}), \
          i AS ( \
            SELECT c.oid, c.nsp::text AS schema, c.name::text AS name, c.tbl::text AS tbl, c.toid, \
-             c.reltuples::numeric AS tuples, c.relpages::numeric AS pages, current_setting('block_size')::numeric AS bs, \
+             c.reltuples::numeric AS tuples, c.relpages::numeric AS rp, current_setting('block_size')::numeric AS bs, \
              coalesce((regexp_match(array_to_string(c.reloptions, ','), 'fillfactor=([0-9]+)'))[1]::numeric, 90) AS ff, \
              sum((1 - coalesce(s.null_frac, 0)) * coalesce(s.avg_width, 0))::numeric AS width, \
              bool_or(s.avg_width IS NULL) AS missing \
            FROM cols c LEFT JOIN st s ON s.schemaname = c.nsp AND s.tablename = c.stable AND s.attname = c.satt \
-           GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9) \
-         SELECT oid, schema, name, tbl, toid, (pages * bs)::bigint, \
-           CASE WHEN tuples < 0 OR (missing AND tuples > 0) THEN 0 \
-                ELSE greatest(0, pages - 1 - ceil(tuples * (12 + ceil(width / 8) * 8) / ((bs - 40) * ff / 100))) * bs \
+           GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9), \
+         r AS (SELECT i.*, ({bytes})::numeric AS bytes FROM i), \
+         p AS (SELECT r.*, ceil(bytes / bs) AS pages, CASE WHEN rp > 0 THEN tuples / rp * ceil(bytes / bs) END AS rows FROM r) \
+         SELECT oid, schema, name, tbl, toid, bytes::bigint, \
+           CASE WHEN rows IS NULL OR tuples < 0 OR (missing AND tuples > 0) THEN 0 \
+                ELSE greatest(0, pages - 1 - ceil(rows * (12 + ceil(width / 8) * 8) / ((bs - 40) * ff / 100))) * bs \
            END::bigint, \
-           NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.oid AND k.contype = 'x') \
-             AND NOT EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.relid = i.toid) \
-         FROM i"
+           NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = p.oid AND k.contype = 'x') \
+             AND NOT EXISTS (SELECT 1 FROM pg_stat_progress_create_index x WHERE x.relid = p.toid) \
+         FROM p"
     )
 }
 
@@ -175,6 +216,33 @@ impl PgBackend {
             .map_err(query_err("read pg_stat_all_tables"))?;
         Ok(row.map(|r| (r.get(0), r.get(1))))
     }
+
+    /// The bloat estimates, with sizes now (`exact`) or from `relpages` ([`size_sql`]).
+    async fn bloat_estimates_sized(&self, exact: bool) -> Result<Vec<BloatEstimate>, Error> {
+        let mut client = self.db.client().await?;
+        // The catalog row estimates are poor (a handful of rows), which makes the planner
+        // pick nested loops over pg_stats: quadratic in the number of columns. Hash joins
+        // keep the estimate of 1,000 indexes in tens of milliseconds.
+        let tx = client.transaction().await.map_err(query_err("BEGIN"))?;
+        tx.batch_execute("SET LOCAL enable_nestloop = off").await.map_err(query_err("SET LOCAL enable_nestloop"))?;
+        let mut out = Vec::new();
+        for (kind, sql) in [(RelKind::Table, table_bloat_sql(exact)), (RelKind::Index, index_bloat_sql(exact))] {
+            let rows = tx.query(&sql, &[]).await.map_err(query_err("estimate bloat"))?;
+            out.extend(rows.iter().map(|r| BloatEstimate {
+                kind,
+                oid: r.get(0),
+                schema: r.get(1),
+                name: r.get(2),
+                table: r.get(3),
+                table_oid: r.get(4),
+                bytes: r.get(5),
+                bloat_bytes: r.get(6),
+                reindexable: kind == RelKind::Index && r.get::<_, bool>(7),
+            }));
+        }
+        tx.commit().await.map_err(query_err("COMMIT"))?;
+        Ok(out)
+    }
 }
 
 #[async_trait]
@@ -194,8 +262,9 @@ impl DbBackend for PgBackend {
 
     async fn tables(&self) -> Result<Vec<TableStats>, Error> {
         let client = self.db.client().await?;
-        // relpages, not pg_total_relation_size(): the latter locks the table, and a
-        // table locked by someone else would make the whole plan wait.
+        // relpages, not pg_table_size(): the latter takes ACCESS SHARE on the table, and
+        // a table locked by someone else would make the whole plan wait. Only the order
+        // of the plan depends on it.
         let rows = client
             .query(
                 "SELECT c.oid, n.nspname::text, c.relname::text, \
@@ -412,29 +481,7 @@ impl DbBackend for PgBackend {
     }
 
     async fn bloat_estimates(&self) -> Result<Vec<BloatEstimate>, Error> {
-        let mut client = self.db.client().await?;
-        // The catalog row estimates are poor (a handful of rows), which makes the planner
-        // pick nested loops over pg_stats: quadratic in the number of columns. Hash joins
-        // keep the estimate of 1,000 indexes in tens of milliseconds.
-        let tx = client.transaction().await.map_err(query_err("BEGIN"))?;
-        tx.batch_execute("SET LOCAL enable_nestloop = off").await.map_err(query_err("SET LOCAL enable_nestloop"))?;
-        let mut out = Vec::new();
-        for (kind, sql) in [(RelKind::Table, table_bloat_sql()), (RelKind::Index, index_bloat_sql())] {
-            let rows = tx.query(&sql, &[]).await.map_err(query_err("estimate bloat"))?;
-            out.extend(rows.iter().map(|r| BloatEstimate {
-                kind,
-                oid: r.get(0),
-                schema: r.get(1),
-                name: r.get(2),
-                table: r.get(3),
-                table_oid: r.get(4),
-                bytes: r.get(5),
-                bloat_bytes: r.get(6),
-                reindexable: kind == RelKind::Index && r.get::<_, bool>(7),
-            }));
-        }
-        tx.commit().await.map_err(query_err("COMMIT"))?;
-        Ok(out)
+        sized(|exact| self.bloat_estimates_sized(exact)).await
     }
 
     async fn pgstattuple(&self, create: bool) -> Result<bool, Error> {
@@ -612,26 +659,33 @@ impl DbBackend for PgBackend {
             )
             .await
             .map_err(q("pg_database"))?;
-        let indexes = client
-            .query(
-                "SELECT n.nspname::text, ci.relname::text, ct.relname::text, \
-                   ci.relpages::bigint * current_setting('block_size')::bigint, coalesce(s.idx_scan, 0), \
+        let indexes = sized(|exact| {
+            let (bytes, estimated) = size_sql(
+                exact,
+                "pg_relation_size(ci.oid)",
+                "ci.oid",
+                "ct.oid",
+                "ci.relpages::bigint * current_setting('block_size')::bigint",
+            );
+            let sql = format!(
+                "SELECT n.nspname::text, ci.relname::text, ct.relname::text, {bytes}, coalesce(s.idx_scan, 0), \
                    x.indisunique OR x.indisprimary OR EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid), \
                    x.indisvalid, \
                    concat_ws('|', x.indrelid::text, ci.relam::text, x.indkey::text, x.indclass::text, \
                      x.indcollation::text, coalesce(pg_get_expr(x.indexprs, x.indrelid), ''), \
-                     coalesce(pg_get_expr(x.indpred, x.indrelid), '')) \
+                     coalesce(pg_get_expr(x.indpred, x.indrelid), '')), {estimated} \
                  FROM pg_index x \
                  JOIN pg_class ci ON ci.oid = x.indexrelid \
                  JOIN pg_class ct ON ct.oid = x.indrelid \
                  JOIN pg_namespace n ON n.oid = ci.relnamespace \
                  LEFT JOIN pg_stat_all_indexes s ON s.indexrelid = x.indexrelid \
                  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' \
-                 ORDER BY 1, 2",
-                &[],
-            )
-            .await
-            .map_err(q("pg_index"))?;
+                 ORDER BY 1, 2"
+            );
+            let client = &client;
+            async move { client.query(&sql, &[]).await.map_err(q("pg_index")) }
+        })
+        .await?;
         let tables = client
             .query(
                 "SELECT schemaname::text, relname::text, coalesce(n_live_tup, 0), coalesce(seq_scan, 0), \
@@ -690,6 +744,7 @@ impl DbBackend for PgBackend {
                     enforces: r.get(5),
                     valid: r.get(6),
                     signature: r.get(7),
+                    estimated: r.get(8),
                 })
                 .collect(),
             tables: tables
@@ -794,33 +849,41 @@ impl DbBackend for PgBackend {
     async fn current_sizes(&self, top: usize) -> Result<Vec<SizeSample>, Error> {
         let client = self.db.client().await?;
         let top = i64::try_from(top).unwrap_or(i64::MAX);
-        let rows = client
-            .query(
-                &format!(
-                    "WITH now AS (SELECT extract(epoch FROM now())::float8 AS at), \
-                     rel AS ( \
-                       SELECT CASE WHEN c.relkind = 'i' THEN 'index' ELSE 'table' END AS kind, \
-                         n.nspname::text AS schema, c.relname::text AS name, \
-                         (c.relpages::bigint + coalesce(t.relpages, 0)::bigint) * current_setting('block_size')::bigint AS bytes \
-                       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                       LEFT JOIN pg_class t ON t.oid = c.reltoastrelid \
-                       WHERE c.relkind IN ('r', 'm', 'i') AND c.relpersistence <> 't' AND {USER_SCHEMAS}), \
-                     ranked AS (SELECT *, row_number() OVER (PARTITION BY kind ORDER BY bytes DESC, schema, name) AS r FROM rel) \
-                     SELECT 'database', '', current_database()::text, pg_database_size(current_database()), (SELECT at FROM now) \
-                     UNION ALL \
-                     SELECT kind, schema, name, bytes, (SELECT at FROM now) FROM ranked WHERE r <= $1"
-                ),
-                &[&top],
-            )
-            .await
-            .map_err(query_err("read sizes"))?;
+        // A table with its TOAST, free space and visibility maps; an index on its own.
+        let rows = sized(|exact| {
+            let (bytes, estimated) = size_sql(
+                exact,
+                "CASE WHEN c.relkind = 'i' THEN pg_relation_size(c.oid) ELSE pg_table_size(c.oid) END",
+                "c.oid",
+                "coalesce(x.indrelid, c.oid)",
+                "(c.relpages::bigint + coalesce(t.relpages, 0)::bigint) * current_setting('block_size')::bigint",
+            );
+            let sql = format!(
+                "WITH now AS (SELECT extract(epoch FROM now())::float8 AS at), \
+                 rel AS ( \
+                   SELECT CASE WHEN c.relkind = 'i' THEN 'index' ELSE 'table' END AS kind, \
+                     n.nspname::text AS schema, c.relname::text AS name, {bytes} AS bytes, {estimated} AS estimated \
+                   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                   LEFT JOIN pg_class t ON t.oid = c.reltoastrelid \
+                   LEFT JOIN pg_index x ON x.indexrelid = c.oid \
+                   WHERE c.relkind IN ('r', 'm', 'i') AND c.relpersistence <> 't' AND {USER_SCHEMAS}), \
+                 ranked AS (SELECT *, row_number() OVER (PARTITION BY kind ORDER BY bytes DESC, schema, name) AS r FROM rel) \
+                 SELECT 'database', '', current_database()::text, pg_database_size(current_database()), \
+                   (SELECT at FROM now), false \
+                 UNION ALL \
+                 SELECT kind, schema, name, bytes, (SELECT at FROM now), estimated FROM ranked WHERE r <= $1"
+            );
+            let (client, top) = (&client, &top);
+            async move { client.query(&sql, &[top]).await.map_err(query_err("read sizes")) }
+        })
+        .await?;
         Ok(rows
             .iter()
             .filter_map(|r| {
                 let kind = SizeKind::parse(r.get(0))?;
                 let (schema, name): (String, String) = (r.get(1), r.get(2));
                 let name = if kind == SizeKind::Database { name } else { qualified(&schema, &name) };
-                Some(SizeSample { kind, name, bytes: r.get(3), at: r.get(4) })
+                Some(SizeSample { kind, name, bytes: r.get(3), at: r.get(4), estimated: r.get(5) })
             })
             .collect())
     }
@@ -890,7 +953,13 @@ impl DbBackend for PgBackend {
         Ok(rows
             .iter()
             .filter_map(|r| {
-                Some(SizeSample { kind: SizeKind::parse(r.get(0))?, name: r.get(1), bytes: r.get(2), at: r.get(3) })
+                Some(SizeSample {
+                    kind: SizeKind::parse(r.get(0))?,
+                    name: r.get(1),
+                    bytes: r.get(2),
+                    at: r.get(3),
+                    estimated: false,
+                })
             })
             .collect())
     }

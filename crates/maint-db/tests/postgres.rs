@@ -868,6 +868,42 @@ async fn capacity_snapshots_are_recorded_in_the_tools_schema_and_projected_to_th
 }
 
 #[tokio::test]
+async fn sizes_after_a_bulk_load_without_analyze_are_the_real_ones() {
+    let db = fresh().await;
+    let c = session(&db).await;
+    // The index exists before the load (CREATE INDEX would update relpages), and nothing
+    // analyzes or vacuums the table: relpages stays 0, reltuples -1.
+    c.batch_execute(
+        "CREATE TABLE loaded (id int, v text) WITH (autovacuum_enabled = off); \
+         CREATE INDEX loaded_id_idx ON loaded (id); \
+         INSERT INTO loaded SELECT i, md5(i::text) FROM generate_series(1, 20000) i",
+    )
+    .await
+    .unwrap();
+    let cfg = config(&db, Steps::default());
+    let report = CapacityPlanning::new(&cfg).unwrap().run(&TaskContext::new(true)).await;
+    assert_eq!(report.status, Status::Ok, "{report:#?}");
+    let row = c
+        .query_one("SELECT pg_table_size('loaded'), pg_relation_size('loaded_id_idx'), pg_indexes_size('loaded')", &[])
+        .await
+        .unwrap();
+    let (table, index, indexes): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert!(table > 1_000_000 && index > 300_000 && index == indexes, "{table} {index}");
+    let t = item(&report, "name", "\"public\".\"loaded\"");
+    assert_eq!(t["bytes"].as_i64(), Some(table), "{t}");
+    let i = item(&report, "name", "\"public\".\"loaded_id_idx\"");
+    assert_eq!(i["bytes"].as_i64(), Some(index), "{i}");
+
+    // The performance report names the unused index with its real size.
+    let findings = PerformanceAnalysis::new(&cfg).unwrap().findings().await.unwrap();
+    let unused = findings
+        .iter()
+        .find(|f| f.check == "unused_index" && f.subject.contains("loaded_id_idx"))
+        .unwrap_or_else(|| panic!("{findings:#?}"));
+    assert!(unused.message.contains(&format!("{:.1} MiB", index as f64 / 1_048_576.0)), "{unused:?}");
+}
+
+#[tokio::test]
 async fn a_rebuild_that_times_out_waiting_for_an_old_snapshot_leaves_no_ccnew_behind() {
     let db = fresh().await;
     let c = session(&db).await;

@@ -41,11 +41,7 @@ pub(crate) fn build(id: &str, cfg: &MaintConfig) -> Result<Slot, Error> {
                 store,
                 jobs: cfg.backup.jobs.unwrap_or(4),
                 rolling_days: cfg.backup.rolling_days,
-                restore: cfg
-                    .backup
-                    .admin_url
-                    .clone()
-                    .map(|admin_url| maint_backup::RestoreOptions { admin_url, pg_restore: "pg_restore".into() }),
+                restore: cfg.backup.admin_url.clone().map(maint_backup::RestoreOptions::new),
             })),
         },
         "log-rotation" => {

@@ -66,7 +66,7 @@ async fn main() {
     assert!(st.success());
     std::fs::remove_dir_all(&dir).unwrap();
 
-    let ropts = RestoreOptions { admin_url: Secret::new(pg.url("postgres")), pg_restore: "pg_restore".into() };
+    let ropts = RestoreOptions::new(Secret::new(pg.url("postgres")));
     let t = Instant::now();
     let r = restore_test(&store, &m.key, &ropts, &CancellationToken::new()).await.unwrap();
     let ours = t.elapsed().as_secs_f64();

@@ -26,16 +26,26 @@ pub struct CreateOptions {
     pub database_url: Secret,
     /// Compression of the stored object.
     pub compression: Compression,
-    /// The `pg_dump` to run.
-    pub pg_dump: PathBuf,
+    /// The `pg_dump` to run, whatever the server's version; `None` picks it by the server's
+    /// major under `client_root`.
+    pub pg_dump: Option<PathBuf>,
+    /// Where each major's clients are installed (`<root>/<major>/bin/`, Debian's layout):
+    /// [`CLIENT_ROOT`](crate::CLIENT_ROOT) by default.
+    pub client_root: PathBuf,
     /// Parts uploaded at once (each part is 8 MiB: memory stays bounded).
     pub upload_concurrency: usize,
 }
 
 impl CreateOptions {
-    /// Gzip, `pg_dump` from `PATH`, 4 parts in flight.
+    /// Gzip, the `pg_dump` of the server's major, 4 parts in flight.
     pub fn new(database_url: Secret) -> Self {
-        CreateOptions { database_url, compression: Compression::Gzip, pg_dump: "pg_dump".into(), upload_concurrency: 4 }
+        CreateOptions {
+            database_url,
+            compression: Compression::Gzip,
+            pg_dump: None,
+            client_root: crate::CLIENT_ROOT.into(),
+            upload_concurrency: 4,
+        }
     }
 }
 
@@ -148,6 +158,8 @@ pub async fn create(
     let pg = connector(&opts.database_url, "database_url")?;
     let client = pg.connect().await?;
     client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+    let (major, version) = crate::tools::server_version(&client).await?;
+    let pg_dump = crate::tools::pick("pg_dump", opts.pg_dump.as_deref(), &opts.client_root, major, &version)?;
     let row = client
         .query_one("SELECT pg_export_snapshot(), current_database(), current_setting('server_version')", &[])
         .await?;
@@ -163,7 +175,7 @@ pub async fn create(
         }
     }
 
-    let mut cmd = tool_command(&opts.pg_dump, &pg);
+    let mut cmd = tool_command(&pg_dump, &pg);
     cmd.args(["--format=custom", "--no-password", &format!("--snapshot={snapshot}")]).stdout(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| spawn_error("pg_dump", &e))?;
     let stderr = stderr_of(&mut child);

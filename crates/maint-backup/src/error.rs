@@ -28,6 +28,15 @@ pub enum Error {
         /// What it said.
         message: String,
     },
+    /// No installed client tool is new enough for the server; found before anything was
+    /// written. `message` names the server's version and the package to install.
+    #[error("{tool}: {message}")]
+    NoClient {
+        /// The tool.
+        tool: &'static str,
+        /// The server's version, the newest client found, the package to install.
+        message: String,
+    },
     /// Local I/O failed.
     #[error("I/O")]
     Io(#[from] std::io::Error),

@@ -12,6 +12,7 @@ mod restore;
 mod retention;
 mod store;
 mod task;
+mod tools;
 mod verify;
 
 pub use config::{Compression, open_store};
@@ -26,6 +27,7 @@ pub use restore::{RestoreOptions, RestoreOutcome, SCRATCH_MARKER, SCRATCH_PREFIX
 pub use retention::{Candidate, Decision, INCOMPLETE_GRACE, Retention, plan_retention};
 pub use store::{BackupEntry, backup_key, catalog, day_prefix, key_database, key_time, manifest_key};
 pub use task::{BackupVerification, prune_report, restore_report, verify_report};
+pub use tools::CLIENT_ROOT;
 pub use verify::{VerifyResult, verify_all, verify_one};
 
 pub use deadpool_postgres::tokio_postgres;

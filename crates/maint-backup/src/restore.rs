@@ -28,8 +28,19 @@ pub struct RestoreOptions {
     /// (`postgresql://user:pass@host/postgres`). Runs through different databases of one
     /// server see each other (see [`drop_leftovers`]).
     pub admin_url: Secret,
-    /// The `pg_restore` to run.
-    pub pg_restore: PathBuf,
+    /// The `pg_restore` to run, whatever the server's version; `None` picks it by the
+    /// server's major under `client_root`.
+    pub pg_restore: Option<PathBuf>,
+    /// Where each major's clients are installed (`<root>/<major>/bin/`, Debian's layout):
+    /// [`CLIENT_ROOT`](crate::CLIENT_ROOT) by default.
+    pub client_root: PathBuf,
+}
+
+impl RestoreOptions {
+    /// The `pg_restore` of the server's major.
+    pub fn new(admin_url: Secret) -> Self {
+        RestoreOptions { admin_url, pg_restore: None, client_root: crate::CLIENT_ROOT.into() }
+    }
 }
 
 /// The outcome of a restore test.
@@ -174,6 +185,8 @@ pub async fn restore_test(
     let mut admin = server.clone();
     admin.config_mut().application_name(&name);
     let admin = admin.connect().await?;
+    let (major, version) = crate::tools::server_version(&admin).await?;
+    let pg_restore = crate::tools::pick("pg_restore", opts.pg_restore.as_deref(), &opts.client_root, major, &version)?;
     let mut scratch_pg = server;
     scratch_pg.config_mut().dbname(&name);
     let leftovers_dropped = drop_leftovers(&admin).await?;
@@ -187,7 +200,7 @@ pub async fn restore_test(
             .await?
             .get(0);
         admin.batch_execute(&sql).await?;
-        let mut cmd = tool_command(&opts.pg_restore, &scratch_pg);
+        let mut cmd = tool_command(&pg_restore, &scratch_pg);
         // pg_restore wants -d; the scratch name (ours, plain) carries no credentials.
         cmd.args(["--no-owner", "--no-privileges", "--exit-on-error", "--no-password", "--verbose", "--dbname", &name])
             .stdin(Stdio::piped())

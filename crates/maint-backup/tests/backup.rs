@@ -6,8 +6,8 @@ use chrono::Utc;
 use maint_backup::object_store::path::Path;
 use maint_backup::object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use maint_backup::{
-    Compression, CreateOptions, DigestMethod, Error, Ledger, Manifest, RestoreOptions, SCRATCH_PREFIX, catalog, create,
-    day_prefix, manifest_key, open_store, restore_test, verify_all, verify_one,
+    CLIENT_ROOT, Compression, CreateOptions, DigestMethod, Error, Ledger, Manifest, RestoreOptions, SCRATCH_PREFIX,
+    catalog, create, day_prefix, manifest_key, open_store, restore_test, verify_all, verify_one,
 };
 use maint_core::Secret;
 use maint_testkit::{Postgres, S3, TestDb};
@@ -99,7 +99,7 @@ async fn round_trip_create_verify_restore() {
     assert!(v.ok, "{v:?}");
     assert_eq!(v.bytes_read, m.stored_bytes);
 
-    let opts = RestoreOptions { admin_url: admin_url().await, pg_restore: "pg_restore".into() };
+    let opts = RestoreOptions::new(admin_url().await);
     let r = restore_test(&store, &m.key, &opts, &CancellationToken::new()).await.unwrap();
     assert!(r.mismatches.is_empty(), "{:?}", r.mismatches);
     assert_eq!(r.tables_compared, 5);
@@ -185,7 +185,7 @@ async fn a_manifest_of_another_day_names_the_drifted_table() {
         .put(&Path::from(manifest_key(&before.key)), PutPayload::from(serde_json::to_vec(&after).unwrap()))
         .await
         .unwrap();
-    let opts = RestoreOptions { admin_url: admin_url().await, pg_restore: "pg_restore".into() };
+    let opts = RestoreOptions::new(admin_url().await);
     let r = restore_test(&store, &before.key, &opts, &CancellationToken::new()).await.unwrap();
     assert_eq!(r.mismatches.len(), 1, "{:?}", r.mismatches);
     assert_eq!(r.mismatches[0].table, "public.vectors");
@@ -206,7 +206,7 @@ async fn failed_cancelled_and_crashed_restores_leave_no_scratch_database() {
         gz.into_inner()
     })
     .await;
-    let opts = RestoreOptions { admin_url: admin_url().await, pg_restore: "pg_restore".into() };
+    let opts = RestoreOptions::new(admin_url().await);
     let err = restore_test(&store, &bad.key, &opts, &CancellationToken::new()).await.unwrap_err();
     // pg_restore runs with --verbose (to fingerprint tables as they load): the message keeps
     // its error lines, not the info lines.
@@ -320,7 +320,7 @@ async fn bad_input_is_named() {
         assert!(e.is_bad_input() && e.to_string().contains(want), "{url}: {e}");
     }
     let store = store().await;
-    let opts = RestoreOptions { admin_url: admin_url().await, pg_restore: "pg_restore".into() };
+    let opts = RestoreOptions::new(admin_url().await);
     let e =
         restore_test(&store, "backups/2026/01/01/none.dump.gz", &opts, &CancellationToken::new()).await.unwrap_err();
     assert!(e.is_bad_input() && e.to_string().contains("no manifest"), "{e}");
@@ -330,7 +330,7 @@ async fn bad_input_is_named() {
     assert!(maint_core::one_line(&e).contains("password authentication failed"), "{}", maint_core::one_line(&e));
     let db = Postgres::shared().await.fresh_database().await;
     let mut opts = CreateOptions::new(Secret::new(db.url()));
-    opts.pg_dump = "/nonexistent/pg_dump".into();
+    opts.pg_dump = Some("/nonexistent/pg_dump".into());
     let e = create(&store, &opts, &CancellationToken::new()).await.unwrap_err();
     assert_eq!(e.to_string(), "pg_dump failed: not found (install the PostgreSQL client tools)");
 }
@@ -433,7 +433,11 @@ async fn cleanup_drops_only_marked_leftovers_and_never_a_live_run() {
     // A live run through another admin database, slowed down so it is live for a while.
     let tmp = TempDir::new("slow");
     let other_admin = pg.fresh_database().await;
-    let opts = RestoreOptions { admin_url: Secret::new(other_admin.url()), pg_restore: slow_pg_restore(&tmp, 3) };
+    let opts = RestoreOptions {
+        admin_url: Secret::new(other_admin.url()),
+        pg_restore: Some(slow_pg_restore(&tmp, 3)),
+        client_root: CLIENT_ROOT.into(),
+    };
     let (store2, key) = (store.clone(), m.key.clone());
     let live = tokio::spawn(async move { restore_test(&store2, &key, &opts, &CancellationToken::new()).await });
     let (scratch, _) = live_scratch(&admin, &[]).await;
@@ -478,7 +482,11 @@ async fn a_hostile_key_reaches_the_comment_as_one_literal() {
     let other_admin = Postgres::shared().await.fresh_database().await;
     let admin_url = format!("{}?options=-c%20standard_conforming_strings%3Doff", other_admin.url());
     let tmp = TempDir::new("hostile");
-    let opts = RestoreOptions { admin_url: Secret::new(admin_url), pg_restore: slow_pg_restore(&tmp, 1) };
+    let opts = RestoreOptions {
+        admin_url: Secret::new(admin_url),
+        pg_restore: Some(slow_pg_restore(&tmp, 1)),
+        client_root: CLIENT_ROOT.into(),
+    };
     let (store2, key2) = (store.clone(), key.clone());
     let run = tokio::spawn(async move { restore_test(&store2, &key2, &opts, &CancellationToken::new()).await });
     let admin = connect(&Postgres::shared().await.url("postgres")).await;
@@ -607,7 +615,7 @@ async fn a_verification_recorded_during_a_restore_test_survives_it() {
     let m = make(&store, &db, Compression::Gzip).await;
     // While the dump is being read (hours, for a big one), another run records a verification.
     let interloped = Interloper::wrap(&store, &m.key, false, "backups/2026/01/01/other-20260101T000000000Z.dump.gz");
-    let opts = RestoreOptions { admin_url: admin_url().await, pg_restore: "pg_restore".into() };
+    let opts = RestoreOptions::new(admin_url().await);
     let report =
         maint_backup::restore_report(&interloped, Some(m.key.clone()), &opts, false, &CancellationToken::new())
             .await
@@ -668,8 +676,7 @@ async fn a_server_that_never_answers_fails_at_the_connect_timeout() {
     let m = make(&store, &Postgres::shared().await.fresh_database().await, Compression::Gzip).await;
     let port = maint_testkit::silent_server();
     let url = Secret::new(format!("postgresql://maint:HUNTER2@127.0.0.1:{port}/postgres?connect_timeout=2"));
-    let (backup, restore) =
-        (CreateOptions::new(url.clone()), RestoreOptions { admin_url: url, pg_restore: "pg_restore".into() });
+    let (backup, restore) = (CreateOptions::new(url.clone()), RestoreOptions::new(url));
     let cancel = CancellationToken::new();
     let both =
         async { tokio::join!(create(&store, &backup, &cancel), restore_test(&store, &m.key, &restore, &cancel)) };
@@ -725,7 +732,7 @@ async fn create_verify_and_restore_over_verified_tls_with_the_17_clients() {
 
     let store = store().await;
     let mut opts = CreateOptions::new(Secret::new(db.tls_url()));
-    opts.pg_dump = wrapper;
+    opts.pg_dump = Some(wrapper);
     let m = create(&store, &opts, &CancellationToken::new()).await.unwrap();
     assert!(m.server_version.starts_with("17"), "{}", m.server_version);
     assert_eq!(m.tables.len(), 1);
@@ -734,8 +741,96 @@ async fn create_verify_and_restore_over_verified_tls_with_the_17_clients() {
 
     let v = verify_one(&store, &entry(&store, &m.key).await).await;
     assert!(v.ok, "{v:?}");
-    let restore =
-        RestoreOptions { admin_url: Secret::new(pg.tls_url("postgres")), pg_restore: pg17_tool("pg_restore") };
+    let mut restore = RestoreOptions::new(Secret::new(pg.tls_url("postgres")));
+    restore.pg_restore = Some(pg17_tool("pg_restore"));
     let r = restore_test(&store, &m.key, &restore, &CancellationToken::new()).await.unwrap();
     assert!(r.mismatches.is_empty() && r.tables_compared == 1, "{r:?}");
+}
+
+/// A search root in Debian's layout (`<root>/<major>/bin/<tool>`) holding the given tools.
+fn client_root(dir: &TempDir, tools: &[(&str, &str)]) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let root = dir.0.join("postgresql");
+    for (major_tool, script) in tools {
+        let path = root.join(major_tool);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    root
+}
+
+/// A PostgreSQL 17 server and only a 15 client installed: the backup fails before the
+/// store is touched, with one line naming the server's version and the package to install
+/// (a failure, exit 1, not bad input).
+#[tokio::test]
+async fn a_server_newer_than_every_client_fails_before_the_store_is_touched() {
+    let pg = Postgres::shared_17().await;
+    let db = pg.fresh_database().await;
+    let tmp = TempDir::new("old-client");
+    let root = client_root(&tmp, &[("15/bin/pg_dump", "#!/bin/sh\necho ran > \"$0.ran\"\nexit 1\n")]);
+    let store = store().await;
+    let mut opts = CreateOptions::new(Secret::new(db.url()));
+    opts.client_root = root.clone();
+    let e = create(&store, &opts, &CancellationToken::new()).await.unwrap_err();
+    let msg = maint_core::one_line(&e);
+    assert!(!e.is_bad_input(), "{msg}");
+    let newest = format!("the newest pg_dump under {} is 15; install postgresql-client-17", root.display());
+    assert!(msg.starts_with("pg_dump: the server is PostgreSQL 17.") && msg.ends_with(&newest), "{msg}");
+    assert!(!root.join("15/bin/pg_dump.ran").exists(), "the old client never ran");
+    use futures::TryStreamExt;
+    let all: Vec<_> = store.list(None).try_collect().await.unwrap();
+    assert!(all.is_empty(), "the bucket stays empty: {all:?}");
+
+    // The restore test fails alike, before its scratch database is created.
+    let _turn = RESTORES.lock().await;
+    let m = {
+        let mut ok = CreateOptions::new(Secret::new(db.url()));
+        ok.pg_dump = Some(pg17_tool("pg_dump"));
+        create(&store, &ok, &CancellationToken::new()).await.unwrap()
+    };
+    let old = client_root(&tmp, &[("15/bin/pg_restore", "#!/bin/sh\nexit 1\n")]);
+    let mut restore = RestoreOptions::new(Secret::new(pg.url("postgres")));
+    restore.client_root = old;
+    let e = restore_test(&store, &m.key, &restore, &CancellationToken::new()).await.unwrap_err();
+    let msg = maint_core::one_line(&e);
+    assert!(msg.contains("PostgreSQL 17") && msg.contains("postgresql-client-17") && !e.is_bad_input(), "{msg}");
+    let (client, conn) =
+        maint_backup::tokio_postgres::connect(&pg.url("postgres"), maint_backup::tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let scratch =
+        client.query("SELECT datname FROM pg_database WHERE datname LIKE 'maint\\_restore\\_%'", &[]).await.unwrap();
+    assert!(scratch.is_empty(), "no scratch database was created");
+}
+
+/// With the 17 client installed next to older ones, it is the one used (the lowest major
+/// that is at least the server's).
+#[tokio::test]
+async fn the_client_matching_the_server_is_used() {
+    let pg = Postgres::shared_17().await;
+    let db = pg.fresh_database().await;
+    db.pool().get().await.unwrap().batch_execute("CREATE TABLE t AS SELECT 1 AS x").await.unwrap();
+    let tmp = TempDir::new("new-client");
+    let wrap = |tool: &str| format!("#!/bin/sh\necho ran > \"$0.ran\"\nexec '{}' \"$@\"\n", pg17_tool(tool).display());
+    let root = client_root(
+        &tmp,
+        &[
+            ("15/bin/pg_dump", "#!/bin/sh\nexit 1\n"),
+            ("17/bin/pg_dump", &wrap("pg_dump")),
+            ("17/bin/pg_restore", &wrap("pg_restore")),
+            ("18/bin/pg_dump", "#!/bin/sh\nexit 1\n"),
+        ],
+    );
+    let store = store().await;
+    let mut opts = CreateOptions::new(Secret::new(db.url()));
+    opts.client_root = root.clone();
+    let m = create(&store, &opts, &CancellationToken::new()).await.unwrap();
+    assert!(root.join("17/bin/pg_dump.ran").exists(), "the 17 pg_dump was used");
+    assert_eq!(m.tables.len(), 1);
+    let _turn = RESTORES.lock().await;
+    let mut restore = RestoreOptions::new(Secret::new(pg.url("postgres")));
+    restore.client_root = root.clone();
+    let r = restore_test(&store, &m.key, &restore, &CancellationToken::new()).await.unwrap();
+    assert!(r.mismatches.is_empty() && r.tables_compared == 1, "{r:?}");
+    assert!(root.join("17/bin/pg_restore.ran").exists(), "the 17 pg_restore was used");
 }

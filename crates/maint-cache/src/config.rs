@@ -1,3 +1,4 @@
+use std::path::PathBuf;
 use std::time::Duration;
 
 use maint_core::Secret;
@@ -169,6 +170,9 @@ pub struct Config {
     /// `redis://[user:password@]host:port/db` (or `rediss://`); a secret, never printed.
     /// Defaults to [`DEFAULT_REDIS_URL`].
     pub redis_url: Option<Secret>,
+    /// For a `rediss://` URL: a PEM file of the CA certificate(s) the server's certificate must
+    /// chain to, instead of the system's roots (a private CA, a managed service's CA bundle).
+    pub ca_file: Option<PathBuf>,
     /// Standalone or cluster.
     pub mode: Mode,
     /// The rules; the default is the two AindusDB rules (24 h sessions, 7-day VERITAS results).
@@ -197,6 +201,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             redis_url: None,
+            ca_file: None,
             mode: Mode::Standalone,
             rules: [Rule::sessions(), Rule::veritas_results()].iter().map(RuleConfig::from).collect(),
             max_ops_per_sec: 0,
@@ -216,6 +221,8 @@ impl Default for Config {
 pub struct Settings {
     /// The Redis URL (secret).
     pub redis_url: Secret,
+    /// The CA file for a `rediss://` URL (`None`: the system's roots).
+    pub ca_file: Option<PathBuf>,
     /// Standalone or cluster.
     pub mode: Mode,
     /// The rules, in order.
@@ -245,6 +252,9 @@ impl Config {
                 "not a Redis URL (expected redis://[user:password@]host[:port][/db] or rediss://...)",
             ));
         }
+        if self.ca_file.is_some() && !redis_url.expose().trim_start().to_ascii_lowercase().starts_with("rediss://") {
+            return Err(Error::invalid("ca_file", "set, but redis_url is not a rediss:// (TLS) URL"));
+        }
         if self.rules.is_empty() {
             return Err(Error::invalid("rules", "no rules: nothing to do (omit `rules` for the built-in ones)"));
         }
@@ -264,6 +274,7 @@ impl Config {
         }
         Ok(Settings {
             redis_url,
+            ca_file: self.ca_file.clone(),
             mode: self.mode,
             rules,
             max_ops_per_sec: self.max_ops_per_sec,
@@ -362,6 +373,7 @@ mod tests {
             ("rules = []".into(), "rules: no rules"),
             ("redis_url = \"http://user:hunter2@host\"".into(), "redis_url: not a Redis URL"),
             ("scan_count = 0".into(), "scan_count: "),
+            ("redis_url = \"redis://:hunter2@host\"\nca_file = \"/ca.crt\"".into(), "ca_file: set, but"),
         ];
         for (text, want) in cases {
             let err = parse(&text).unwrap_err();

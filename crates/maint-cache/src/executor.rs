@@ -391,7 +391,13 @@ impl Task for CacheCleanup {
     async fn run(&self, ctx: &TaskContext) -> TaskReport {
         let backends = match &self.backends {
             Some(b) => b.clone(),
-            None => match RedisBackend::connect_all(&self.settings.redis_url, self.settings.mode).await {
+            None => match RedisBackend::connect_all_with_ca(
+                &self.settings.redis_url,
+                self.settings.mode,
+                self.settings.ca_file.as_deref(),
+            )
+            .await
+            {
                 Ok(b) => b,
                 Err(e) => {
                     let mut report = TaskReport::begin(TASK_ID, ctx.dry_run);

@@ -1,9 +1,10 @@
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_redis::redis::{self, RedisError, Value};
+use deadpool_redis::redis::{self, IntoConnectionInfo, RedisError, Value};
 use deadpool_redis::{Pool, Runtime};
 use maint_core::Secret;
 
@@ -136,17 +137,48 @@ pub fn parse_cluster_masters(nodes: &str, seed: (&str, u16)) -> Vec<(String, u16
     out
 }
 
+/// The client for `url`: `rediss://` verifies the server against the PEM certificates in
+/// `ca_file` when given, else the system's roots (`rediss://host/#insecure` skips the check).
+/// A CA file with a plain `redis://` URL is refused, so a TLS setting is never silently unused.
+fn client(url: &Secret, ca_file: Option<&Path>) -> Result<redis::Client, Error> {
+    let invalid_url = || {
+        Error::invalid(
+            "redis_url",
+            "not a Redis URL (expected redis://[user:password@]host[:port][/db] or rediss://...)",
+        )
+    };
+    let info = url.expose().into_connection_info().map_err(|_| invalid_url())?;
+    let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+    // redis-rs builds its rustls configuration with the process's default provider; more
+    // than one provider may be compiled in, so name ours (a no-op when one is installed).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let Some(path) = ca_file else { return redis::Client::open(info).map_err(|_| invalid_url()) };
+    if !tls {
+        return Err(Error::invalid("ca_file", "set, but redis_url is not a rediss:// (TLS) URL"));
+    }
+    let pem =
+        std::fs::read(path).map_err(|e| Error::invalid("ca_file", format!("cannot read {}: {e}", path.display())))?;
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(Error::invalid("ca_file", format!("{}: no PEM certificate in it", path.display())));
+    }
+    let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(pem) };
+    redis::Client::build_with_tls(info, certs)
+        .map_err(|e| Error::invalid("ca_file", format!("{}: {}", path.display(), e.detail().unwrap_or("unusable"))))
+}
+
 impl RedisBackend {
-    /// Connects (PING, so a wrong password fails here) and loads the scripts.
+    /// Connects (PING, so a wrong password fails here) and loads the scripts; `rediss://`
+    /// URLs are checked against the system's roots (see [`RedisBackend::connect_with_ca`]).
     pub async fn connect(url: &Secret) -> Result<RedisBackend, Error> {
-        let Some(parsed) = redis::parse_redis_url(url.expose()) else {
-            return Err(Error::invalid(
-                "redis_url",
-                "not a Redis URL (expected redis://[user:password@]host[:port][/db])",
-            ));
-        };
+        RedisBackend::connect_with_ca(url, None).await
+    }
+
+    /// [`RedisBackend::connect`], with the server certificate of a `rediss://` URL checked
+    /// against the PEM CA certificates in `ca_file` instead of the system's roots.
+    pub async fn connect_with_ca(url: &Secret, ca_file: Option<&Path>) -> Result<RedisBackend, Error> {
+        let client = client(url, ca_file)?;
         let node = node_name(url);
-        let tls = matches!(parsed.scheme(), "rediss" | "valkeys");
+        let tls = matches!(client.get_connection_info().addr(), redis::ConnectionAddr::TcpTls { .. });
         let connect_err =
             |source: Box<dyn std::error::Error + Send + Sync>| Error::Connect { node: node.clone(), source };
         // redis-rs gives up on a reply after 500 ms by default; a big pipeline on a busy
@@ -154,8 +186,8 @@ impl RedisBackend {
         let conn_cfg = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(30)));
-        let manager =
-            deadpool_redis::Manager::new_with_config(url.expose(), conn_cfg).map_err(|e| connect_err(Box::new(e)))?;
+        let manager = deadpool_redis::Manager::new_with_config(client.get_connection_info().clone(), conn_cfg)
+            .map_err(|e| connect_err(Box::new(e)))?;
         let pool = Pool::builder(manager)
             .max_size(2)
             .runtime(Runtime::Tokio1)
@@ -174,8 +206,18 @@ impl RedisBackend {
 
     /// Connects to every node the cleanup must scan: the server itself, or every master of
     /// a cluster (found with `CLUSTER NODES` on the node the URL names, same credentials).
+    /// `rediss://` URLs are checked against the system's roots.
     pub async fn connect_all(url: &Secret, mode: Mode) -> Result<Vec<Arc<dyn CacheBackend>>, Error> {
-        let seed = RedisBackend::connect(url).await?;
+        RedisBackend::connect_all_with_ca(url, mode, None).await
+    }
+
+    /// [`RedisBackend::connect_all`], checking `rediss://` servers against `ca_file`.
+    pub async fn connect_all_with_ca(
+        url: &Secret,
+        mode: Mode,
+        ca_file: Option<&Path>,
+    ) -> Result<Vec<Arc<dyn CacheBackend>>, Error> {
+        let seed = RedisBackend::connect_with_ca(url, ca_file).await?;
         if mode == Mode::Standalone {
             return Ok(vec![Arc::new(seed)]);
         }
@@ -208,7 +250,7 @@ impl RedisBackend {
                 });
             }
             u.set_path("");
-            let node = RedisBackend::connect(&Secret::new(u.to_string())).await?;
+            let node = RedisBackend::connect_with_ca(&Secret::new(u.to_string()), ca_file).await?;
             out.push(Arc::new(node.with_keys_per_call(1)));
         }
         Ok(out)

@@ -330,7 +330,7 @@ async fn unreachable_redis_and_wrong_password_fail_clearly_and_delete_nothing() 
         .query_async(&mut c)
         .await
         .unwrap();
-    let Redis { host, port } = Redis::shared().await;
+    let Redis { host, port, .. } = Redis::shared().await;
     let wrong = format!("redis://{user}:hunter2-wrong@{host}:{port}/{}", db.db);
     let report = run(&Config { redis_url: Some(Secret::new(wrong)), ..Config::default() }, false).await;
     assert_eq!(report.status, Status::Failed);
@@ -344,6 +344,51 @@ async fn unreachable_redis_and_wrong_password_fail_clearly_and_delete_nothing() 
     // The right password works.
     let right = format!("redis://{user}:right-password@{host}:{port}/{}", db.db);
     let report = run(&Config { redis_url: Some(Secret::new(right)), ..Config::default() }, false).await;
+    assert_eq!(report.metrics["keys_deleted"], 100.0, "{report:?}");
+}
+
+#[tokio::test]
+async fn cleanup_over_tls_checks_the_server_against_the_configured_ca() {
+    let server = Redis::shared().await;
+    let db = server.fresh_db().await;
+    let mut c = conn(&db).await;
+    seed(&mut c).await;
+    let before = snapshot(&mut c).await;
+    let user = format!("maint-tls-{}", db.db);
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(&user)
+        .arg("on")
+        .arg(">tls-hunter2")
+        .arg("~*")
+        .arg("+@all")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let url = db.tls_url.replacen("rediss://", &format!("rediss://{user}:tls-hunter2@"), 1);
+    let tls = |ca_file: Option<std::path::PathBuf>| Config {
+        redis_url: Some(Secret::new(url.clone())),
+        ca_file,
+        ..Config::default()
+    };
+    let node = format!("localhost:{}/{}", server.tls_port, db.db);
+
+    // A certificate from another CA, or from one the system does not trust, is refused.
+    for ca_file in [Some(server.other_ca()), None] {
+        let report = run(&tls(ca_file.clone()), false).await;
+        assert_eq!(report.status, Status::Failed, "{ca_file:?}");
+        let err = report.error.clone().unwrap();
+        assert!(err.starts_with(&format!("cannot connect to Redis at {node}: ")), "{err}");
+        assert!(err.to_lowercase().contains("certificate"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+        let json = serde_json::to_string(&report).unwrap();
+        assert!(!json.contains("hunter2") && !json.contains("rediss://"), "{json}");
+    }
+    assert_eq!(snapshot(&mut c).await, before);
+
+    // With the test CA, the cleanup runs over TLS.
+    let report = run(&tls(Some(server.ca())), false).await;
+    assert_eq!(report.error, None, "{report:?}");
     assert_eq!(report.metrics["keys_deleted"], 100.0, "{report:?}");
 }
 
@@ -382,12 +427,13 @@ async fn security_check_of_the_test_server() {
     let db = Redis::shared().await.fresh_db().await;
     let backend = RedisBackend::connect(&Secret::new(db.url.clone())).await.unwrap();
     let facts = backend.security_facts().await.unwrap();
-    // The test server is open on purpose: no password, protected-mode off on 0.0.0.0, no TLS;
-    // DEBUG is disabled by Redis 7's default enable-debug-command no.
+    // The test server is open on purpose: no password, protected-mode off on 0.0.0.0; it
+    // serves TLS on a second port (tls-port 6380), so there is no tls-off finding. DEBUG is
+    // disabled by Redis 7's default enable-debug-command no.
     assert_eq!(facts.default_user_nopass, Some(true), "{facts:?}");
     assert_eq!(facts.protected_mode, Some(false), "{facts:?}");
     assert_eq!(facts.bind.as_deref(), Some(&["0.0.0.0".to_owned()][..]));
-    assert_eq!(facts.tls, Some(false));
+    assert_eq!(facts.tls, Some(true));
     let debug = facts.commands.iter().find(|c| c.command == "DEBUG").unwrap();
     assert_eq!(debug.default_user_allowed, Some(false));
     let findings = check_security(&backend).await.unwrap();
@@ -399,7 +445,6 @@ async fn security_check_of_the_test_server() {
             ("dangerous-command-config", Severity::High),
             ("dangerous-command-flushall", Severity::High),
             ("protected-mode-off", Severity::High),
-            ("tls-off", Severity::Medium),
         ],
         "{facts:?}"
     );

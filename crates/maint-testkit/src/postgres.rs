@@ -64,7 +64,7 @@ static NEXT_DB: AtomicU32 = AtomicU32::new(0);
 
 /// A path from an environment variable that `scripts/test-env` exports; panics (no silent
 /// skip) when it is unset or names no file.
-fn path_from_env(var: &str) -> PathBuf {
+pub(crate) fn path_from_env(var: &str) -> PathBuf {
     let hint = "run the tests through scripts/test-env, which builds the PostgreSQL 17 image and the test CA";
     let path = std::env::var_os(var)
         .filter(|v| !v.is_empty())

@@ -11,7 +11,6 @@ use maint_backup::{
 };
 use maint_core::{Secret, TaskReport, one_line};
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
 #[command(name = "maint-backup", version, about = "PostgreSQL backups in object storage, proven to restore")]
@@ -20,9 +19,14 @@ struct Cli {
     /// endpoint, allow-http) or file:///path.
     #[arg(long, env = "MAINT_BACKUP_STORE", global = true)]
     store: Option<String>,
-    /// TOML file with a [backup] table (store, database_url, admin_url, compression, jobs, retention).
+    /// TOML file with a [backup] table (store, database_url, admin_url, compression, jobs,
+    /// client_dir, retention).
     #[arg(long, env = "MAINT_CONFIG", global = true)]
     config: Option<PathBuf>,
+    /// The directory of the pg_dump/pg_restore to run, whatever the server's version (default:
+    /// /usr/lib/postgresql/<server's major or the lowest newer one>/bin, else PATH).
+    #[arg(long, env = "MAINT_BACKUP_CLIENT_DIR", global = true)]
+    client_dir: Option<PathBuf>,
     /// Print the plan, change nothing.
     #[arg(long, global = true)]
     dry_run: bool,
@@ -100,6 +104,7 @@ struct BackupConfig {
     admin_url: Option<Secret>,
     compression: Option<Compression>,
     jobs: Option<usize>,
+    client_dir: Option<PathBuf>,
     retention: Option<Retention>,
 }
 
@@ -185,19 +190,15 @@ async fn run(cli: Cli) -> Result<TaskReport, Error> {
         }
     };
     let store = open_store(&required(cli.store.or(cfg.store.clone()), "--store")?)?;
-    let cancel = CancellationToken::new();
-    let c = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            c.cancel();
-        }
-    });
+    let cancel = maint_core::cli::cancel_on_signals();
     let dry = cli.dry_run;
+    let client_dir = cli.client_dir.or(cfg.client_dir);
     match cli.command {
         Command::Create { database_url, compress } => {
             let url = required(database_url.or(cfg.database_url.map(|s| s.expose().to_owned())), "--database-url")?;
             let mut opts = CreateOptions::new(Secret::new(url));
             opts.compression = compress.or(cfg.compression).unwrap_or_default();
+            opts.pg_dump = client_dir.map(|d| d.join("pg_dump"));
             let mut report = TaskReport::begin("backup-create", dry);
             if dry {
                 report.item(format!(
@@ -226,7 +227,8 @@ async fn run(cli: Cli) -> Result<TaskReport, Error> {
         }
         Command::RestoreTest { key, admin_url } => {
             let admin = required(admin_url.or(cfg.admin_url.map(|s| s.expose().to_owned())), "--admin-url")?;
-            let opts = RestoreOptions { admin_url: Secret::new(admin), pg_restore: "pg_restore".into() };
+            let mut opts = RestoreOptions::new(Secret::new(admin));
+            opts.pg_restore = client_dir.map(|d| d.join("pg_restore"));
             restore_report(&store, key, &opts, dry, &cancel).await
         }
         Command::Prune { keep_daily, keep_weekly, keep_monthly, min_age_days } => {

@@ -29,6 +29,7 @@ async fn maint_backup(endpoint: &str, args: &[&str]) -> Run {
         .env_remove("MAINT_BACKUP_STORE")
         .env_remove("MAINT_DATABASE_URL")
         .env_remove("MAINT_CONFIG")
+        .env_remove("MAINT_BACKUP_CLIENT_DIR")
         .output()
         .await
         .unwrap();
@@ -212,4 +213,89 @@ async fn prune_refuses_a_policy_that_keeps_nothing_and_durations_out_of_range() 
         assert!(r.err.starts_with(want), "{args:?}: {}", r.err);
         assert_eq!(r.err.trim().lines().count(), 1, "{}", r.err);
     }
+}
+
+/// Every file under `dir`, with its size.
+fn files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let meta = e.metadata().unwrap();
+        if meta.is_dir() {
+            out.extend(files(&e.path()));
+        } else {
+            out.push((e.path(), meta.len()));
+        }
+    }
+    out
+}
+
+/// SIGTERM (how systemd and Kubernetes stop a job) once the upload has started: the
+/// library's cancellation stops the dump and aborts the upload, so the store holds nothing
+/// (no manifest, no staged part), `list` counts no backup, and the binary says so and exits
+/// 1 promptly. It used to die on the signal and leave the staged upload behind.
+#[tokio::test]
+async fn sigterm_mid_upload_leaves_no_backup_counted() {
+    let db = Postgres::shared().await.fresh_database().await;
+    // ~24 MB of hex, which pg_dump's compression halves at best: more than one 8 MiB part.
+    db.pool()
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE TABLE blobs (id int PRIMARY KEY, data text); INSERT INTO blobs SELECT g, \
+             (SELECT string_agg(md5(random()::text || g || i), '') FROM generate_series(1, 32) i) \
+             FROM generate_series(1, 24000) g;",
+        )
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("maint-backup-sigterm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = format!("file://{}", dir.display());
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_maint-backup"))
+        .args(["--store", &store, "create", "--database-url", &db.url(), "--compress", "none"])
+        .env_remove("MAINT_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // The upload has started when its first part is staged (`<key>#<n>`, not empty yet).
+    let started = std::time::Instant::now();
+    while !files(&dir).iter().any(|(p, len)| p.to_string_lossy().contains('#') && *len > 0) {
+        assert!(started.elapsed().as_secs() < 120, "the upload never started: {:?}", files(&dir));
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let out = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("stopped within 20 s of SIGTERM")
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{}: {stdout} {stderr}", out.status);
+    assert!(stdout.contains("error: cancelled"), "{stdout} {stderr}");
+    assert_eq!(files(&dir), vec![], "nothing left in the store");
+    let r = maint_backup("http://127.0.0.1:9", &["--store", &store, "--json", "list"]).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert_eq!(r.json()["metrics"]["backups"], 0.0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `--client-dir` names the directory of the tools to run, whatever the server's version:
+/// the 17 clients against PostgreSQL 17 work, a directory without them is a failure (exit 1).
+#[tokio::test]
+async fn client_dir_overrides_the_tools_picked_by_version() {
+    let pg17 = std::env::var("MAINT_TEST_PG17_CLIENT").expect("run the tests through scripts/test-env");
+    let db = Postgres::shared_17().await.fresh_database().await;
+    let bucket = S3::shared().await.fresh_bucket().await;
+    let store = format!("s3://{}/prod", bucket.bucket);
+    let (ep, url) = (bucket.endpoint.as_str(), db.url());
+    let r =
+        maint_backup(ep, &["--store", &store, "--client-dir", &pg17, "--json", "create", "--database-url", &url]).await;
+    assert_eq!(r.code, 0, "{} {}", r.out, r.err);
+    let r =
+        maint_backup(ep, &["--store", &store, "--client-dir", "/nonexistent", "create", "--database-url", &url]).await;
+    assert_eq!(r.code, 1, "{} {}", r.out, r.err);
+    assert!(r.out.contains("pg_dump failed: not found"), "{} {}", r.out, r.err);
 }

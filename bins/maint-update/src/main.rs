@@ -116,13 +116,7 @@ async fn run(cli: Cli) -> Result<TaskReport, Error> {
         Command::Smoke(args) => return smoke(file.smoke, args, cli.dry_run).await,
     };
     let (updater, req) = prepare(file, target, dry_run).await?;
-    let ctx = TaskContext::new(dry_run);
-    let cancel = ctx.cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            cancel.cancel();
-        }
-    });
+    let ctx = TaskContext { dry_run, cancel: maint_core::cli::cancel_on_signals() };
     Ok(updater.run(&req, &ctx).await)
 }
 

@@ -51,7 +51,7 @@ impl DaemonState {
 
     pub(crate) fn save(&self, path: &Path) -> Result<(), Error> {
         maint_core::write_atomic(path, &serde_json::to_vec_pretty(self).unwrap_or_default())
-            .map_err(|source| Error::Read { path: path.to_owned(), source })
+            .map_err(Error::io("write", path))
     }
 }
 

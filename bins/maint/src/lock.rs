@@ -100,7 +100,7 @@ pub(crate) async fn acquire(database: Option<&Secret>, lock_file: &Path) -> Resu
                     let _ = file.read_to_string(&mut pid);
                     Ok(Err(format!("another maint run holds {} (pid {})", lock_file.display(), pid.trim())))
                 }
-                Err(TryLockError::Error(source)) => Err(Error::Read { path: lock_file.to_owned(), source }),
+                Err(TryLockError::Error(source)) => Err(Error::io("lock", lock_file)(source)),
             }
         }
     }

@@ -151,23 +151,15 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Read { path: "tokio runtime".into(), source })
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Error::io("start", "the tokio runtime"))
 }
 
 fn cancel_on_signals() -> CancellationToken {
-    let token = CancellationToken::new();
+    let token = maint_core::cli::cancel_on_signals();
     let t = token.clone();
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
-        }
+        t.cancelled().await;
         tracing::warn!("stopping: the current task finishes its step, the rest is skipped");
-        t.cancel();
     });
     token
 }

@@ -71,7 +71,10 @@ pub(crate) fn build(id: &str, cfg: &MaintConfig) -> Result<Slot, Error> {
                 id,
                 findings,
                 pg,
-                redis: cfg.redis_url().filter(|_| sec.redis).map(|url| (url.clone(), cfg.cache.mode)),
+                redis: cfg
+                    .redis_url()
+                    .filter(|_| sec.redis)
+                    .map(|url| (url.clone(), cfg.cache.mode, cfg.cache.ca_file.clone())),
                 tls_endpoints: crate::security::tls_endpoints(cfg),
                 cert_warn_days: sec.cert_warn_days,
                 fail_from: crate::security::SEVERITIES.iter().position(|s| *s == sec.fail_on),

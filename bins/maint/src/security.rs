@@ -240,7 +240,7 @@ pub(crate) struct SecurityScan {
     pub(crate) id: &'static str,
     pub(crate) findings: Vec<Finding>,
     pub(crate) pg: Option<maint_db::PgSecurityAudit>,
-    pub(crate) redis: Option<(maint_core::Secret, maint_cache::Mode)>,
+    pub(crate) redis: Option<(maint_core::Secret, maint_cache::Mode, Option<std::path::PathBuf>)>,
     pub(crate) tls_endpoints: Vec<String>,
     pub(crate) cert_warn_days: u32,
     /// Index in [`SEVERITIES`] from which findings fail the task; `None`: never.
@@ -249,8 +249,13 @@ pub(crate) struct SecurityScan {
 
 impl SecurityScan {
     /// Redis findings of every node the cleanup would scan.
-    async fn redis_findings(url: &maint_core::Secret, mode: maint_cache::Mode) -> Result<Vec<Finding>, String> {
-        let nodes = maint_cache::RedisBackend::connect_all(url, mode).await.map_err(|e| one_line(&e))?;
+    async fn redis_findings(
+        url: &maint_core::Secret,
+        mode: maint_cache::Mode,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Vec<Finding>, String> {
+        let nodes =
+            maint_cache::RedisBackend::connect_all_with_ca(url, mode, ca_file).await.map_err(|e| one_line(&e))?;
         let mut out = Vec::new();
         for node in nodes {
             for f in maint_cache::check_security(node.as_ref()).await.map_err(|e| one_line(&e))? {
@@ -300,7 +305,7 @@ impl Task for SecurityScan {
         }
         report.metric("certificates_checked", f64::from(certificates));
         match &self.redis {
-            Some((url, mode)) => match Self::redis_findings(url, *mode).await {
+            Some((url, mode, ca_file)) => match Self::redis_findings(url, *mode, ca_file.as_deref()).await {
                 Ok(f) => findings.extend(f),
                 Err(e) => errors.push(format!("Redis security check: {e}")),
             },

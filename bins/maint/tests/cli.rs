@@ -565,3 +565,43 @@ fn a_lock_directory_others_can_write_is_refused() {
     assert!(err.contains(&format!("refusing {}", locks.display())) && err.contains("writable"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A full disk is the world failing, not bad input: a run that cannot create its lock file
+/// exits 1 (it exited 2, "bad input"), with one line naming the file and the cause. The disk
+/// is a tmpfs with no block and no inode left; mounting one needs root.
+#[test]
+fn a_full_disk_exits_1_not_2() {
+    struct Mount(std::path::PathBuf);
+    impl Drop for Mount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let dir = scratch("full-disk");
+    if std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&dir).unwrap()) != 0 {
+        eprintln!("not root: cannot mount a full disk; checked as root in CI");
+        std::fs::remove_dir_all(&dir).unwrap();
+        return;
+    }
+    let disk = dir.join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16k,nr_inodes=3,mode=0700", "tmpfs"])
+        .arg(&disk)
+        .status();
+    assert!(mounted.unwrap().success(), "mount a tmpfs on {}", disk.display());
+    let mount = Mount(disk.clone());
+    let locks = disk.join("locks");
+    std::fs::create_dir(&locks).unwrap();
+    let fill = std::fs::write(disk.join("fill"), vec![0u8; 64 << 10]).unwrap_err();
+    assert_eq!(fill.raw_os_error(), Some(28), "the disk is full: {fill}");
+    let cfg = dir.join("maint.toml");
+    std::fs::write(&cfg, format!("lock_file = \"{}/run.lock\"\n[logs]\npaths = []\n", locks.display())).unwrap();
+    let (code, out, err) = maint(&["run", "daily", "--dry-run", "--json", "--config", cfg.to_str().unwrap()]);
+    drop(mount);
+    assert_eq!(code, 1, "{out} {err}");
+    assert!(out.is_empty(), "{out}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains(&format!("{}/run.lock", locks.display())) && err.contains("No space left on device"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -21,10 +21,22 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// A file could not be read.
+    /// An input file (configuration, plan) could not be read: bad input.
     #[error("cannot read {}", path.display())]
     Read {
         /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// What the tool keeps or writes (lock, state, output) could not be created, written or
+    /// locked: the world failed (a full disk, permissions), not the input.
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        /// What was being done: `open`, `write`, `lock`.
+        action: &'static str,
+        /// The file, directory or resource.
         path: PathBuf,
         /// The I/O error.
         #[source]
@@ -50,11 +62,17 @@ impl Error {
         Error::Invalid { field: field.into(), message: message.into() }
     }
 
+    /// For `map_err`: an [`Error::Io`] doing `action` on `path`.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Error::Io { action, path, source }
+    }
+
     /// The process exit code this error maps to: bad input is 2, the rest 1.
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Error::Invalid { .. } | Error::Parse { .. } | Error::Read { .. } => ExitCode::BadInput,
-            Error::Cancelled | Error::Unsafe { .. } => ExitCode::Failed,
+            Error::Io { .. } | Error::Cancelled | Error::Unsafe { .. } => ExitCode::Failed,
         }
     }
 }
@@ -104,5 +122,9 @@ mod tests {
         assert_eq!(one_line(&err), "cannot read /etc/x.toml: no such file");
         assert_eq!(err.exit_code(), ExitCode::BadInput);
         assert_eq!(Error::Cancelled.exit_code(), ExitCode::Failed);
+        let full = std::io::Error::from_raw_os_error(28);
+        let err = Error::io("write", "/run/maint/state.json")(full);
+        assert!(one_line(&err).starts_with("cannot write /run/maint/state.json: No space left on device"), "{err}");
+        assert_eq!(err.exit_code(), ExitCode::Failed, "a full disk is not bad input");
     }
 }

@@ -54,7 +54,7 @@ pub fn runtime_dir() -> PathBuf {
 /// group or others without the sticky bit.
 pub fn check_private_dir(dir: &Path) -> Result<(), Error> {
     let refuse = |reason: String| Error::Unsafe { path: dir.to_owned(), reason };
-    let meta = std::fs::metadata(dir).map_err(|source| Error::Read { path: dir.to_owned(), source })?;
+    let meta = std::fs::metadata(dir).map_err(Error::io("use", dir))?;
     if !meta.is_dir() {
         return Err(refuse("not a directory".into()));
     }
@@ -74,11 +74,7 @@ pub fn check_private_dir(dir: &Path) -> Result<(), Error> {
 /// Creates `dir` (mode 0700, with its parents) if missing, then checks it as
 /// [`check_private_dir`] does.
 pub fn ensure_private_dir(dir: &Path) -> Result<(), Error> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| Error::Read { path: dir.to_owned(), source })?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(Error::io("create", dir))?;
     check_private_dir(dir)
 }
 
@@ -91,10 +87,10 @@ pub fn open_private(path: &Path) -> Result<File, Error> {
     let fd = match rustix::fs::open(path, flags, Mode::from_raw_mode(0o600)) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::LOOP) => return Err(refuse("it is a symbolic link")),
-        Err(e) => return Err(Error::Read { path: path.to_owned(), source: e.into() }),
+        Err(e) => return Err(Error::io("open", path)(e.into())),
     };
     let file = File::from(fd);
-    let meta = file.metadata().map_err(|source| Error::Read { path: path.to_owned(), source })?;
+    let meta = file.metadata().map_err(Error::io("open", path))?;
     if !meta.is_file() {
         return Err(refuse("not a regular file"));
     }

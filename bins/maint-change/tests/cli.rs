@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use maint_testkit::{Postgres, TestDb};
+use maint_testkit::Postgres;
 
 fn temp_dir(name: &str) -> PathBuf {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
@@ -22,24 +22,6 @@ fn change(url: &str, args: &[&str]) -> Output {
         .env_remove("MAINT_CHANGE_DATABASE_URL")
         .output()
         .unwrap()
-}
-
-/// A URL for a LOGIN role of its own (`<database>_<name>`, created on first use) with
-/// only the data privileges an operator grants to approvers.
-async fn role_url(db: &TestDb, name: &str) -> String {
-    let role = format!("{}_{name}", db.name);
-    db.pool()
-        .get()
-        .await
-        .unwrap()
-        .batch_execute(&format!(
-            "DO $$ BEGIN CREATE ROLE \"{role}\" LOGIN PASSWORD 'maint-test'; \
-             EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
-             GRANT pg_read_all_data, pg_write_all_data TO \"{role}\";"
-        ))
-        .await
-        .unwrap();
-    format!("postgresql://{role}:maint-test@{}:{}/{}", db.host, db.port, db.name)
 }
 
 fn stderr(o: &Output) -> String {
@@ -104,7 +86,7 @@ async fn a_change_goes_from_pending_to_scheduled_and_every_rule_is_enforced() {
         stderr(&own_role).trim(),
         "maint-change: change CR-1: role postgres requested this change and cannot approve it"
     );
-    let alice = role_url(&db, "alice").await;
+    let alice = db.as_role("alice").await.url();
     let approved = change(&alice, &["--json", "approve", "CR-1", "--by", "alice"]);
     assert!(approved.status.success(), "{}", stderr(&approved));
     let approvals = &json(&approved)["items"][0]["approvals"];
@@ -135,7 +117,7 @@ async fn a_change_goes_from_pending_to_scheduled_and_every_rule_is_enforced() {
     assert_eq!(early.status.code(), Some(1));
     assert!(stderr(&early).contains("cannot schedule: it is pending, not approved"), "{}", stderr(&early));
 
-    let carol = role_url(&db, "carol").await;
+    let carol = db.as_role("carol").await.url();
     assert!(change(&carol, &["approve", "CR-1", "--by", "carol"]).status.success());
     let outside =
         change(url, &["schedule", "CR-1", "--start", "2099-12-07T02:00:00Z", "--by", "ops", "--calendar", cal]);
@@ -182,7 +164,7 @@ async fn a_change_is_started_inside_its_slot_then_fails_and_is_rolled_back() {
     let url = url.as_str();
     let created = change(url, &["create", "--title", "Patch 1.4.1", "--requester", "bob", "--approver", "alice"]);
     assert!(created.status.success(), "{}", stderr(&created));
-    let alice = role_url(&db, "alice").await;
+    let alice = db.as_role("alice").await.url();
     assert!(change(&alice, &["approve", "CR-1", "--by", "alice", "--comment", "fine"]).status.success());
     // The slot opens two seconds from now (a start must not be in the past).
     let start = Utc::now() + TimeDelta::seconds(2);

@@ -270,26 +270,7 @@ async fn run_updates_docker_replicas_around_migrations_and_rolls_back_a_broken_v
     std::fs::write(migrations.join("V2__drop_legacy.sql"), "-- maint:contract\nALTER TABLE users DROP COLUMN legacy;")
         .unwrap();
     let store = PgChangeStore::new(db.pool());
-    let alice = {
-        let role = format!("{}_alice", db.name);
-        db.pool()
-            .get()
-            .await
-            .unwrap()
-            .batch_execute(&format!(
-                "CREATE ROLE \"{role}\" LOGIN PASSWORD 'maint-test'; GRANT pg_read_all_data, pg_write_all_data TO \"{role}\";"
-            ))
-            .await
-            .unwrap();
-        let mut cfg = db.config();
-        cfg.user = Some(role);
-        cfg.password = Some("maint-test".into());
-        let pool = cfg.create_pool(
-            Some(maint_release::deadpool_postgres::Runtime::Tokio1),
-            maint_release::deadpool_postgres::tokio_postgres::NoTls,
-        );
-        PgChangeStore::new(pool.unwrap())
-    };
+    let alice = PgChangeStore::new(db.as_role("alice").await.pool());
     let start = Utc::now() - TimeDelta::minutes(1);
     for version in ["1.1.0", "1.2.0-broken"] {
         let new = NewChange {

@@ -235,6 +235,24 @@ impl TestDb {
     pub fn pool(&self) -> deadpool_postgres::Pool {
         self.config().create_pool(Some(deadpool_postgres::Runtime::Tokio1), NoTls).expect("a valid pool configuration")
     }
+
+    /// This database as a LOGIN role of its own (`<database>_<name>`, created on first use)
+    /// that has only the data privileges an operator grants to people (`pg_read_all_data`,
+    /// `pg_write_all_data`, no right to create anything): for tests where who is connected
+    /// matters, such as approvals counted per `session_user`.
+    pub async fn as_role(&self, name: &str) -> TestDb {
+        let role = format!("{}_{name}", self.name);
+        let client = self.pool().get().await.expect("connect as the superuser");
+        client
+            .batch_execute(&format!(
+                "DO $$ BEGIN CREATE ROLE \"{role}\" LOGIN PASSWORD '{PASSWORD}'; \
+                 EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+                 GRANT pg_read_all_data, pg_write_all_data TO \"{role}\";"
+            ))
+            .await
+            .expect("create the role");
+        TestDb { user: role, password: PASSWORD.to_owned(), ..self.clone() }
+    }
 }
 
 #[cfg(test)]

@@ -8,8 +8,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::join_all;
 use maint_core::{Calendar, Impact, Status, TaskContext};
-use maint_release::deadpool_postgres::Runtime;
-use maint_release::deadpool_postgres::tokio_postgres::NoTls;
 use maint_release::deadpool_postgres::tokio_postgres::error::SqlState;
 use maint_release::{
     ApprovalPolicy, ChangeRequest, ChangeState, ChangeStore, Deployer, Error, NewChange, PgChangeStore, Revision, Risk,
@@ -29,20 +27,7 @@ fn store(db: &TestDb) -> PgChangeStore {
 /// use) that has only the data privileges an operator grants to the people who approve:
 /// `pg_read_all_data` and `pg_write_all_data` (no right to create anything).
 async fn role_store(db: &TestDb, name: &str) -> PgChangeStore {
-    let role = format!("{}_{name}", db.name);
-    session(db)
-        .await
-        .batch_execute(&format!(
-            "DO $$ BEGIN CREATE ROLE \"{role}\" LOGIN PASSWORD 'maint-test'; \
-             EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
-             GRANT pg_read_all_data, pg_write_all_data TO \"{role}\";"
-        ))
-        .await
-        .unwrap();
-    let mut cfg = db.config();
-    cfg.user = Some(role);
-    cfg.password = Some("maint-test".into());
-    PgChangeStore::new(cfg.create_pool(Some(Runtime::Tokio1), NoTls).unwrap())
+    PgChangeStore::new(db.as_role(name).await.pool())
 }
 
 fn role(db: &TestDb, name: &str) -> String {

@@ -136,18 +136,6 @@ impl PgConnector {
         PgConnector::build(pg, ssl_mode, root_cert, default)
     }
 
-    /// A connector for a driver configuration that was built in code: its `sslmode`
-    /// (`disable`, `prefer` or `require`) is kept, certificates are not verified, and the
-    /// [`DEFAULT_CONNECT_TIMEOUT`] applies when it has none.
-    pub fn from_config(pg: tokio_postgres::Config) -> Result<PgConnector, Error> {
-        let ssl_mode = match pg.get_ssl_mode() {
-            DriverSslMode::Disable => SslMode::Disable,
-            DriverSslMode::Require => SslMode::Require,
-            _ => SslMode::Prefer,
-        };
-        PgConnector::build(pg, ssl_mode, None, DEFAULT_CONNECT_TIMEOUT)
-    }
-
     fn build(
         mut pg: tokio_postgres::Config,
         ssl_mode: SslMode,

@@ -15,7 +15,7 @@ use crate::{Blocker, Error, LockMode, PgConnector, Settings};
 pub const RUN_LOCK_KEY: i64 = 0x006d_6169_6e74_6462;
 
 /// SQLSTATE of "lock not available" (`lock_timeout` expired).
-const LOCK_NOT_AVAILABLE: &str = "55P03";
+pub(crate) const LOCK_NOT_AVAILABLE: &str = "55P03";
 
 /// A handle to one database: a deadpool-postgres pool whose every session carries
 /// `lock_timeout`, `statement_timeout` (and `maintenance_work_mem` when configured)
@@ -78,11 +78,6 @@ impl Db {
             return Err(Error::invalid("database_url", "no host (expected postgresql://user@host:port/db)"));
         }
         Db::from_connector(pg, settings)
-    }
-
-    /// A handle for a driver configuration built in code ([`PgConnector::from_config`]).
-    pub fn from_pg_config(pg: tokio_postgres::Config, settings: &Settings) -> Result<Db, Error> {
-        Db::from_connector(PgConnector::from_config(pg)?, settings)
     }
 
     /// A handle for a connector; the session options are added to its configuration.

@@ -1,6 +1,6 @@
 use async_trait::async_trait;
 
-use crate::db::query_err;
+use crate::db::{LOCK_NOT_AVAILABLE, query_err};
 use crate::{
     BloatEstimate, BloatMeasurement, BtreeIndex, Db, DbBackend, Error, ExtensionInfo, HbaRule, HealthSnapshot,
     IndexCheck, IndexUsage, InvalidIndex, LockMode, RelKind, ReplicaInfo, ResolvedRule, RetentionRule, RetentionScan,
@@ -15,9 +15,6 @@ const INSUFFICIENT_PRIVILEGE: &str = "42501";
 /// User relations only (`n` is `pg_namespace`).
 const USER_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' \
      AND n.nspname NOT LIKE 'pg\\_temp%'";
-
-/// SQLSTATE of "lock not available" (`lock_timeout`).
-const LOCK_NOT_AVAILABLE: &str = "55P03";
 
 /// The relations of this database someone holds or awaits ACCESS EXCLUSIVE on: a size
 /// function would wait for them until `lock_timeout`. Evaluated once per query (a hashed subplan).

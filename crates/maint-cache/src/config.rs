@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use deadpool_redis::redis::IntoConnectionInfo;
 use maint_core::Secret;
 use serde::{Deserialize, Serialize};
 
@@ -252,7 +253,10 @@ impl Config {
                 "not a Redis URL (expected redis://[user:password@]host[:port][/db] or rediss://...)",
             ));
         }
-        if self.ca_file.is_some() && !redis_url.expose().trim_start().to_ascii_lowercase().starts_with("rediss://") {
+        // The same reading of the URL as the connection's (crate::redis::client), so a scheme
+        // redis-rs treats as TLS is one here too.
+        let tls = redis_url.expose().into_connection_info().is_ok_and(|info| crate::redis::is_tls(&info));
+        if self.ca_file.is_some() && !tls {
             return Err(Error::invalid("ca_file", "set, but redis_url is not a rediss:// (TLS) URL"));
         }
         if self.rules.is_empty() {

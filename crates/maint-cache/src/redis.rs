@@ -137,6 +137,12 @@ pub fn parse_cluster_masters(nodes: &str, seed: (&str, u16)) -> Vec<(String, u16
     out
 }
 
+/// Whether the server of `info` is reached over TLS (`rediss://`, and every other scheme
+/// redis-rs reads as TLS).
+pub(crate) fn is_tls(info: &redis::ConnectionInfo) -> bool {
+    matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. })
+}
+
 /// The client for `url`: `rediss://` verifies the server against the PEM certificates in
 /// `ca_file` when given, else the system's roots (`rediss://host/#insecure` skips the check).
 /// A CA file with a plain `redis://` URL is refused, so a TLS setting is never silently unused.
@@ -148,7 +154,7 @@ fn client(url: &Secret, ca_file: Option<&Path>) -> Result<redis::Client, Error> 
         )
     };
     let info = url.expose().into_connection_info().map_err(|_| invalid_url())?;
-    let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+    let tls = is_tls(&info);
     // redis-rs builds its rustls configuration with the process's default provider; more
     // than one provider may be compiled in, so name ours (a no-op when one is installed).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -178,7 +184,7 @@ impl RedisBackend {
     pub async fn connect_with_ca(url: &Secret, ca_file: Option<&Path>) -> Result<RedisBackend, Error> {
         let client = client(url, ca_file)?;
         let node = node_name(url);
-        let tls = matches!(client.get_connection_info().addr(), redis::ConnectionAddr::TcpTls { .. });
+        let tls = is_tls(client.get_connection_info());
         let connect_err =
             |source: Box<dyn std::error::Error + Send + Sync>| Error::Connect { node: node.clone(), source };
         // redis-rs gives up on a reply after 500 ms by default; a big pipeline on a busy

@@ -70,11 +70,24 @@ async fn start(
         .start()
         .await
         .unwrap_or_else(|e| panic!("cannot start the {service} test container ({name}:{tag}): {e}; {hint}"));
-    let host = container.get_host().await.map(|h| h.to_string()).unwrap_or_else(|_| "127.0.0.1".into());
     let mapped = container
         .get_host_port_ipv4(port)
         .await
         .unwrap_or_else(|e| panic!("the {service} test container has no mapped port {port}: {e}"));
+    // Inside a container (/.dockerenv) testcontainers answers the bridge gateway, right for a
+    // socket mounted from the outer host; scripts/test-env starts dockerd in this very
+    // namespace, where the port is published on 127.0.0.1, the address on the test
+    // certificates (verify-full against the gateway fails). Use it when it answers.
+    let loopback = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        tokio::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, mapped)),
+    )
+    .await;
+    let host = if matches!(loopback, Ok(Ok(_))) {
+        "127.0.0.1".to_owned()
+    } else {
+        container.get_host().await.map(|h| h.to_string()).unwrap_or_else(|_| "127.0.0.1".into())
+    };
     Started { _container: container, host, port: mapped }
 }
 

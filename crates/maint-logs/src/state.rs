@@ -188,6 +188,10 @@ pub(crate) struct Store {
     local: tokio::sync::Mutex<()>,
 }
 
+/// How long a log's lock held by someone else is waited for before the log is skipped as
+/// busy (see [`Store::try_lock_log`]).
+const LOCK_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The lock of one log, held until dropped (flock, released with the descriptor).
 #[derive(Debug)]
 pub(crate) struct LogLock {
@@ -238,9 +242,12 @@ impl Store {
         st.save(&self.path)
     }
 
-    /// Takes the lock of `log` without waiting. The lock file's name comes from the log's
+    /// Takes the lock of `log`, waiting at most [`LOCK_GRACE`]: a process spawned anywhere
+    /// in this process holds a duplicate of the lock's descriptor between its fork and its
+    /// exec, so a lock released a moment ago can look held for that moment; another run
+    /// holds it for its whole rotation. The lock file's name comes from the log's
     /// directory (device, inode) and file name, so two spellings of one path share it.
-    pub(crate) fn try_lock_log(&self, log: &Path) -> Result<Locked> {
+    pub(crate) async fn try_lock_log(&self, log: &Path) -> Result<Locked> {
         let name = log.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let key = match fs::metadata(parent(log)) {
             Ok(d) => format!("{}:{}/{name}", d.dev(), d.ino()),
@@ -248,10 +255,18 @@ impl Store {
         };
         let lock_name = format!("{}.{:016x}.lock", self.file_name(), xxhash_rust::xxh3::xxh3_64(key.as_bytes()));
         let file = self.lock_file(&lock_name)?;
-        match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(Locked::Held(LogLock { _file: file })),
-            Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(Locked::Busy(self.dir.join(lock_name))),
-            Err(e) => Err(Error::io("lock", self.dir.join(lock_name))(e.into())),
+        let deadline = tokio::time::Instant::now() + LOCK_GRACE;
+        loop {
+            match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(Locked::Held(LogLock { _file: file })),
+                Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Ok(Locked::Busy(self.dir.join(lock_name)));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                Err(e) => return Err(Error::io("lock", self.dir.join(lock_name))(e.into())),
+            }
         }
     }
 
@@ -312,6 +327,33 @@ pub(crate) fn sync_dir(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A process spawned anywhere in this process holds a duplicate of every descriptor
+    /// between its fork and its exec, the lock's too: a lock released a moment ago can look
+    /// held for that moment (the flaky "another rotation of this log is running" under
+    /// load). A lock held that briefly is waited for; one held longer is busy.
+    #[tokio::test]
+    async fn a_lock_held_for_a_moment_is_waited_for_and_a_held_one_is_busy() {
+        let dir = std::env::temp_dir().join(format!("maint-logs-lock-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let cfg = Config { state_file: Some(dir.join("state.json")), ..Config::default() };
+        let store = Store::new(&cfg);
+        let log = dir.join("app.log");
+        let Locked::Held(lock) = store.try_lock_log(&log).await.unwrap() else { panic!("free lock busy") };
+        // The duplicate a fork leaves: the same open file description, released 50 ms later.
+        let dup = lock._file.try_clone().unwrap();
+        drop(lock);
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            drop(dup);
+        });
+        assert!(matches!(store.try_lock_log(&log).await.unwrap(), Locked::Held(_)), "a moment's holder is waited for");
+        release.join().unwrap();
+        let Locked::Held(_held) = store.try_lock_log(&log).await.unwrap() else { panic!("free lock busy") };
+        assert!(matches!(store.try_lock_log(&log).await.unwrap(), Locked::Busy(_)), "a real holder is busy");
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn round_trip_and_corrupt_state_is_set_aside() {

@@ -313,7 +313,7 @@ async fn one_file(
         }
         return out;
     }
-    let _lock = match shared.store.try_lock_log(path) {
+    let _lock = match shared.store.try_lock_log(path).await {
         Ok(Locked::Held(l)) => l,
         Ok(Locked::Busy(lock)) => {
             out.action = "skipped".to_owned();

@@ -287,7 +287,7 @@ async fn sigterm_mid_upload_leaves_no_backup_counted() {
 #[tokio::test]
 async fn client_dir_overrides_the_tools_picked_by_version() {
     let pg17 = std::env::var("MAINT_TEST_PG17_CLIENT").expect("run the tests through scripts/test-env");
-    let db = Postgres::shared_17().await.fresh_database().await;
+    let db = Postgres::shared().await.fresh_database().await;
     let bucket = S3::shared().await.fresh_bucket().await;
     let store = format!("s3://{}/prod", bucket.bucket);
     let (ep, url) = (bucket.endpoint.as_str(), db.url());

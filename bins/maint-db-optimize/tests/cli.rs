@@ -22,7 +22,7 @@ fn json(out: &Output) -> serde_json::Value {
 
 async fn seeded() -> TestDb {
     let db = Postgres::shared().await.fresh_database().await;
-    let (c, conn) = tokio_postgres::connect(&db.url(), NoTls).await.unwrap();
+    let (c, conn) = tokio_postgres::connect(&db.plain_url(), NoTls).await.unwrap();
     tokio::spawn(conn);
     c.batch_execute(
         "CREATE TABLE a (id int); INSERT INTO a SELECT generate_series(1, 100); DELETE FROM a WHERE id < 50; \
@@ -108,7 +108,7 @@ async fn wrong_password_fails_with_exit_1_and_a_clear_reason() {
 #[tokio::test]
 async fn a_run_in_progress_makes_the_second_one_skip_with_exit_0() {
     let db = seeded().await;
-    let (holder, conn) = tokio_postgres::connect(&db.url(), NoTls).await.unwrap();
+    let (holder, conn) = tokio_postgres::connect(&db.plain_url(), NoTls).await.unwrap();
     tokio::spawn(conn);
     holder.execute("SELECT pg_advisory_lock($1)", &[&maint_db::RUN_LOCK_KEY]).await.unwrap();
     let out = bin(&["--json"], Some(&db.url())).await;
@@ -147,7 +147,7 @@ async fn a_config_file_is_read_and_a_bad_one_names_the_problem() {
 #[tokio::test]
 async fn a_locked_table_is_reported_with_its_blocker_and_the_rest_is_done() {
     let db = seeded().await;
-    let (holder, conn) = tokio_postgres::connect(&db.url(), NoTls).await.unwrap();
+    let (holder, conn) = tokio_postgres::connect(&db.plain_url(), NoTls).await.unwrap();
     tokio::spawn(conn);
     let pid: i32 = holder.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
     holder.batch_execute("BEGIN; LOCK TABLE a IN ACCESS EXCLUSIVE MODE").await.unwrap();
@@ -165,7 +165,7 @@ async fn a_locked_table_is_reported_with_its_blocker_and_the_rest_is_done() {
 #[tokio::test]
 async fn several_steps_print_one_run_report_with_a_report_per_task() {
     let db = seeded().await;
-    let (c, conn) = tokio_postgres::connect(&db.url(), NoTls).await.unwrap();
+    let (c, conn) = tokio_postgres::connect(&db.plain_url(), NoTls).await.unwrap();
     tokio::spawn(conn);
     c.batch_execute(
         "CREATE TABLE t (id int PRIMARY KEY, v int); CREATE INDEX t_v_idx ON t (v); CREATE INDEX t_v_copy ON t (v)",
@@ -201,7 +201,7 @@ async fn several_steps_print_one_run_report_with_a_report_per_task() {
 #[tokio::test]
 async fn amcheck_runs_its_own_task_and_says_when_the_extension_is_missing() {
     let db = seeded().await;
-    let (c, conn) = tokio_postgres::connect(&db.url(), NoTls).await.unwrap();
+    let (c, conn) = tokio_postgres::connect(&db.plain_url(), NoTls).await.unwrap();
     tokio::spawn(conn);
     c.batch_execute("CREATE TABLE t (id int PRIMARY KEY)").await.unwrap();
     let out = bin(&["--amcheck", "--json"], Some(&db.url())).await;

@@ -351,7 +351,7 @@ async fn run_updates_docker_replicas_around_migrations_and_rolls_back_a_broken_v
     let actors: Vec<(&str, &str)> = stored.history.iter().map(|e| (e.action.as_str(), e.by.as_str())).collect();
     assert_eq!(&actors[3..], [("start", "ops-alice"), ("complete", "ops-alice")]);
     let (client, conn) = maint_release::deadpool_postgres::tokio_postgres::connect(
-        &db.url(),
+        &db.plain_url(),
         maint_release::deadpool_postgres::tokio_postgres::NoTls,
     )
     .await

@@ -49,7 +49,9 @@ async fn admin_url() -> Secret {
 async fn scratch_databases() -> Vec<String> {
     let pg = Postgres::shared().await;
     let (client, conn) =
-        maint_backup::tokio_postgres::connect(&pg.url("postgres"), maint_backup::tokio_postgres::NoTls).await.unwrap();
+        maint_backup::tokio_postgres::connect(&pg.plain_url("postgres"), maint_backup::tokio_postgres::NoTls)
+            .await
+            .unwrap();
     tokio::spawn(conn);
     client
         .query("SELECT datname FROM pg_database WHERE datname LIKE 'maint\\_restore\\_%'", &[])
@@ -228,7 +230,9 @@ async fn failed_cancelled_and_crashed_restores_leave_no_scratch_database() {
     // A crashed run left its scratch database behind, commented as such: the next run drops it.
     let pg = Postgres::shared().await;
     let (client, conn) =
-        maint_backup::tokio_postgres::connect(&pg.url("postgres"), maint_backup::tokio_postgres::NoTls).await.unwrap();
+        maint_backup::tokio_postgres::connect(&pg.plain_url("postgres"), maint_backup::tokio_postgres::NoTls)
+            .await
+            .unwrap();
     tokio::spawn(conn);
     client.batch_execute(&format!("CREATE DATABASE {SCRATCH_PREFIX}19990101000000000_1")).await.unwrap();
     client
@@ -390,7 +394,8 @@ fn slow_pg_restore(dir: &TempDir, seconds: u32) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(&dir.0).unwrap();
     let path = dir.0.join("pg_restore");
-    std::fs::write(&path, format!("#!/bin/sh\nsleep {seconds}\nexec pg_restore \"$@\"\n")).unwrap();
+    std::fs::write(&path, format!("#!/bin/sh\nsleep {seconds}\nexec '{}' \"$@\"\n", pg17_tool("pg_restore").display()))
+        .unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path
 }
@@ -429,7 +434,7 @@ async fn cleanup_drops_only_marked_leftovers_and_never_a_live_run() {
     let (db, store) = (seeded().await, store().await);
     let m = make(&store, &db, Compression::Gzip).await;
     let pg = Postgres::shared().await;
-    let admin = connect(&pg.url("postgres")).await;
+    let admin = connect(&pg.plain_url("postgres")).await;
     // A live run through another admin database, slowed down so it is live for a while.
     let tmp = TempDir::new("slow");
     let other_admin = pg.fresh_database().await;
@@ -480,7 +485,7 @@ async fn a_hostile_key_reaches_the_comment_as_one_literal() {
 
     // An admin connection where backslashes escape in plain literals.
     let other_admin = Postgres::shared().await.fresh_database().await;
-    let admin_url = format!("{}?options=-c%20standard_conforming_strings%3Doff", other_admin.url());
+    let admin_url = format!("{}&options=-c%20standard_conforming_strings%3Doff", other_admin.url());
     let tmp = TempDir::new("hostile");
     let opts = RestoreOptions {
         admin_url: Secret::new(admin_url),
@@ -489,11 +494,11 @@ async fn a_hostile_key_reaches_the_comment_as_one_literal() {
     };
     let (store2, key2) = (store.clone(), key.clone());
     let run = tokio::spawn(async move { restore_test(&store2, &key2, &opts, &CancellationToken::new()).await });
-    let admin = connect(&Postgres::shared().await.url("postgres")).await;
+    let admin = connect(&Postgres::shared().await.plain_url("postgres")).await;
     let (_, comment) = live_scratch(&admin, &[]).await;
     let outcome = run.await.unwrap();
     assert_eq!(comment, format!("{MARKER}{key}; safe to drop"));
-    let injected: i64 = connect(&other_admin.url())
+    let injected: i64 = connect(&other_admin.plain_url())
         .await
         .query_one("SELECT count(*) FROM pg_class WHERE relname = $1", &[&pwned])
         .await
@@ -705,7 +710,8 @@ fn pg17_tool(tool: &str) -> std::path::PathBuf {
 #[tokio::test]
 async fn create_verify_and_restore_over_verified_tls_with_the_17_clients() {
     use std::os::unix::fs::PermissionsExt;
-    let pg = Postgres::shared_17().await;
+    let _turn = RESTORES.lock().await;
+    let pg = Postgres::shared().await;
     let db = pg.fresh_database().await;
     let client = db.pool().get().await.unwrap();
     client
@@ -731,7 +737,7 @@ async fn create_verify_and_restore_over_verified_tls_with_the_17_clients() {
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
 
     let store = store().await;
-    let mut opts = CreateOptions::new(Secret::new(db.tls_url()));
+    let mut opts = CreateOptions::new(Secret::new(db.url()));
     opts.pg_dump = Some(wrapper);
     let m = create(&store, &opts, &CancellationToken::new()).await.unwrap();
     assert!(m.server_version.starts_with("17"), "{}", m.server_version);
@@ -741,7 +747,7 @@ async fn create_verify_and_restore_over_verified_tls_with_the_17_clients() {
 
     let v = verify_one(&store, &entry(&store, &m.key).await).await;
     assert!(v.ok, "{v:?}");
-    let mut restore = RestoreOptions::new(Secret::new(pg.tls_url("postgres")));
+    let mut restore = RestoreOptions::new(Secret::new(pg.url("postgres")));
     restore.pg_restore = Some(pg17_tool("pg_restore"));
     let r = restore_test(&store, &m.key, &restore, &CancellationToken::new()).await.unwrap();
     assert!(r.mismatches.is_empty() && r.tables_compared == 1, "{r:?}");
@@ -765,7 +771,7 @@ fn client_root(dir: &TempDir, tools: &[(&str, &str)]) -> std::path::PathBuf {
 /// (a failure, exit 1, not bad input).
 #[tokio::test]
 async fn a_server_newer_than_every_client_fails_before_the_store_is_touched() {
-    let pg = Postgres::shared_17().await;
+    let pg = Postgres::shared().await;
     let db = pg.fresh_database().await;
     let tmp = TempDir::new("old-client");
     let root = client_root(&tmp, &[("15/bin/pg_dump", "#!/bin/sh\necho ran > \"$0.ran\"\nexit 1\n")]);
@@ -796,7 +802,9 @@ async fn a_server_newer_than_every_client_fails_before_the_store_is_touched() {
     let msg = maint_core::one_line(&e);
     assert!(msg.contains("PostgreSQL 17") && msg.contains("postgresql-client-17") && !e.is_bad_input(), "{msg}");
     let (client, conn) =
-        maint_backup::tokio_postgres::connect(&pg.url("postgres"), maint_backup::tokio_postgres::NoTls).await.unwrap();
+        maint_backup::tokio_postgres::connect(&pg.plain_url("postgres"), maint_backup::tokio_postgres::NoTls)
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let scratch =
         client.query("SELECT datname FROM pg_database WHERE datname LIKE 'maint\\_restore\\_%'", &[]).await.unwrap();
@@ -807,7 +815,7 @@ async fn a_server_newer_than_every_client_fails_before_the_store_is_touched() {
 /// that is at least the server's).
 #[tokio::test]
 async fn the_client_matching_the_server_is_used() {
-    let pg = Postgres::shared_17().await;
+    let pg = Postgres::shared().await;
     let db = pg.fresh_database().await;
     db.pool().get().await.unwrap().batch_execute("CREATE TABLE t AS SELECT 1 AS x").await.unwrap();
     let tmp = TempDir::new("new-client");

@@ -17,7 +17,7 @@ async fn fresh() -> TestDb {
 
 /// A plain session outside any pool, for setup and for holding locks.
 async fn session(db: &TestDb) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(&db.url(), NoTls).await.expect("connect");
+    let (client, conn) = tokio_postgres::connect(&db.plain_url(), NoTls).await.expect("connect");
     tokio::spawn(conn);
     client
 }

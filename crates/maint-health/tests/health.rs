@@ -337,7 +337,7 @@ async fn a_server_that_never_answers_fails_at_the_connect_timeout() {
 #[tokio::test]
 async fn postgres_is_checked_and_collected_over_verified_tls() {
     use maint_health::{CollectConfig, MetricsCollection};
-    let url = Secret::new(Postgres::shared_17().await.tls_url("postgres"));
+    let url = Secret::new(Postgres::shared().await.url("postgres"));
     let findings =
         HealthChecks::new(HealthConfig { database_url: Some(url.clone()), ..HealthConfig::default() }).check().await;
     assert!(findings.len() == 1 && findings[0].ok && findings[0].detail.starts_with("PostgreSQL 17"), "{findings:?}");

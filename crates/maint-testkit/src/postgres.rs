@@ -49,15 +49,15 @@ pub struct TestDb {
 /// Which server a [`Postgres`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    /// `MAINT_TEST_POSTGRES_IMAGE` (PostgreSQL 15 locally).
-    Default,
+    /// `MAINT_TEST_POSTGRES15_IMAGE`: PostgreSQL 15, plain text, the oldest major we claim.
+    Pg15,
     /// `MAINT_TEST_POSTGRES17_IMAGE`: PostgreSQL 17, pgvector, TLS with the test CA.
     Pg17,
     /// The same image, accepting TCP connections over TLS only.
     Pg17HostsslOnly,
 }
 
-static SERVER: OnceCell<(Started, Postgres)> = OnceCell::const_new();
+static SERVER_15: OnceCell<(Started, Postgres)> = OnceCell::const_new();
 static SERVER_17: OnceCell<(Started, Postgres)> = OnceCell::const_new();
 static SERVER_17_HOSTSSL: OnceCell<(Started, Postgres)> = OnceCell::const_new();
 static NEXT_DB: AtomicU32 = AtomicU32::new(0);
@@ -75,17 +75,19 @@ pub(crate) fn path_from_env(var: &str) -> PathBuf {
 }
 
 impl Postgres {
-    /// Starts the container on first use (image from `MAINT_TEST_POSTGRES_IMAGE`).
+    /// The default test server: PostgreSQL 17 with pgvector, serving TLS with a certificate
+    /// for `localhost` and `127.0.0.1` from the test CA ([`Postgres::ca`]), plain
+    /// connections accepted too ([`Postgres::plain_url`]). Started on first use from
+    /// `MAINT_TEST_POSTGRES17_IMAGE`; panics when that or `MAINT_TEST_CA`/`MAINT_TEST_OTHER_CA`
+    /// is not set (run `scripts/test-env`).
     pub async fn shared() -> &'static Postgres {
-        Postgres::shared_kind(&SERVER, Kind::Default).await
+        Postgres::shared_kind(&SERVER_17, Kind::Pg17).await
     }
 
-    /// PostgreSQL 17 with pgvector, serving TLS with a certificate for `localhost` and
-    /// `127.0.0.1` from the test CA ([`Postgres::ca`]), plain connections accepted too.
-    /// Started on first use from `MAINT_TEST_POSTGRES17_IMAGE`; panics when that or
-    /// `MAINT_TEST_CA`/`MAINT_TEST_OTHER_CA` is not set (run `scripts/test-env`).
-    pub async fn shared_17() -> &'static Postgres {
-        Postgres::shared_kind(&SERVER_17, Kind::Pg17).await
+    /// PostgreSQL 15 without TLS (`MAINT_TEST_POSTGRES15_IMAGE`), for the compatibility
+    /// tests that keep the oldest major we claim proven.
+    pub async fn shared_15() -> &'static Postgres {
+        Postgres::shared_kind(&SERVER_15, Kind::Pg15).await
     }
 
     /// The PostgreSQL 17 image with `pg_hba.conf` accepting TCP over TLS only
@@ -100,7 +102,7 @@ impl Postgres {
         let (_, pg) = cell
             .get_or_init(|| async {
                 let (service, env_var, default_image, tls) = match kind {
-                    Kind::Default => ("PostgreSQL", "MAINT_TEST_POSTGRES_IMAGE", "postgres:16", None),
+                    Kind::Pg15 => ("PostgreSQL 15", "MAINT_TEST_POSTGRES15_IMAGE", "postgres:15", None),
                     Kind::Pg17 | Kind::Pg17HostsslOnly => {
                         let tls =
                             Tls { ca: path_from_env("MAINT_TEST_CA"), other_ca: path_from_env("MAINT_TEST_OTHER_CA") };
@@ -146,17 +148,17 @@ impl Postgres {
         pg
     }
 
-    /// A URL for database `db` as the superuser, in plain text (`sslmode=disable` on a
-    /// server that serves TLS; no `sslmode` on the default server, as before).
+    /// A URL for database `db` as the superuser, over verified TLS
+    /// (`sslmode=verify-full&sslrootcert=<the test CA>`) on a server that serves TLS: the URL
+    /// to give the code under test.
     pub fn url(&self, db: &str) -> String {
-        let base = format!("postgresql://{USER}:{PASSWORD}@{}:{}/{db}", self.host, self.port);
-        if self.tls.is_some() { format!("{base}?sslmode=disable") } else { base }
+        url(&format!("postgresql://{USER}:{PASSWORD}@{}:{}/{db}", self.host, self.port), self.ca())
     }
 
-    /// A URL for database `db` as the superuser over verified TLS
-    /// (`sslmode=verify-full&sslrootcert=<the test CA>`). Panics on a server without TLS.
-    pub fn tls_url(&self, db: &str) -> String {
-        tls_url(&format!("postgresql://{USER}:{PASSWORD}@{}:{}/{db}", self.host, self.port), self.ca())
+    /// A URL for database `db` as the superuser in plain text (`sslmode=disable` on a
+    /// server that serves TLS), for a test's own setup with `NoTls`.
+    pub fn plain_url(&self, db: &str) -> String {
+        plain_url(&format!("postgresql://{USER}:{PASSWORD}@{}:{}/{db}", self.host, self.port), self.ca())
     }
 
     /// The CA the server's certificate comes from, when it serves TLS.
@@ -171,7 +173,7 @@ impl Postgres {
     }
 
     async fn connect(&self, db: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-        let (client, conn) = tokio_postgres::connect(&self.url(db), NoTls).await?;
+        let (client, conn) = tokio_postgres::connect(&self.plain_url(db), NoTls).await?;
         tokio::spawn(conn);
         Ok(client)
     }
@@ -193,9 +195,15 @@ impl Postgres {
     }
 }
 
-/// `base` with `sslmode=verify-full` and `sslrootcert` (percent-encoded as a URL wants it).
-fn tls_url(base: &str, ca: Option<&Path>) -> String {
-    let ca = ca.expect("tls_url: this PostgreSQL test server serves no TLS; use Postgres::shared_17()");
+/// `base` in plain text: `sslmode=disable` when the server serves TLS.
+fn plain_url(base: &str, ca: Option<&Path>) -> String {
+    if ca.is_some() { format!("{base}?sslmode=disable") } else { base.to_owned() }
+}
+
+/// `base` with `sslmode=verify-full` and `sslrootcert` (percent-encoded as a URL wants it)
+/// when the server serves TLS, else `base`.
+fn url(base: &str, ca: Option<&Path>) -> String {
+    let Some(ca) = ca else { return base.to_owned() };
     let mut encoded = String::new();
     for b in ca.to_str().expect("a UTF-8 CA path").bytes() {
         match b {
@@ -207,17 +215,20 @@ fn tls_url(base: &str, ca: Option<&Path>) -> String {
 }
 
 impl TestDb {
-    /// A connection URL, in plain text (`sslmode=disable` on a server that serves TLS).
+    /// The connection URL to give the code under test: over verified TLS
+    /// (`sslmode=verify-full` with the test CA) on a server that serves TLS.
     pub fn url(&self) -> String {
-        let base = format!("postgresql://{}:{}@{}:{}/{}", self.user, self.password, self.host, self.port, self.name);
-        if self.ca.is_some() { format!("{base}?sslmode=disable") } else { base }
+        url(&self.base_url(), self.ca.as_deref())
     }
 
-    /// A connection URL over verified TLS (`sslmode=verify-full` with the test CA). Panics
-    /// on a server without TLS.
-    pub fn tls_url(&self) -> String {
-        let base = format!("postgresql://{}:{}@{}:{}/{}", self.user, self.password, self.host, self.port, self.name);
-        tls_url(&base, self.ca.as_deref())
+    /// A connection URL in plain text (`sslmode=disable` on a server that serves TLS), for
+    /// a test's own setup with `NoTls`.
+    pub fn plain_url(&self) -> String {
+        plain_url(&self.base_url(), self.ca.as_deref())
+    }
+
+    fn base_url(&self) -> String {
+        format!("postgresql://{}:{}@{}:{}/{}", self.user, self.password, self.host, self.port, self.name)
     }
 
     /// A deadpool-postgres configuration for this database (plain text).
@@ -259,7 +270,8 @@ impl TestDb {
 mod tests {
     #[test]
     fn tls_urls_carry_the_ca_percent_encoded() {
-        let url = super::tls_url("postgresql://u:p@localhost:1/db", Some(std::path::Path::new("/tmp/a b/ca.crt")));
+        let url = super::url("postgresql://u:p@localhost:1/db", Some(std::path::Path::new("/tmp/a b/ca.crt")));
         assert_eq!(url, "postgresql://u:p@localhost:1/db?sslmode=verify-full&sslrootcert=/tmp/a%20b/ca.crt");
+        assert_eq!(super::url("postgresql://u:p@localhost:1/db", None), "postgresql://u:p@localhost:1/db");
     }
 }

@@ -44,12 +44,12 @@ async fn s3_put_get_list() {
 }
 
 #[tokio::test]
-async fn postgres_17_has_pgvector_tls_on_and_a_plain_url() {
-    let pg = Postgres::shared_17().await;
+async fn the_default_server_is_postgres_17_with_pgvector_tls_on_and_a_plain_url() {
+    let pg = Postgres::shared().await;
     let db = pg.fresh_database().await;
-    assert!(db.url().ends_with("?sslmode=disable"), "{}", db.url());
+    assert!(db.plain_url().ends_with("?sslmode=disable"), "{}", db.plain_url());
     let ca = pg.ca().expect("the 17 server has a CA").display().to_string();
-    assert_eq!(db.tls_url(), db.url().replace("sslmode=disable", &format!("sslmode=verify-full&sslrootcert={ca}")));
+    assert_eq!(db.url(), db.plain_url().replace("sslmode=disable", &format!("sslmode=verify-full&sslrootcert={ca}")));
     assert!(pg.other_ca().unwrap().is_file());
     let client = db.pool().get().await.unwrap();
     let row = client
@@ -70,7 +70,9 @@ async fn postgres_17_has_pgvector_tls_on_and_a_plain_url() {
 async fn postgres_17_hostssl_only_refuses_plain_text() {
     use maint_testkit::deadpool_postgres::tokio_postgres::{self, NoTls};
     let pg = Postgres::shared_17_hostssl_only().await;
-    let Err(err) = tokio_postgres::connect(&pg.url("postgres"), NoTls).await else { panic!("plain text accepted") };
+    let Err(err) = tokio_postgres::connect(&pg.plain_url("postgres"), NoTls).await else {
+        panic!("plain text accepted")
+    };
     let msg = err.as_db_error().expect("the server's refusal").message().to_owned();
     assert!(msg.contains("no pg_hba.conf entry") && msg.contains("no encryption"), "{msg}");
 }

@@ -6,7 +6,7 @@ use maint_db::{Db, Error, PgConnector, Settings, SslMode};
 use maint_testkit::{Postgres, TestDb};
 
 async fn fresh17() -> TestDb {
-    Postgres::shared_17().await.fresh_database().await
+    Postgres::shared().await.fresh_database().await
 }
 
 /// `postgresql://user:password@host:port/db` without any parameter.
@@ -40,7 +40,7 @@ async fn refused(url: &str, password: &str, host_port: &str) -> String {
 #[tokio::test]
 async fn verify_full_with_the_test_ca_is_encrypted_for_sessions_pools_and_the_run_lock() {
     let db = fresh17().await;
-    let url = Secret::new(db.tls_url());
+    let url = Secret::new(db.url());
     assert_eq!(PgConnector::new(&url).unwrap().ssl_mode(), SslMode::VerifyFull);
     let client = maint_db::connect(&url).await.unwrap();
     assert!(encrypted(&client).await);
@@ -66,7 +66,7 @@ async fn verify_full_with_the_test_ca_is_encrypted_for_sessions_pools_and_the_ru
 #[tokio::test]
 async fn pgvector_is_there_over_tls() {
     let db = fresh17().await;
-    let client = maint_db::connect(&Secret::new(db.tls_url())).await.unwrap();
+    let client = maint_db::connect(&Secret::new(db.url())).await.unwrap();
     client.batch_execute("CREATE EXTENSION vector").await.unwrap();
     let version: String =
         client.query_one("SELECT extversion FROM pg_extension WHERE extname = 'vector'", &[]).await.unwrap().get(0);
@@ -76,7 +76,7 @@ async fn pgvector_is_there_over_tls() {
 
 #[tokio::test]
 async fn a_certificate_from_another_ca_is_refused() {
-    let pg = Postgres::shared_17().await;
+    let pg = Postgres::shared().await;
     let db = pg.fresh_database().await;
     let other = pg.other_ca().unwrap().display().to_string();
     let host_port = format!("{}:{}", db.host, db.port);
@@ -124,10 +124,10 @@ async fn require_and_prefer_encrypt_without_a_ca_and_disable_does_not() {
 async fn disable_against_a_hostssl_only_server_fails_with_the_servers_message() {
     let pg = Postgres::shared_17_hostssl_only().await;
     let host_port = format!("{}:{}", pg.host, pg.port);
-    let msg = refused(&pg.url("postgres"), "maint-test", &host_port).await;
+    let msg = refused(&pg.plain_url("postgres"), "maint-test", &host_port).await;
     assert!(msg.contains("no pg_hba.conf entry") && msg.contains("no encryption"), "{msg}");
     // The same server over TLS: verified, and with the default `prefer`.
-    assert!(encrypted(&maint_db::connect(&Secret::new(pg.tls_url("postgres"))).await.unwrap()).await);
-    let prefer = pg.url("postgres").replace("?sslmode=disable", "");
+    assert!(encrypted(&maint_db::connect(&Secret::new(pg.url("postgres"))).await.unwrap()).await);
+    let prefer = pg.plain_url("postgres").replace("?sslmode=disable", "");
     assert!(encrypted(&maint_db::connect(&Secret::new(prefer)).await.unwrap()).await);
 }

@@ -1,207 +1,26 @@
+//! The I/O every task goes through: one object-safe trait ([`DbBackend`]) so the tasks run
+//! on a real server ([`PgBackend`](crate::PgBackend)) or a mock. Its methods are grouped by
+//! calendar task; the types they take and return live in each task's module.
+
 use std::fmt::Debug;
 
 use async_trait::async_trait;
-use serde::Serialize;
 
 use crate::{
-    BloatEstimate, BloatMeasurement, Blocker, Error, HealthSnapshot, RetentionRule, RunLockAttempt, SecuritySnapshot,
-    SizeSample,
+    BloatEstimate, BloatMeasurement, BtreeIndex, Error, HealthSnapshot, IndexCheck, InvalidIndex, ResolvedRule,
+    RetentionRule, RetentionScan, RuleTarget, RunLockAttempt, SecuritySnapshot, SizeSample, TableJob, TableOutcome,
+    TableStats,
 };
 
-/// A table as seen in the catalog, without taking any lock on it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TableStats {
-    /// `pg_class.oid`.
-    pub oid: u32,
-    /// Schema.
-    pub schema: String,
-    /// Name.
-    pub name: String,
-    /// Size estimate from `relpages` (heap + TOAST), in bytes: reading the real size
-    /// would take a lock that a blocked table would make us wait for.
-    pub bytes: i64,
-    /// `n_dead_tup`.
-    pub dead_tuples: i64,
-    /// `age(relfrozenxid)`.
-    pub xid_age: i64,
-    /// `vacuum_count` before the run.
-    pub vacuum_count: i64,
-    /// `analyze_count` before the run.
-    pub analyze_count: i64,
-}
-
-/// What to do to one table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TableWork {
-    /// `VACUUM (SKIP_LOCKED[, ANALYZE][, FREEZE])`.
-    Vacuum {
-        /// With ANALYZE.
-        analyze: bool,
-        /// With FREEZE.
-        freeze: bool,
-    },
-    /// `ANALYZE (SKIP_LOCKED)`.
-    Analyze,
-}
-
-/// Why a table is in the plan where it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reason {
-    /// `age(relfrozenxid)` at or above the wraparound threshold: first.
-    Wraparound,
-    /// Everything else, by the configured order.
-    Routine,
-}
-
-/// One planned statement on one table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TableJob {
-    /// The table.
-    pub table: TableStats,
-    /// What to run.
-    pub work: TableWork,
-    /// Why it is where it is.
-    pub reason: Reason,
-}
-
-/// How one table job ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum TableOutcome {
-    /// Done: the statistics counters moved.
-    Done,
-    /// `SKIP_LOCKED` skipped it: these sessions hold conflicting locks.
-    Skipped {
-        /// Who holds the locks.
-        blockers: Vec<Blocker>,
-    },
-    /// The statement succeeded but the counters did not move and nobody holds a
-    /// conflicting lock (no privilege, or the lock was released meanwhile).
-    Unconfirmed,
-    /// The table was dropped after planning.
-    Vanished,
-}
-
-/// An invalid index.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct InvalidIndex {
-    /// Schema.
-    pub schema: String,
-    /// Index name.
-    pub name: String,
-    /// Its table.
-    pub table: String,
-    /// The table's oid.
-    pub table_oid: u32,
-    /// Size estimate from `relpages`.
-    pub bytes: i64,
-    /// A `CREATE INDEX`/`REINDEX` is running on the table right now.
-    pub build_in_progress: bool,
-}
-
-/// What the catalog says about a retention rule's table and column.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RuleTarget {
-    /// The named table's oid; `None` when there is no such table.
-    pub oid: Option<u32>,
-    /// The tables that hold its rows, each planned on its own (`DELETE FROM ONLY`): the
-    /// named table unless it is partitioned, then every inheritance child and partition
-    /// below it that is an ordinary table.
-    pub tables: Vec<RetentionTable>,
-    /// The column's type (`timestamp with time zone`); `None` when there is no such column.
-    pub column_type: Option<String>,
-    /// The cutoff as `timestamptz` text (now minus the rule's age).
-    pub cutoff_tz: String,
-    /// The same instant as `timestamp` text in the rule's time zone; `None` when the
-    /// server does not know that zone.
-    pub cutoff_local: Option<String>,
-}
-
-/// One table a retention rule deletes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RetentionTable {
-    /// `pg_class.oid`.
-    pub oid: u32,
-    /// Schema.
-    pub schema: String,
-    /// Name.
-    pub name: String,
-}
-
-/// A retention rule checked against the catalog, for one of its tables.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ResolvedRule {
-    /// The rule.
-    pub rule: RetentionRule,
-    /// The table (the rule's own, or one of its children or partitions).
-    pub table: RetentionTable,
-    /// `timestamptz` or `timestamp` (dates compare with timestamps).
-    pub cast: &'static str,
-    /// The cutoff text for that cast.
-    pub cutoff: String,
-}
-
-/// How a retention rule reaches its expired rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(tag = "scan", rename_all = "snake_case")]
-pub enum RetentionScan {
-    /// Few rows expire (the planner would find them through an index): batches of
-    /// `LIMIT batch_size` rows by `ctid`.
-    Rows,
-    /// Many rows expire (the planner would read the whole table): the table is walked in
-    /// ranges of `pages` pages (about `batch_size` rows each), `total` pages in all, each
-    /// range one `DELETE` with a TID range scan, as fast per row as one big `DELETE`.
-    Pages {
-        /// Pages per statement.
-        pages: u32,
-        /// Pages of the table when the rule started.
-        total: u32,
-    },
-}
-
-/// A btree index that `amcheck` can verify (valid, ready, not temporary).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BtreeIndex {
-    /// `pg_class.oid` of the index.
-    pub oid: u32,
-    /// Schema.
-    pub schema: String,
-    /// Index name.
-    pub name: String,
-    /// Its table.
-    pub table: String,
-    /// The table's oid.
-    pub table_oid: u32,
-    /// Size from `relpages`.
-    pub bytes: i64,
-}
-
-/// What `bt_index_check` said about one index.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum IndexCheck {
-    /// No problem found.
-    Ok,
-    /// amcheck raised `index_corrupted` (XX002) or `data_corrupted` (XX001).
-    Corrupt {
-        /// The SQLSTATE.
-        sqlstate: String,
-        /// The server's message, with its detail when there is one.
-        message: String,
-    },
-    /// The index was dropped after it was listed.
-    Vanished,
-}
-
-/// The I/O a maintenance run needs. Object safe; [`PgBackend`](crate::PgBackend)
-/// implements it on a [`Db`](crate::Db), tests mock it.
+/// The I/O a maintenance run needs, grouped by calendar task. Object safe;
+/// [`PgBackend`](crate::PgBackend) implements it on a [`Db`](crate::Db) with each task's
+/// SQL in that task's module, tests mock it.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait DbBackend: Send + Sync + Debug + 'static {
     /// Tries the run lock.
     async fn lock_run(&self) -> Result<RunLockAttempt, Error>;
+    // Database Optimization (`optimize::sql`).
     /// `pg_database_size(current_database())`.
     async fn database_size(&self) -> Result<i64, Error>;
     /// Ordinary tables and materialized views outside the system schemas.
@@ -222,6 +41,7 @@ pub trait DbBackend: Send + Sync + Debug + 'static {
     async fn retention_scan(&self, rule: &ResolvedRule, batch_size: u64) -> Result<RetentionScan, Error>;
     /// Deletes the expired rows of pages `from..to` in one statement; returns how many.
     async fn delete_pages(&self, rule: &ResolvedRule, from: u32, to: u32) -> Result<u64, Error>;
+    // Index Rebuild (`reindex::sql`).
     /// Catalog bloat estimates of user tables and valid btree indexes, against their
     /// sizes now (the `relpages` estimate for a relation locked ACCESS EXCLUSIVE).
     async fn bloat_estimates(&self) -> Result<Vec<BloatEstimate>, Error>;
@@ -231,6 +51,7 @@ pub trait DbBackend: Send + Sync + Debug + 'static {
     async fn measure(&self, relation: &BloatEstimate) -> Result<BloatMeasurement, Error>;
     /// `REINDEX INDEX CONCURRENTLY` (with lock retries); returns the index size after.
     async fn reindex(&self, index: &BloatEstimate) -> Result<i64, Error>;
+    // Index Integrity (`integrity::sql`).
     /// Whether `amcheck` is installed; with `create`, installs it first when missing.
     async fn amcheck(&self, create: bool) -> Result<bool, Error>;
     /// Valid, ready, non-temporary btree indexes of user tables, and of the system
@@ -238,10 +59,13 @@ pub trait DbBackend: Send + Sync + Debug + 'static {
     async fn btree_indexes(&self, catalogs: bool) -> Result<Vec<BtreeIndex>, Error>;
     /// `bt_index_check` on one index (with lock retries); corruption is an `Ok` answer.
     async fn check_index(&self, index: &BtreeIndex, heapallindexed: bool) -> Result<IndexCheck, Error>;
+    // Performance Analysis (`performance::sql`).
     /// Reads the statistics views for the health analysis.
     async fn health(&self) -> Result<HealthSnapshot, Error>;
+    // PostgreSQL Security Audit (`security::sql`).
     /// Reads roles, `pg_hba_file_rules` and settings for the security audit.
     async fn security(&self) -> Result<SecuritySnapshot, Error>;
+    // Capacity Planning (`capacity::sql`).
     /// Sizes now: the database (`pg_database_size`), and the `top` largest tables and
     /// indexes (`pg_table_size`, `pg_relation_size`; the `relpages` estimate, marked, for
     /// a relation locked ACCESS EXCLUSIVE).

@@ -1,3 +1,6 @@
+//! Shared by every task: [`Db`], the pool whose sessions start with the configured
+//! timeouts, lock-timeout retries that name the blockers, and the per-database run lock.
+
 use std::fmt;
 use std::future::Future;
 use std::hash::BuildHasher;

@@ -1,3 +1,6 @@
+//! Shared by every task: the one [`Error`] of maint-db, and [`Blocker`], a session
+//! holding a lock we waited for.
+
 use maint_core::ExitCode;
 use serde::Serialize;
 

@@ -1,3 +1,6 @@
+//! Shared by every task: PostgreSQL's table-level lock modes and which conflict, to name
+//! the sessions that block a statement.
+
 use std::fmt;
 
 /// PostgreSQL's table-level lock modes, weakest first.

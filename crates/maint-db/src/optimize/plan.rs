@@ -1,13 +1,164 @@
-//! Pure planning: observed state in, actions out. No I/O here.
+//! Database Optimization: what the catalog says about tables, indexes and retention
+//! rules, and the pure planning from it (observed state in, actions out). No I/O here.
 
 use std::cmp::Reverse;
 
 use serde::Serialize;
 
-use crate::{
-    Error, InvalidIndex, Order, Reason, ResolvedRule, RetentionRule, RuleTarget, Steps, TableJob, TableStats,
-    TableWork, qualified,
-};
+use crate::{Blocker, Error, Order, RetentionRule, Steps, qualified};
+
+/// A table as seen in the catalog, without taking any lock on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableStats {
+    /// `pg_class.oid`.
+    pub oid: u32,
+    /// Schema.
+    pub schema: String,
+    /// Name.
+    pub name: String,
+    /// Size estimate from `relpages` (heap + TOAST), in bytes: reading the real size
+    /// would take a lock that a blocked table would make us wait for.
+    pub bytes: i64,
+    /// `n_dead_tup`.
+    pub dead_tuples: i64,
+    /// `age(relfrozenxid)`.
+    pub xid_age: i64,
+    /// `vacuum_count` before the run.
+    pub vacuum_count: i64,
+    /// `analyze_count` before the run.
+    pub analyze_count: i64,
+}
+
+/// What to do to one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableWork {
+    /// `VACUUM (SKIP_LOCKED[, ANALYZE][, FREEZE])`.
+    Vacuum {
+        /// With ANALYZE.
+        analyze: bool,
+        /// With FREEZE.
+        freeze: bool,
+    },
+    /// `ANALYZE (SKIP_LOCKED)`.
+    Analyze,
+}
+
+/// Why a table is in the plan where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// `age(relfrozenxid)` at or above the wraparound threshold: first.
+    Wraparound,
+    /// Everything else, by the configured order.
+    Routine,
+}
+
+/// One planned statement on one table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableJob {
+    /// The table.
+    pub table: TableStats,
+    /// What to run.
+    pub work: TableWork,
+    /// Why it is where it is.
+    pub reason: Reason,
+}
+
+/// How one table job ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum TableOutcome {
+    /// Done: the statistics counters moved.
+    Done,
+    /// `SKIP_LOCKED` skipped it: these sessions hold conflicting locks.
+    Skipped {
+        /// Who holds the locks.
+        blockers: Vec<Blocker>,
+    },
+    /// The statement succeeded but the counters did not move and nobody holds a
+    /// conflicting lock (no privilege, or the lock was released meanwhile).
+    Unconfirmed,
+    /// The table was dropped after planning.
+    Vanished,
+}
+
+/// An invalid index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InvalidIndex {
+    /// Schema.
+    pub schema: String,
+    /// Index name.
+    pub name: String,
+    /// Its table.
+    pub table: String,
+    /// The table's oid.
+    pub table_oid: u32,
+    /// Size estimate from `relpages`.
+    pub bytes: i64,
+    /// A `CREATE INDEX`/`REINDEX` is running on the table right now.
+    pub build_in_progress: bool,
+}
+
+/// What the catalog says about a retention rule's table and column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleTarget {
+    /// The named table's oid; `None` when there is no such table.
+    pub oid: Option<u32>,
+    /// The tables that hold its rows, each planned on its own (`DELETE FROM ONLY`): the
+    /// named table unless it is partitioned, then every inheritance child and partition
+    /// below it that is an ordinary table.
+    pub tables: Vec<RetentionTable>,
+    /// The column's type (`timestamp with time zone`); `None` when there is no such column.
+    pub column_type: Option<String>,
+    /// The cutoff as `timestamptz` text (now minus the rule's age).
+    pub cutoff_tz: String,
+    /// The same instant as `timestamp` text in the rule's time zone; `None` when the
+    /// server does not know that zone.
+    pub cutoff_local: Option<String>,
+}
+
+/// One table a retention rule deletes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RetentionTable {
+    /// `pg_class.oid`.
+    pub oid: u32,
+    /// Schema.
+    pub schema: String,
+    /// Name.
+    pub name: String,
+}
+
+/// A retention rule checked against the catalog, for one of its tables.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResolvedRule {
+    /// The rule.
+    pub rule: RetentionRule,
+    /// The table (the rule's own, or one of its children or partitions).
+    pub table: RetentionTable,
+    /// `timestamptz` or `timestamp` (dates compare with timestamps).
+    pub cast: &'static str,
+    /// The cutoff text for that cast.
+    pub cutoff: String,
+}
+
+/// How a retention rule reaches its expired rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "scan", rename_all = "snake_case")]
+pub enum RetentionScan {
+    /// Few rows expire (the planner would find them through an index): batches of
+    /// `LIMIT batch_size` rows by `ctid`.
+    Rows,
+    /// Many rows expire (the planner would read the whole table): the table is walked in
+    /// ranges of `pages` pages (about `batch_size` rows each), `total` pages in all, each
+    /// range one `DELETE` with a TID range scan, as fast per row as one big `DELETE`.
+    Pages {
+        /// Pages per statement.
+        pages: u32,
+        /// Pages of the table when the rule started.
+        total: u32,
+    },
+}
 
 /// How to order and what to run, from [`Settings`](crate::Settings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

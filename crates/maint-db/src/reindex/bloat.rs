@@ -1,4 +1,4 @@
-//! Bloat and index rebuild: observed types and the pure planner. No I/O here.
+//! Index Rebuild: bloat estimates and measurements, and the pure rebuild planner. No I/O here.
 
 use std::cmp::Reverse;
 

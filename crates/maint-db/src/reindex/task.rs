@@ -1,4 +1,6 @@
-//! The index rebuild, performance analysis and PostgreSQL security audit tasks.
+//! Index Rebuild (`index-rebuild`, monthly): the task that cleans `_ccnew`/`_ccold`
+//! leftovers, scans and measures bloat, and rebuilds bloated indexes with
+//! `REINDEX INDEX CONCURRENTLY` in parallel across tables.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -10,18 +12,15 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use crate::error::describe_blockers;
-use crate::task::{check, cleanup_invalid_indexes, connect, take_run_lock};
+use crate::optimize::task::cleanup_invalid_indexes;
+use crate::run::{check, connect, take_run_lock};
 use crate::{
-    BloatEntry, BloatEstimate, Config, Db, DbBackend, Error, Finding, PgBackend, ReindexJob, RelKind, Settings,
-    Severity, assess_health, audit_security, bloat_candidates, plan_reindex, qualified, reindex_sql,
+    BloatEntry, BloatEstimate, Config, DbBackend, Error, ReindexJob, Settings, bloat_candidates, plan_reindex,
+    qualified, reindex_sql,
 };
 
 /// The calendar id of the monthly index rebuild.
 pub const INDEX_REBUILD_ID: &str = "index-rebuild";
-/// The calendar id of the weekly performance analysis.
-pub const PERFORMANCE_ANALYSIS_ID: &str = "performance-analysis";
-/// The task name of the PostgreSQL half of the security audit.
-pub const PG_SECURITY_AUDIT_ID: &str = "pg-security-audit";
 
 /// Estimates bloat from the catalog, measures the top `bloat.measure_top` candidates
 /// exactly when `pgstattuple` is there (creating it only when `bloat.create_extension`),
@@ -298,170 +297,17 @@ impl Task for IndexRebuild {
     }
 }
 
-/// Adds findings to a report: one item each (`{"step": "finding", "check", "severity",
-/// "subject", "message", "action"}`), a warning for each warning or critical one, and
-/// the counts as `findings_critical`, `findings_warning`, `findings_info`.
-pub(crate) fn report_findings(report: &mut TaskReport, findings: &[Finding]) {
-    for f in findings {
-        let mut item = json!(f);
-        item["step"] = "finding".into();
-        report.item(item);
-        if f.severity >= Severity::Warning {
-            let sev = if f.severity == Severity::Critical { "critical" } else { "warning" };
-            report.warn(format!("{sev}: {} {}: {} ({})", f.check, f.subject, f.message, f.action));
-        }
-    }
-    for (name, sev) in [
-        ("findings_critical", Severity::Critical),
-        ("findings_warning", Severity::Warning),
-        ("findings_info", Severity::Info),
-    ] {
-        report.metric(name, findings.iter().filter(|f| f.severity == sev).count() as f64);
-    }
-}
-
-/// The weekly "Performance Analysis" (read-only): connection saturation, long-running
-/// and idle-in-transaction sessions, blocked locks, cache hit ratio, XID wraparound age,
-/// unused/duplicate/invalid indexes, sequential-scan-heavy tables, replication slots and
-/// lag, and the catalog's bloat estimates; each finding with a severity and an action.
-#[derive(Debug, Clone)]
-pub struct PerformanceAnalysis {
-    settings: Settings,
-    backend: Arc<dyn DbBackend>,
-}
-
-impl PerformanceAnalysis {
-    /// Validates the configuration and prepares a pool (no I/O yet). The URL is required.
-    pub fn new(config: &Config) -> Result<Self, Error> {
-        let (settings, backend) = connect(config)?;
-        Ok(Self::with_backend(settings, backend))
-    }
-
-    /// A task over any backend (tests use a mock).
-    pub fn with_backend(settings: Settings, backend: Arc<dyn DbBackend>) -> Self {
-        PerformanceAnalysis { settings, backend }
-    }
-
-    /// The findings, most severe first.
-    pub async fn findings(&self) -> Result<Vec<Finding>, Error> {
-        let snapshot = self.backend.health().await?;
-        Ok(assess_health(&snapshot, &self.settings.analysis))
-    }
-}
-
-#[async_trait]
-impl Task for PerformanceAnalysis {
-    fn name(&self) -> &str {
-        PERFORMANCE_ANALYSIS_ID
-    }
-
-    fn impact(&self) -> Impact {
-        Impact::None
-    }
-
-    async fn run(&self, ctx: &TaskContext) -> TaskReport {
-        let mut report = TaskReport::begin(PERFORMANCE_ANALYSIS_ID, ctx.dry_run);
-        let snapshot = match self.backend.health().await {
-            Ok(s) => s,
-            Err(e) => {
-                report.fail(one_line(&e));
-                return report.finish();
-            }
-        };
-        let figures = snapshot.figures();
-        report.metric("connections_used_ratio", figures.connection_ratio);
-        report.metric("cache_hit_ratio", figures.cache_hit_ratio);
-        report.metric("max_xid_age", figures.max_xid_age as f64);
-        let findings = assess_health(&snapshot, &self.settings.analysis);
-        report_findings(&mut report, &findings);
-        // Bloat from the catalog only: measuring is the index rebuild's job.
-        match self.backend.bloat_estimates().await {
-            Ok(estimates) => {
-                let total: i64 = estimates.iter().map(|e| e.bloat_bytes).sum();
-                report.metric("bloat_bytes_estimated", total as f64);
-                for e in bloat_candidates(&estimates, self.settings.bloat.measure_top) {
-                    let kind = if e.kind == RelKind::Index { "index" } else { "table" };
-                    report.item(json!({"step": "bloat", "kind": kind, "relation": e.qualified(),
-                        "bytes_estimate": e.bytes, "bloat_bytes_estimate": e.bloat_bytes}));
-                }
-            }
-            Err(e) => {
-                report.warn(format!("bloat estimate: {}", one_line(&e)));
-            }
-        }
-        report.finish()
-    }
-}
-
-/// The PostgreSQL findings of the security audit for one database: superuser and login
-/// roles, passwords that never expire (when required), `trust` lines in `pg_hba.conf`,
-/// `password_encryption`, `ssl`, CREATE on schema public for PUBLIC, extensions that no
-/// object depends on (info). Most severe first.
-pub async fn pg_security_audit(db: &Db, audit: &crate::AuditConfig) -> Result<Vec<Finding>, Error> {
-    use crate::DbBackend as _;
-    let snapshot = PgBackend::new(db.clone()).security().await?;
-    Ok(audit_security(&snapshot, audit))
-}
-
-/// The PostgreSQL half of the security audit as a task (`pg-security-audit`, impact none).
-#[derive(Debug, Clone)]
-pub struct PgSecurityAudit {
-    settings: Settings,
-    backend: Arc<dyn DbBackend>,
-}
-
-impl PgSecurityAudit {
-    /// Validates the configuration and prepares a pool (no I/O yet). The URL is required.
-    pub fn new(config: &Config) -> Result<Self, Error> {
-        let (settings, backend) = connect(config)?;
-        Ok(Self::with_backend(settings, backend))
-    }
-
-    /// A task over any backend (tests use a mock).
-    pub fn with_backend(settings: Settings, backend: Arc<dyn DbBackend>) -> Self {
-        PgSecurityAudit { settings, backend }
-    }
-
-    /// The findings, most severe first.
-    pub async fn findings(&self) -> Result<Vec<Finding>, Error> {
-        let snapshot = self.backend.security().await?;
-        Ok(audit_security(&snapshot, &self.settings.audit))
-    }
-}
-
-#[async_trait]
-impl Task for PgSecurityAudit {
-    fn name(&self) -> &str {
-        PG_SECURITY_AUDIT_ID
-    }
-
-    fn impact(&self) -> Impact {
-        Impact::None
-    }
-
-    async fn run(&self, ctx: &TaskContext) -> TaskReport {
-        let mut report = TaskReport::begin(PG_SECURITY_AUDIT_ID, ctx.dry_run);
-        match self.findings().await {
-            Ok(findings) => report_findings(&mut report, &findings),
-            Err(e) => {
-                report.fail(one_line(&e));
-            }
-        }
-        report.finish()
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use maint_core::Status;
 
     use super::*;
     use crate::backend::MockDbBackend;
-    use crate::{BloatEstimate, BloatMeasurement, InvalidIndex, RunLock, RunLockAttempt};
+    use crate::{BloatEstimate, BloatMeasurement, InvalidIndex, RelKind, RunLock, RunLockAttempt};
 
-    fn estimate(name: &str, kind: RelKind, bytes: i64, bloat: i64) -> BloatEstimate {
+    pub(crate) fn estimate(name: &str, kind: RelKind, bytes: i64, bloat: i64) -> BloatEstimate {
         BloatEstimate {
             kind,
             oid: name.len() as u32,
@@ -486,7 +332,7 @@ mod tests {
         }
     }
 
-    const MB: i64 = 1 << 20;
+    pub(crate) const MB: i64 = 1 << 20;
 
     #[tokio::test]
     async fn rebuilds_the_measured_bloated_index_and_cleans_leftovers_before_and_after() {
@@ -725,40 +571,5 @@ mod tests {
             IndexRebuild::with_backend(Settings::default(), Arc::new(mock)).run(&TaskContext::new(false)).await;
         assert_eq!(report.status, Status::Skipped);
         assert!(report.warnings[0].contains("held by pid 9"));
-    }
-
-    #[tokio::test]
-    async fn the_analysis_reports_findings_and_figures() {
-        let mut mock = MockDbBackend::new();
-        mock.expect_health().times(1).returning(|| {
-            Ok(crate::HealthSnapshot {
-                max_connections: 100,
-                reserved_connections: 0,
-                connections: 85,
-                blocks_hit: 90,
-                blocks_read: 10,
-                ..Default::default()
-            })
-        });
-        mock.expect_bloat_estimates().times(1).returning(|| Ok(vec![estimate("t", RelKind::Table, 10 * MB, MB)]));
-        let task = PerformanceAnalysis::with_backend(Settings::default(), Arc::new(mock));
-        assert_eq!((task.name(), task.impact()), (PERFORMANCE_ANALYSIS_ID, Impact::None));
-        let report = task.run(&TaskContext::new(false)).await;
-        assert_eq!(report.status, Status::Warning);
-        assert_eq!(report.metrics["findings_warning"], 1.0);
-        assert_eq!(report.metrics["connections_used_ratio"], 0.85);
-        assert_eq!(report.metrics["bloat_bytes_estimated"], MB as f64);
-        assert!(report.warnings[0].starts_with("warning: connection_saturation max_connections: 85 of 100"));
-        assert!(report.items.iter().any(|i| i["step"] == "finding" && i["action"].as_str().is_some()));
-    }
-
-    #[tokio::test]
-    async fn the_security_audit_fails_clearly_when_the_server_does_not_answer() {
-        let mut mock = MockDbBackend::new();
-        mock.expect_security().times(1).returning(|| Err(Error::invalid("database_url", "no host")));
-        let task = PgSecurityAudit::with_backend(Settings::default(), Arc::new(mock));
-        assert_eq!(task.name(), "pg-security-audit");
-        let report = task.run(&TaskContext::new(false)).await;
-        assert_eq!((report.status, report.error.as_deref()), (Status::Failed, Some("database_url: no host")));
     }
 }

@@ -1,3 +1,6 @@
+//! Database Optimization (`database-optimization`, weekly): the task that runs retention,
+//! `VACUUM`/`ANALYZE` per table and the cleanup of invalid `_ccnew`/`_ccold` indexes.
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
@@ -8,38 +11,11 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use crate::error::describe_blockers;
+use crate::run::{check, connect, take_run_lock};
 use crate::{
-    Config, Db, DbBackend, Error, PgBackend, RUN_LOCK_KEY, RetentionScan, RunLock, RunLockAttempt, Settings, TableJob,
-    TableOutcome, TablePlanOptions, TableWork, job_sql, plan_invalid_indexes, plan_tables, qualified, resolve_rule,
+    Config, DbBackend, Error, RetentionScan, Settings, TableJob, TableOutcome, TablePlanOptions, TableWork, job_sql,
+    plan_invalid_indexes, plan_tables, qualified, resolve_rule,
 };
-
-/// Validates the configuration and prepares a pool (no I/O yet). The URL is required.
-pub(crate) fn connect(config: &Config) -> Result<(Settings, Arc<dyn DbBackend>), Error> {
-    let settings = config.validate()?;
-    let url = config
-        .url
-        .as_ref()
-        .ok_or_else(|| Error::invalid("database_url", "required (--database-url or MAINT_DATABASE_URL)"))?;
-    let db = Db::connect(url, &settings)?;
-    Ok((settings, Arc::new(PgBackend::new(db))))
-}
-
-/// Takes the per-database run lock; when a run is in progress the report is skipped
-/// (naming the holder), when the lock cannot be asked for it is failed, and `None` returned.
-pub(crate) async fn take_run_lock(backend: &dyn DbBackend, report: &mut TaskReport) -> Option<RunLock> {
-    match backend.lock_run().await {
-        Ok(RunLockAttempt::Acquired(lock)) => Some(lock),
-        Ok(RunLockAttempt::Busy { holder }) => {
-            let by = holder.map(|p| format!(" held by pid {p}")).unwrap_or_default();
-            report.skip(format!("a run is in progress on this database (advisory lock {RUN_LOCK_KEY}{by})"));
-            None
-        }
-        Err(e) => {
-            report.fail(one_line(&e));
-            None
-        }
-    }
-}
 
 /// The calendar id of the task.
 pub const TASK_ID: &str = "database-optimization";
@@ -297,10 +273,6 @@ pub(crate) async fn cleanup_invalid_indexes(
     Ok(dropped)
 }
 
-pub(crate) fn check(ctx: &TaskContext) -> Result<(), Error> {
-    if ctx.cancel.is_cancelled() { Err(Error::Cancelled) } else { Ok(()) }
-}
-
 type JobResult = (TableJob, Option<Result<TableOutcome, Error>>);
 
 /// Runs the jobs in plan order over `workers` concurrent sessions; results come back in
@@ -396,7 +368,9 @@ mod tests {
 
     use super::*;
     use crate::backend::MockDbBackend;
-    use crate::{Blocker, InvalidIndex, RetentionRule, RetentionTable, RuleTarget, RunLock, Steps, TableStats};
+    use crate::{
+        Blocker, InvalidIndex, RetentionRule, RetentionTable, RuleTarget, RunLock, RunLockAttempt, Steps, TableStats,
+    };
 
     fn table(name: &str, dead: i64) -> TableStats {
         TableStats {

@@ -1,4 +1,5 @@
-//! Index integrity: `amcheck`'s `bt_index_check` over btree indexes.
+//! Index Integrity (`index-integrity`): the task that runs `amcheck`'s `bt_index_check`
+//! over btree indexes, and the finding for a corrupt one.
 
 use std::sync::Arc;
 
@@ -6,9 +7,9 @@ use async_trait::async_trait;
 use maint_core::{Impact, Task, TaskContext, TaskReport, one_line};
 use serde_json::json;
 
-use crate::analysis::report_findings;
 use crate::error::describe_blockers;
-use crate::task::{connect, take_run_lock};
+use crate::findings::report_findings;
+use crate::run::{connect, take_run_lock};
 use crate::{BtreeIndex, Config, DbBackend, Error, Finding, IndexCheck, Settings, Severity, qualified};
 
 /// The task name of the index integrity check.

@@ -1,5 +1,5 @@
-//! Capacity planning: size snapshots in the tool's own schema, growth per day and days
-//! until the disk budget.
+//! Capacity Planning (`capacity-planning`, monthly): size samples, the growth forecast and
+//! the task that records and reports them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use maint_core::{Impact, Task, TaskContext, TaskReport, one_line};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::task::connect;
+use crate::run::connect;
 use crate::{Config, DbBackend, Error, Settings};
 
 /// The calendar id of the monthly capacity planning.

@@ -345,7 +345,7 @@ mod tests {
         let cases = [
             (
                 rule(
-                    "condition = \"field_older_than\"\nfield = \"a\"\nfield_type = \"unix_seconds\"\nolder_than = \"24 hours\"",
+                    "condition = \"field_older_than\"\nfield = \"a\"\nfield_type = \"unix_seconds\"\nolder_than = \"24 parsecs\"",
                 ),
                 "rules[0].older_than: ",
             ),

@@ -227,7 +227,7 @@ mod tests {
             action.recheck,
             Recheck::FieldUnchanged { field: "last_access".into(), value: (t - 25 * 3600).to_string().into() }
         );
-        assert_eq!(p.decisions[0].reason, "last_access 2026-11-23T01:00:00Z is 1d1h old (> 1d)");
+        assert_eq!(p.decisions[0].reason, "last_access 2026-11-23T01:00:00Z is 1day 1h old (> 1day)");
     }
 
     #[test]

@@ -102,61 +102,34 @@ impl Rule {
     }
 }
 
-/// Parses `90s`, `30m`, `24h`, `7d`, `2w` and sums like `1h30m`.
+/// Parses a rule's duration in maint-core's grammar ([`maint_core::parse_duration`]:
+/// `90s`, `30min`, `24h`, `7 days`, `2w`, `1h30m`), never zero: a rule on keys older than
+/// nothing would match every key.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let s = text.trim();
-    if s.is_empty() {
-        return Err("empty duration (expected e.g. 90s, 30m, 24h, 7d)".into());
-    }
-    let mut total: u64 = 0;
-    let mut digits = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            'w' => 604_800,
-            _ => return Err(format!("{text:?} is not a duration: unknown unit {c:?} (use s, m, h, d, w)")),
-        };
-        let n: u64 =
-            digits.parse().map_err(|_| format!("{text:?} is not a duration (expected e.g. 90s, 30m, 24h, 7d)"))?;
-        digits.clear();
-        total =
-            n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(|| format!("{text:?} is too long"))?;
-    }
-    if !digits.is_empty() {
-        return Err(format!("{text:?} has no unit (use s, m, h, d, w, e.g. 24h)"));
-    }
-    if total == 0 {
+    let d = maint_core::parse_duration(text)?;
+    if d.is_zero() {
         return Err(format!("{text:?} is zero"));
     }
-    Ok(Duration::from_secs(total))
+    Ok(d)
 }
 
-/// Prints a duration the way [`parse_duration`] reads it (`1d2h`).
+/// Prints a duration the way [`parse_duration`] reads it (`1day 2h`).
 pub fn format_duration(d: Duration) -> String {
-    let mut s = d.as_secs();
-    if s == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    for (unit, name) in [(86_400, 'd'), (3600, 'h'), (60, 'm'), (1, 's')] {
-        if s >= unit {
-            out.push_str(&format!("{}{name}", s / unit));
-            s %= unit;
-        }
-    }
-    out
+    maint_core::Duration(d).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shipped deploy/maint.toml writes `statement_timeout = "30min"`; a cache rule read
+    /// the same text as an error. One grammar (maint-core's) for every duration.
+    #[test]
+    fn a_rule_reads_durations_as_every_section_does() {
+        assert_eq!(parse_duration("30min"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("3 days"), Ok(Duration::from_secs(3 * 86_400)));
+        assert_eq!(parse_duration("2w"), Ok(Duration::from_secs(14 * 86_400)));
+    }
 
     #[test]
     fn durations_parse_and_print() {
@@ -164,11 +137,11 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration(" 7d "), Ok(Duration::from_secs(604_800)));
         assert!(parse_duration("24").unwrap_err().contains("no unit"));
-        assert!(parse_duration("3 days").is_err());
-        assert!(parse_duration("5y").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("5 parsecs").unwrap_err().contains("not a duration"));
         assert!(parse_duration("").is_err());
-        assert!(parse_duration("0s").is_err());
-        assert_eq!(format_duration(Duration::from_secs(93_784)), "1d2h3m4s");
-        assert_eq!(Action::SetTtl(Duration::from_secs(7 * 86_400)).to_string(), "set_ttl 7d");
+        assert!(parse_duration("0s").unwrap_err().contains("is zero"));
+        assert_eq!(format_duration(Duration::from_secs(93_784)), "1day 2h 3m 4s");
+        assert_eq!(parse_duration(&format_duration(Duration::from_secs(93_784))), Ok(Duration::from_secs(93_784)));
+        assert_eq!(Action::SetTtl(Duration::from_secs(7 * 86_400)).to_string(), "set_ttl 7days");
     }
 }

@@ -368,23 +368,14 @@ fn parse_time(s: &str) -> Result<NaiveTime, String> {
         .map_err(|_| format!("{s:?} is not a time of day (expected \"HH:MM UTC\", 00:00 to 23:59)"))
 }
 
+/// A window's duration, in the grammar of every duration ([`crate::parse_duration`]:
+/// `15 minutes`, `1 hour`, `4h`), never zero.
 fn parse_duration(s: &str) -> Result<TimeDelta, String> {
-    let t = s.trim().to_ascii_lowercase();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: i64 =
-        num.parse().map_err(|_| format!("{s:?} is not a duration (expected e.g. \"15 minutes\" or \"1 hour\")"))?;
-    let d = match unit.trim() {
-        "m" | "min" | "mins" | "minute" | "minutes" => TimeDelta::try_minutes(n),
-        "h" | "hour" | "hours" => TimeDelta::try_hours(n),
-        "d" | "day" | "days" => TimeDelta::try_days(n),
-        _ => return Err(format!("{s:?} has an unknown unit (expected minutes, hours or days)")),
-    }
-    .ok_or_else(|| format!("{s:?} is too large"))?;
-    if n == 0 {
+    let d = crate::parse_duration(s)?;
+    if d.is_zero() {
         return Err(format!("{s:?} is empty"));
     }
-    Ok(d)
+    TimeDelta::from_std(d).map_err(|_| format!("{s:?} is too large"))
 }
 
 /// Reference period for overlap checks: two years cover every weekday/month-position pairing.

@@ -10,6 +10,7 @@ mod report;
 mod secret;
 mod task;
 mod toml_file;
+mod units;
 
 pub use calendar::{BUILTIN_TASKS, Calendar, PlannedTask, Schedule, Window, builtin_task_id};
 pub use error::{Error, ExitCode, one_line};
@@ -19,6 +20,7 @@ pub use report::{RunReport, Status, TaskReport};
 pub use secret::Secret;
 pub use task::{Task, TaskContext};
 pub use toml_file::{TomlError, parse_toml};
+pub use units::{Duration, Size, parse_duration, parse_size};
 
 /// Re-exported because [`Calendar`] and [`TaskReport`] use its types in their API.
 pub use chrono;

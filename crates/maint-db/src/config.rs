@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     AmcheckConfig, AnalysisConfig, AnalysisSettings, AuditConfig, BloatConfig, CapacityConfig, CapacitySettings, Error,
-    Order, ReindexConfig, RetentionConfig, RetentionRule, Steps,
+    Order, ReindexConfig, RetentionConfig, RetentionRule, Steps, VectorConfig, VectorSettings,
 };
 
 /// Configuration of the database maintenance (`[database]` in a binary's TOML).
@@ -53,6 +53,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Capacity planning (`[capacity]`).
     pub capacity: CapacityConfig,
+    /// Vector and text indexes (`[vector]`).
+    pub vector: VectorConfig,
 }
 
 impl Default for Config {
@@ -76,6 +78,7 @@ impl Default for Config {
             analysis: AnalysisConfig::default(),
             audit: AuditConfig::default(),
             capacity: CapacityConfig::default(),
+            vector: VectorConfig::default(),
         }
     }
 }
@@ -121,6 +124,8 @@ pub struct Settings {
     pub audit: AuditConfig,
     /// Capacity planning.
     pub capacity: CapacitySettings,
+    /// Vector and text indexes.
+    pub vector: VectorSettings,
 }
 
 impl Default for Settings {
@@ -129,38 +134,12 @@ impl Default for Settings {
     }
 }
 
-/// Parses `512MB`, `100GB`, `2TB`, `1048576` (bytes); units are powers of 1024.
-pub fn parse_size(text: &str) -> Result<i64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: i64 = digits.parse().map_err(|_| format!("{text:?} is not a size (e.g. 512MB, 100GB, 2TB)"))?;
-    let shift = match unit.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 0,
-        "KB" | "K" => 10,
-        "MB" | "M" => 20,
-        "GB" | "G" => 30,
-        "TB" | "T" => 40,
-        _ => return Err(format!("{text:?}: unknown unit (use B, kB, MB, GB or TB)")),
-    };
-    n.checked_mul(1i64 << shift).ok_or_else(|| format!("{text:?} is too large"))
-}
+pub use maint_core::parse_duration;
 
-/// Parses `500ms`, `5s`, `10m`, `2h`, `30d` (a bare number is seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| format!("{text:?} is not a duration (e.g. 500ms, 5s, 10m, 2h, 30d)"))?;
-    let ms = match unit.trim() {
-        "ms" => Some(n),
-        "" | "s" => n.checked_mul(1000),
-        "m" | "min" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        "d" => n.checked_mul(86_400_000),
-        _ => return Err(format!("{text:?}: unknown unit (use ms, s, m, h or d)")),
-    };
-    ms.map(Duration::from_millis).ok_or_else(|| format!("{text:?} is too large"))
+/// A size in maint-core's grammar ([`maint_core::parse_size`]: `512MB`, `100GB`, `2TB`,
+/// `1048576`), as the `bigint` PostgreSQL compares it with.
+pub fn parse_size(text: &str) -> Result<i64, String> {
+    i64::try_from(maint_core::parse_size(text)?).map_err(|_| format!("{text:?} is too large"))
 }
 
 pub(crate) fn duration(field: &str, text: &str) -> Result<Duration, Error> {
@@ -211,6 +190,7 @@ impl Config {
         self.reindex.validate()?;
         let analysis = self.analysis.validate()?;
         let capacity = self.capacity.validate()?;
+        let vector = self.vector.validate()?;
         Ok(Settings {
             jobs: self.jobs,
             lock_timeout,
@@ -231,6 +211,7 @@ impl Config {
             analysis,
             audit: self.audit.clone(),
             capacity,
+            vector,
         })
     }
 }
@@ -243,9 +224,10 @@ mod tests {
     #[test]
     fn durations_parse_and_reject_with_a_reason() {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert!(parse_duration("5").unwrap_err().contains("has no unit"));
         assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
-        assert!(parse_duration("5 parsecs").unwrap_err().contains("unknown unit"));
+        assert_eq!(parse_duration("2w"), Ok(Duration::from_secs(14 * 86_400)));
+        assert!(parse_duration("5 parsecs").unwrap_err().contains("not a duration"));
         assert!(parse_duration("-1s").unwrap_err().contains("not a duration"));
     }
 

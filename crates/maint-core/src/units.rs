@@ -206,7 +206,10 @@ mod tests {
             t: Size,
         }
         let c: C = toml::from_str("a = \"30min\"\nb = \"1800s\"\ns = \"1GB\"\nt = 4096\n").unwrap();
-        assert_eq!(c, C { a: Duration::from_secs(1800), b: Duration::from_secs(1800), s: Size(1 << 30), t: Size(4096) });
+        assert_eq!(
+            c,
+            C { a: Duration::from_secs(1800), b: Duration::from_secs(1800), s: Size(1 << 30), t: Size(4096) }
+        );
         let back: C = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
         assert_eq!(back, c);
         assert_eq!(Duration::from_secs(5400).to_string(), "1h 30m");

@@ -1,3 +1,6 @@
+//! The audit log of updates: one record per real run (who, versions, change, window,
+//! every step) in `public.maint_release_audit` ([`PgAuditLog`]).
+
 use std::fmt::Debug;
 
 use async_trait::async_trait;

@@ -1,3 +1,6 @@
+//! The backup gate of an update: a restorable backup before anything changes
+//! ([`BackupGate`], and [`StoreBackupGate`] on maint-backup's store).
+
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,3 +1,7 @@
+//! The maint-release configuration file (`[update]`, `[database]`, `[migrations]`,
+//! `[docker]`, `[smoke]`, `[backup]`, `[audit]`, `[changes]`): its types, loading and
+//! validation.
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

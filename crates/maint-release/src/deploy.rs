@@ -1,3 +1,6 @@
+//! The [`Deployer`] trait (set image, wait for the rollout, undo, history), a
+//! workload's [`Revision`], and [`image_tag`].
+
 use std::fmt::Debug;
 use std::time::Duration;
 

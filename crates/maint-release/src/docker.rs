@@ -1,3 +1,6 @@
+//! The Docker deployer ([`DockerDeployer`], on bollard): N replicas of a service
+//! replaced in batches, each new container admitted once its readiness endpoint answers.
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;

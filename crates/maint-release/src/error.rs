@@ -1,3 +1,5 @@
+//! The crate's [`Error`], its exit code, and the one-line reading of PostgreSQL errors.
+
 use std::path::PathBuf;
 use std::time::Duration;
 

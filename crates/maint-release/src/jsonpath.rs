@@ -1,3 +1,5 @@
+//! A tiny JSON path (`$.matches[0].id`) for the smoke suite's assertions and captures.
+
 use serde_json::Value;
 
 /// One step of a JSON path.

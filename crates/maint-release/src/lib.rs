@@ -3,8 +3,6 @@
 mod audit;
 mod backup;
 mod change;
-mod change_pg;
-mod change_store;
 mod config;
 mod deploy;
 mod docker;
@@ -13,7 +11,6 @@ mod jsonpath;
 mod migration;
 mod migrator;
 mod smoke;
-mod suite;
 mod update;
 mod version;
 
@@ -24,10 +21,9 @@ pub use audit::{AUDIT_TABLE, AuditLog, AuditRecord, PgAuditLog};
 pub(crate) use backup::MockBackupGate;
 pub use backup::{BackupGate, StoreBackupGate};
 pub use change::{
-    Approval, ApprovalPolicy, ChangeEvent, ChangeRequest, ChangeState, NewChange, Risk, changes_to_icalendar,
+    Approval, ApprovalPolicy, CHANGE_DDL, CHANGE_SCHEMA, CHANGE_SCHEMA_LOCK_KEY, ChangeEvent, ChangeOp, ChangeRequest,
+    ChangeState, ChangeStore, MemoryChangeStore, NewChange, PgChangeStore, Risk, changes_to_icalendar, check_change_id,
 };
-pub use change_pg::{CHANGE_DDL, CHANGE_SCHEMA, CHANGE_SCHEMA_LOCK_KEY, PgChangeStore};
-pub use change_store::{ChangeOp, ChangeStore, MemoryChangeStore, check_change_id};
 pub use config::{
     AuditConfig, BackupConfig, ChangesConfig, Config, DatabaseConfig, DiskSpace, DockerConfig, MigrationsConfig,
     SessionTimeouts, SmokeConfig, UpdateConfig, load_toml, pg_pool,
@@ -47,13 +43,11 @@ pub(crate) use migrator::MockSchemaMigrations;
 pub use migrator::{AppliedStep, MIGRATION_LOCK_KEY, MigrationOutcome, Migrator, MigratorOptions, SchemaMigrations};
 #[cfg(test)]
 pub(crate) use smoke::MockHealthChecks;
-pub use smoke::{CheckResult, HealthChecks, HttpCheck, HttpChecks, describe_failures};
-pub use suite::{
-    Assertion, SmokeChecks, SmokePhase, SmokeReport, SmokeRunner, SmokeStatus, SmokeStep, SmokeStepResult, SmokeSuite,
+pub use smoke::{
+    Assertion, CheckResult, HealthChecks, HttpCheck, HttpChecks, SmokeChecks, SmokePhase, SmokeReport, SmokeRunner,
+    SmokeStatus, SmokeStep, SmokeStepResult, SmokeSuite, describe_failures,
 };
-pub use update::{
-    DiskCheck, Step, StepRecord, StepStatus, SystemUpdate, UPDATE_TASK_ID, UpdateRequest, UpdateSettings, Updater,
-};
+pub use update::{DiskCheck, Step, StepRecord, StepStatus, UPDATE_TASK_ID, UpdateRequest, UpdateSettings, Updater};
 pub use version::{UpdateKind, VersionDecision, VersionPolicy, check_update, classify, parse_version};
 
 /// Re-exported because [`DockerDeployer::new`] takes its client.

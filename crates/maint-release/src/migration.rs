@@ -1,3 +1,6 @@
+//! SQL migration files: `V<version>__<name>.sql`, their directives (expand, contract,
+//! no-transaction), checksums, statement splitting, and the plan against what is applied.
+
 use std::cmp::Ordering;
 use std::fmt;
 use std::path::Path;

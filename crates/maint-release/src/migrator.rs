@@ -1,3 +1,6 @@
+//! The migration runner ([`Migrator`]): the history table, the advisory lock, lock and
+//! statement timeouts with retries, dry run, and the external command under the lock.
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -132,10 +135,6 @@ pub struct Migrator {
     table: String,
 }
 
-fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
 impl Migrator {
     /// A runner over `pool`. No I/O happens here. Refuses a zero timeout (PostgreSQL
     /// reads 0 as "wait forever") and zero attempts, naming the configuration field.
@@ -155,7 +154,7 @@ impl Migrator {
         if opts.lock_attempts == 0 {
             return Err(Error::invalid("migrations.lock_attempts", "must be at least 1"));
         }
-        let table = format!("{}.{}", quote_ident(&opts.schema), quote_ident(&opts.table));
+        let table = maint_db::qualified(&opts.schema, &opts.table);
         Ok(Migrator { pool, opts, table })
     }
 
@@ -485,7 +484,7 @@ mod tests {
     #[test]
     fn the_lock_key_spells_mrelease() {
         assert_eq!(&MIGRATION_LOCK_KEY.to_be_bytes(), b"mrelease");
-        assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
+        assert_eq!(maint_db::quote_ident("we\"ird"), "\"we\"\"ird\"");
     }
 
     /// Whether process `pid` is gone (or a zombie waiting for its parent).

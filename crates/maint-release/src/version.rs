@@ -1,3 +1,6 @@
+//! The version policy: semver parsing, the kind of an update (major, minor, patch), and
+//! the rules for downgrades and major updates ([`check_update`]).
+
 use std::cmp::Ordering;
 use std::fmt;
 

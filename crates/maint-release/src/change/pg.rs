@@ -1,3 +1,6 @@
+//! The PostgreSQL change store: requests, approvals and events in the `maint_change`
+//! schema, one `SELECT … FOR UPDATE` transaction per operation.
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,8 +10,8 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use deadpool_postgres::tokio_postgres::{IsolationLevel, Row, Transaction};
 
-use crate::change::person_key;
-use crate::change_store::{ChangeOp, check_change_id, id_number};
+use super::request::person_key;
+use super::store::{ChangeOp, check_change_id, id_number};
 use crate::error::query_err;
 use crate::{Approval, ApprovalPolicy, ChangeEvent, ChangeRequest, ChangeState, ChangeStore, Error, NewChange};
 

@@ -1,3 +1,6 @@
+//! Where change requests live: the [`ChangeStore`] trait, change ids (`CR-<n>`), and
+//! the in-memory store.
+
 use std::fmt::Debug;
 use std::sync::Mutex;
 

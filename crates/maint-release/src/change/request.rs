@@ -1,3 +1,7 @@
+//! A change request and its life: pending → approved → scheduled → in_progress →
+//! completed | failed → rolled_back (and rejected, cancelled), the approval policy, the
+//! window check, and the iCalendar export.
+
 use std::fmt;
 use std::str::FromStr;
 

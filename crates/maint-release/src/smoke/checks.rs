@@ -1,10 +1,13 @@
+//! Health checks as the update orchestrator runs them ([`HealthChecks`]): HTTP GET
+//! checks ([`HttpChecks`]) and a smoke suite as checks ([`SmokeChecks`]).
+
 use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
+use crate::{Error, SmokePhase, SmokeRunner, SmokeStatus, SmokeSuite};
 
 /// One HTTP check: `GET url` must answer `expect_status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,12 +19,8 @@ pub struct HttpCheck {
     /// The URL.
     pub url: String,
     /// The expected status (default 200).
-    #[serde(default = "default_status")]
+    #[serde(default = "super::suite::default_status")]
     pub expect_status: u16,
-}
-
-fn default_status() -> u16 {
-    200
 }
 
 impl HttpCheck {
@@ -131,5 +130,77 @@ impl HttpChecks {
 impl HealthChecks for HttpChecks {
     async fn check(&self) -> Vec<CheckResult> {
         futures::future::join_all(self.checks.iter().map(|c| self.one(c))).await
+    }
+}
+
+/// A smoke suite as [`HealthChecks`] for the orchestrator: one [`CheckResult`] per step
+/// that ran (skipped steps follow a failure that is already reported).
+#[derive(Debug, Clone)]
+pub struct SmokeChecks {
+    runner: SmokeRunner,
+    suite: SmokeSuite,
+    junit: Option<std::path::PathBuf>,
+}
+
+impl SmokeChecks {
+    /// The suite, checked against the runner's variables now (not at the first run).
+    pub fn new(runner: SmokeRunner, suite: SmokeSuite) -> Result<Self, Error> {
+        suite.validate_named(&runner.variable_names())?;
+        Ok(SmokeChecks { runner, suite, junit: None })
+    }
+
+    /// Writes the JUnit XML of every run to `path` (the latest run wins: after an update,
+    /// the suite on the new version, or the pre-checks' run when they failed). A failure
+    /// to write it is logged, never a failed check.
+    pub fn with_junit(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.junit = Some(path.into());
+        self
+    }
+
+    /// The suite.
+    pub fn suite(&self) -> &SmokeSuite {
+        &self.suite
+    }
+
+    /// The runner.
+    pub fn runner(&self) -> &SmokeRunner {
+        &self.runner
+    }
+}
+
+#[async_trait]
+impl HealthChecks for SmokeChecks {
+    async fn check(&self) -> Vec<CheckResult> {
+        match self.runner.run(&self.suite).await {
+            Err(e) => vec![CheckResult {
+                name: format!("smoke suite {}", self.suite.name),
+                ok: false,
+                status: None,
+                error: Some(maint_core::one_line(&e)),
+                attempts: 0,
+            }],
+            Ok(report) => {
+                if let Some(path) = &self.junit
+                    && let Err(e) = std::fs::write(path, report.to_junit())
+                {
+                    tracing::warn!("cannot write the smoke JUnit report {}: {e}", path.display());
+                }
+                report
+                    .steps
+                    .into_iter()
+                    .filter(|s| s.status != SmokeStatus::Skipped)
+                    .map(|s| CheckResult {
+                        name: match s.phase {
+                            SmokePhase::Step => s.name,
+                            SmokePhase::Teardown => format!("teardown {}", s.name),
+                        },
+                        ok: s.status == SmokeStatus::Passed,
+                        status: s.http_status,
+                        error: s.error,
+                        attempts: s.attempts,
+                    })
+                    .collect()
+            }
+        }
     }
 }

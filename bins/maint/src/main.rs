@@ -1,6 +1,7 @@
 //! `maint`: the maintenance calendar of AindusDB Core, run for real.
 
 mod checklist;
+mod completions;
 mod config;
 mod daemon;
 mod lock;
@@ -14,7 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use maint_core::chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use maint_core::tokio_util::sync::CancellationToken;
 use maint_core::{Calendar, Error, RunReport, Status, TaskReport, one_line};
@@ -120,6 +121,21 @@ enum Command {
         /// Print the windows as an iCalendar document.
         #[arg(long)]
         ical: bool,
+    },
+    /// Print the shell completion script (bash, zsh, fish).
+    ///
+    /// `maint completions bash > /usr/share/bash-completion/completions/maint`; zsh: a file
+    /// `_maint` in $fpath; fish: `~/.config/fish/completions/maint.fish`.
+    Completions {
+        /// bash, zsh or fish (elvish and powershell too).
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (maint.1, maint-SUBCOMMAND.1) into a directory.
+    ///
+    /// `maint man /usr/local/share/man/man1`, then `man maint-run`.
+    Man {
+        /// Where to write them (created if missing).
+        dir: PathBuf,
     },
 }
 
@@ -342,6 +358,16 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             // A plan that does not load is refused at start (exit 2); later, a turn retries.
             Calendar::from_path(&cfg.calendar)?;
             runtime()?.block_on(run_daemon(&cfg, missed, grace))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            let script = completions::completions(shell, Cli::command());
+            std::io::Write::write_all(&mut std::io::stdout(), &script)
+                .map_err(Error::io("write", "standard output"))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => {
+            completions::man_pages(Cli::command(), &dir)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::ConfigCheck { config } => {

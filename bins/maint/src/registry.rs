@@ -77,7 +77,7 @@ pub(crate) fn build(id: &str, cfg: &MaintConfig) -> Result<Slot, Error> {
                     .map(|url| (url.clone(), cfg.cache.mode, cfg.cache.ca_file.clone())),
                 tls_endpoints: crate::security::tls_endpoints(cfg),
                 cert_warn_days: sec.cert_warn_days,
-                fail_from: crate::security::SEVERITIES.iter().position(|s| *s == sec.fail_on),
+                fail_from: sec.fail_from()?,
             }))
         }
         "index-rebuild" | "performance-analysis" | "capacity-planning" => match &cfg.database.url {

@@ -7,20 +7,10 @@ use std::os::unix::fs::PermissionsExt;
 
 use async_trait::async_trait;
 use maint_core::chrono::{DateTime, TimeDelta, Utc};
-use maint_core::{Impact, Task, TaskContext, TaskReport, one_line};
-use serde::{Deserialize, Serialize};
+use maint_core::{Finding, Impact, Severity, Task, TaskContext, TaskReport, one_line};
+use serde::Deserialize;
 
 use crate::config::MaintConfig;
-
-/// One finding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct Finding {
-    pub(crate) check: String,
-    /// `critical`, `high`, `medium`, `low` or `info`.
-    pub(crate) severity: &'static str,
-    pub(crate) detail: String,
-    pub(crate) action: &'static str,
-}
 
 /// The Full Security Audit's extra checks: the files maint trusts or writes. A world-writable
 /// plan lets anyone schedule downtime; a world-writable directory (without the sticky bit)
@@ -30,15 +20,13 @@ pub(crate) fn audit_files(cfg: &MaintConfig) -> Vec<Finding> {
     if let Ok(meta) = std::fs::metadata(&cfg.calendar)
         && meta.permissions().mode() & 0o002 != 0
     {
-        out.push(Finding {
-            check: "calendar-permissions".into(),
-            severity: "high",
-            detail: format!(
-                "the plan {} is world-writable: anyone can move or add a downtime window",
-                cfg.calendar.display()
-            ),
-            action: "chmod o-w the plan (and own it by the maintenance user)",
-        });
+        out.push(Finding::new(
+            "calendar-permissions",
+            Severity::High,
+            cfg.calendar.display().to_string(),
+            format!("the plan {} is world-writable: anyone can move or add a downtime window", cfg.calendar.display()),
+            "chmod o-w the plan (and own it by the maintenance user)",
+        ));
     }
     let mut dirs: Vec<&std::path::Path> = [
         Some(cfg.lock_file.as_path()),
@@ -57,25 +45,19 @@ pub(crate) fn audit_files(cfg: &MaintConfig) -> Vec<Finding> {
         if let Ok(meta) = std::fs::metadata(dir)
             && meta.permissions().mode() & 0o1002 == 0o002
         {
-            out.push(Finding {
-                check: "directory-permissions".into(),
-                severity: "medium",
-                detail: format!(
+            out.push(Finding::new(
+                "directory-permissions",
+                Severity::Medium,
+                dir.display().to_string(),
+                format!(
                     "{} is world-writable without the sticky bit: its files can be replaced by anyone",
                     dir.display()
                 ),
-                action: "give maint a directory of its own (mode 750 or stricter)",
-            });
+                "give maint a directory of its own (mode 750 or stricter)",
+            ));
         }
     }
     out
-}
-
-/// The severities, lowest first; `[security] fail_on` names one of them (or `never`).
-pub(crate) const SEVERITIES: [&str; 5] = ["info", "low", "medium", "high", "critical"];
-
-fn rank(severity: &str) -> usize {
-    SEVERITIES.iter().position(|s| *s == severity).unwrap_or(0)
 }
 
 /// `[security]`.
@@ -101,14 +83,17 @@ impl Default for SecuritySection {
 }
 
 impl SecuritySection {
-    /// Checks `fail_on`, naming the field.
-    pub(crate) fn validate(&self) -> Result<(), maint_core::Error> {
-        if self.fail_on != "never" && !SEVERITIES.contains(&self.fail_on.as_str()) {
-            return Err(maint_core::Error::invalid(
-                "security.fail_on",
-                format!("{:?} is not one of never, {}", self.fail_on, SEVERITIES.join(", ")),
-            ));
+    /// The severity from which findings fail the task (`fail_on`; `never`: none).
+    pub(crate) fn fail_from(&self) -> Result<Option<Severity>, maint_core::Error> {
+        if self.fail_on == "never" {
+            return Ok(None);
         }
+        self.fail_on.parse().map(Some).map_err(|m: String| maint_core::Error::invalid("security.fail_on", m))
+    }
+
+    /// Checks `fail_on` and the endpoints, naming the field.
+    pub(crate) fn validate(&self) -> Result<(), maint_core::Error> {
+        self.fail_from()?;
         for (i, e) in self.tls_endpoints.iter().enumerate() {
             let host_port = !e.contains("://")
                 && e.rsplit_once(':')
@@ -163,20 +148,21 @@ pub(crate) fn certificate_finding(
     let left = info.not_after - now;
     let days = left.num_days();
     let (severity, what) = if left <= TimeDelta::zero() {
-        ("critical", format!("expired on {}", info.not_after.format("%Y-%m-%d")))
+        (Severity::Critical, format!("expired on {}", info.not_after.format("%Y-%m-%d")))
     } else if days < 7 {
-        ("high", format!("expires in {days} day(s), on {}", info.not_after.format("%Y-%m-%d")))
+        (Severity::High, format!("expires in {days} day(s), on {}", info.not_after.format("%Y-%m-%d")))
     } else if days < i64::from(warn_days) {
-        ("medium", format!("expires in {days} days, on {}", info.not_after.format("%Y-%m-%d")))
+        (Severity::Medium, format!("expires in {days} days, on {}", info.not_after.format("%Y-%m-%d")))
     } else {
         return None;
     };
-    Some(Finding {
-        check: "tls-certificate".into(),
+    Some(Finding::new(
+        "tls-certificate",
         severity,
-        detail: format!("the certificate of {} ({}) {what}", info.endpoint, info.subject),
-        action: "renew the certificate (and check that its renewal is automated)",
-    })
+        info.endpoint.clone(),
+        format!("the certificate of {} ({}) {what}", info.endpoint, info.subject),
+        "renew the certificate (and check that its renewal is automated)",
+    ))
 }
 
 /// Audits the configuration as loaded (file permissions, transports). Pure apart from
@@ -192,42 +178,46 @@ pub(crate) fn audit(cfg: &MaintConfig) -> Vec<Finding> {
     {
         let mode = meta.permissions().mode();
         if has_secrets && mode & 0o004 != 0 {
-            out.push(Finding {
-                check: "config-permissions".into(),
-                severity: "high",
-                detail: format!("{} holds secrets and is world-readable (mode {:o})", path.display(), mode & 0o777),
-                action: "chmod 600 the file, or move the secrets to environment variables (MAINT_*)",
-            });
+            out.push(Finding::new(
+                "config-permissions",
+                Severity::High,
+                path.display().to_string(),
+                format!("{} holds secrets and is world-readable (mode {:o})", path.display(), mode & 0o777),
+                "chmod 600 the file, or move the secrets to environment variables (MAINT_*)",
+            ));
         } else if has_secrets && mode & 0o040 != 0 {
-            out.push(Finding {
-                check: "config-permissions".into(),
-                severity: "low",
-                detail: format!("{} holds secrets and is group-readable (mode {:o})", path.display(), mode & 0o777),
-                action: "make sure the group is only the maintenance user's",
-            });
+            out.push(Finding::new(
+                "config-permissions",
+                Severity::Low,
+                path.display().to_string(),
+                format!("{} holds secrets and is group-readable (mode {:o})", path.display(), mode & 0o777),
+                "make sure the group is only the maintenance user's",
+            ));
         }
     }
     for (i, t) in cfg.notify.targets.iter().enumerate() {
         let url = t.expose();
         let kind = url.split("://").next().unwrap_or("");
         if kind.ends_with("+http") || (kind.starts_with("smtp") && url.contains("tls=none")) {
-            out.push(Finding {
-                check: "notification-transport".into(),
-                severity: "medium",
-                detail: format!("notify target #{} ({}) is sent without TLS", i + 1, kind),
-                action: "use the https (or STARTTLS/TLS) form of the target",
-            });
+            out.push(Finding::new(
+                "notification-transport",
+                Severity::Medium,
+                format!("notify.targets[{i}]"),
+                format!("notify target #{} ({}) is sent without TLS", i + 1, kind),
+                "use the https (or STARTTLS/TLS) form of the target",
+            ));
         }
     }
     if cfg.backup.store.as_deref().is_some_and(|s| s.starts_with("s3://"))
         && std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
     {
-        out.push(Finding {
-            check: "store-transport".into(),
-            severity: "medium",
-            detail: "AWS_ALLOW_HTTP=true: backups may travel without TLS".into(),
-            action: "use an https endpoint for the backup store",
-        });
+        out.push(Finding::new(
+            "store-transport",
+            Severity::Medium,
+            "backup.store",
+            "AWS_ALLOW_HTTP=true: backups may travel without TLS",
+            "use an https endpoint for the backup store",
+        ));
     }
     out
 }
@@ -243,8 +233,8 @@ pub(crate) struct SecurityScan {
     pub(crate) redis: Option<(maint_core::Secret, maint_cache::Mode, Option<std::path::PathBuf>)>,
     pub(crate) tls_endpoints: Vec<String>,
     pub(crate) cert_warn_days: u32,
-    /// Index in [`SEVERITIES`] from which findings fail the task; `None`: never.
-    pub(crate) fail_from: Option<usize>,
+    /// Findings of this severity or worse fail the task; `None`: never.
+    pub(crate) fail_from: Option<Severity>,
 }
 
 impl SecurityScan {
@@ -258,23 +248,24 @@ impl SecurityScan {
             maint_cache::RedisBackend::connect_all_with_ca(url, mode, ca_file).await.map_err(|e| one_line(&e))?;
         let mut out = Vec::new();
         for node in nodes {
-            for f in maint_cache::check_security(node.as_ref()).await.map_err(|e| one_line(&e))? {
-                out.push(Finding {
-                    check: format!("redis-{}", f.id),
-                    severity: match f.severity {
-                        maint_cache::Severity::Info => "info",
-                        maint_cache::Severity::Low => "low",
-                        maint_cache::Severity::Medium => "medium",
-                        maint_cache::Severity::High => "high",
-                        maint_cache::Severity::Critical => "critical",
-                    },
-                    detail: f.message,
-                    action: "see docs/cache-cleanup.md (Redis security check)",
-                });
+            for mut f in maint_cache::check_security(node.as_ref()).await.map_err(|e| one_line(&e))? {
+                f.check = format!("redis-{}", f.check);
+                out.push(f);
             }
         }
         Ok(out)
     }
+}
+
+/// A PostgreSQL audit finding on the scan's scale: its "warning" (needs attention) is
+/// medium. (maint-db's own scale has three steps; see issue 19.)
+fn pg_finding(f: maint_db::Finding) -> Finding {
+    let severity = match f.severity {
+        maint_db::Severity::Info => Severity::Info,
+        maint_db::Severity::Warning => Severity::Medium,
+        maint_db::Severity::Critical => Severity::Critical,
+    };
+    Finding::new(format!("postgresql-{}", f.check), severity, f.subject, f.message, f.action)
 }
 
 #[async_trait]
@@ -313,45 +304,29 @@ impl Task for SecurityScan {
                 report.warn("no Redis configured: the Redis security check did not run");
             }
         }
-        findings.sort_by(|a, b| rank(b.severity).cmp(&rank(a.severity)).then_with(|| a.check.cmp(&b.check)));
-        for f in &findings {
-            report.item(f);
-            report.warn(format!("{} ({}): {}; {}", f.check, f.severity, f.detail, f.action));
-        }
-        let count = |s: &str| findings.iter().filter(|f| f.severity == s).count() as f64;
-        report
-            .metric("findings", findings.len() as f64)
-            .metric("findings_critical", count("critical"))
-            .metric("findings_high", count("high"));
-        // The PostgreSQL audit's findings on the same scale: its "warning" (needs attention)
-        // is medium, "critical" is critical.
-        let mut pg_counts = Vec::new();
         match &self.pg {
-            Some(pg) => {
-                let r = pg.run(ctx).await;
-                for (k, sev) in
-                    [("findings_critical", "critical"), ("findings_warning", "medium"), ("findings_info", "info")]
-                {
-                    pg_counts.push((sev, r.metrics.get(k).copied().unwrap_or(0.0) as usize));
-                }
-                for (k, v) in r.metrics {
-                    report.metric(format!("pg_{k}"), v);
-                }
-                report.items.extend(r.items);
-                report.warnings.extend(r.warnings);
-                if let Some(e) = r.error {
-                    errors.push(format!("PostgreSQL audit: {e}"));
-                }
-            }
+            Some(pg) => match pg.findings().await {
+                Ok(pg_findings) => findings.extend(pg_findings.into_iter().map(pg_finding)),
+                Err(e) => errors.push(format!("PostgreSQL audit: {}", one_line(&e))),
+            },
             None => {
                 report.warn("no database configured: the PostgreSQL audit did not run");
             }
         }
+        Finding::sort(&mut findings);
+        for f in &findings {
+            report.item(f);
+            report.warn(format!("{} ({}): {} {}; {}", f.check, f.severity, f.subject, f.message, f.action));
+        }
+        report.metric("findings", findings.len() as f64);
+        for severity in Severity::ALL {
+            let n = findings.iter().filter(|f| f.severity == severity).count();
+            report.metric(format!("findings_{severity}"), n as f64);
+        }
         if let Some(from) = self.fail_from {
-            let failing = findings.iter().filter(|f| rank(f.severity) >= from).count()
-                + pg_counts.iter().filter(|(sev, _)| rank(sev) >= from).map(|(_, n)| n).sum::<usize>();
+            let failing = findings.iter().filter(|f| f.severity >= from).count();
             if failing > 0 {
-                errors.push(format!("{failing} finding(s) of severity {} or worse", SEVERITIES[from]));
+                errors.push(format!("{failing} finding(s) of severity {from} or worse"));
             }
         }
         if !errors.is_empty() {
@@ -381,8 +356,8 @@ mod tests {
             vec![Secret::new("slack+http://relay/services/x"), Secret::new("slack://hooks.slack.com/services/x")];
         let f = audit(&cfg);
         assert_eq!(f.len(), 2, "{f:?}");
-        assert_eq!((f[0].check.as_str(), f[0].severity), ("config-permissions", "high"));
-        assert_eq!((f[1].check.as_str(), f[1].severity), ("notification-transport", "medium"));
+        assert_eq!((f[0].check.as_str(), f[0].severity), ("config-permissions", Severity::High));
+        assert_eq!((f[1].check.as_str(), f[1].severity), ("notification-transport", Severity::Medium));
         assert!(!format!("{f:?}").contains("pw@"), "findings never carry secrets");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(audit(&cfg).len(), 1);
@@ -399,8 +374,8 @@ mod tests {
         std::fs::set_permissions(&metrics, std::fs::Permissions::from_mode(0o777)).unwrap();
         let f = audit_files(&cfg);
         assert_eq!(f.len(), 2, "{f:?}");
-        assert_eq!((f[0].check.as_str(), f[0].severity), ("calendar-permissions", "high"));
-        assert_eq!((f[1].check.as_str(), f[1].severity), ("directory-permissions", "medium"));
+        assert_eq!((f[0].check.as_str(), f[0].severity), ("calendar-permissions", Severity::High));
+        assert_eq!((f[1].check.as_str(), f[1].severity), ("directory-permissions", Severity::Medium));
         std::fs::set_permissions(&metrics, std::fs::Permissions::from_mode(0o1777)).unwrap();
         assert_eq!(audit_files(&cfg).len(), 1, "the sticky bit (like /tmp) protects the files");
         std::fs::remove_dir_all(&dir).unwrap();
@@ -414,11 +389,11 @@ mod tests {
             subject: "CN=api.internal".into(),
             not_after: now + TimeDelta::days(days) + TimeDelta::hours(1),
         };
-        assert_eq!(certificate_finding(&cert(-3), now, 21).unwrap().severity, "critical");
-        assert_eq!(certificate_finding(&cert(2), now, 21).unwrap().severity, "high");
+        assert_eq!(certificate_finding(&cert(-3), now, 21).unwrap().severity, Severity::Critical);
+        assert_eq!(certificate_finding(&cert(2), now, 21).unwrap().severity, Severity::High);
         let f = certificate_finding(&cert(10), now, 21).unwrap();
-        assert_eq!((f.check.as_str(), f.severity), ("tls-certificate", "medium"));
-        assert!(f.detail.contains("api.internal:443") && f.detail.contains("expires in 10 days"), "{f:?}");
+        assert_eq!((f.check.as_str(), f.severity), ("tls-certificate", Severity::Medium));
+        assert!(f.message.contains("api.internal:443") && f.message.contains("expires in 10 days"), "{f:?}");
         assert_eq!(certificate_finding(&cert(30), now, 21), None);
         assert_eq!(certificate_finding(&cert(10), now, 7), None);
     }

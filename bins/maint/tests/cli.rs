@@ -258,7 +258,7 @@ mod run {
         assert_eq!(logs["metrics"]["files_rotated"], 1.0, "{logs}");
         let collect = task(&report, "metrics-collection");
         assert_eq!(collect["status"], "ok", "{report}");
-        assert_eq!(collect["metrics"]["aindusdb_backups_total"], 1.0);
+        assert_eq!(collect["metrics"]["aindusdb_backups"], 1.0);
     }
 
     #[tokio::test]

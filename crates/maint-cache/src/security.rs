@@ -1,34 +1,7 @@
-use serde::Serialize;
-
 use crate::Error;
 use crate::backend::{CacheBackend, SecurityFacts};
 
-/// How bad a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Could not be checked; worth a look.
-    Info,
-    /// Hardening.
-    Low,
-    /// Should be fixed.
-    Medium,
-    /// Fix soon.
-    High,
-    /// Anyone who reaches the port owns the data.
-    Critical,
-}
-
-/// One problem found by the Redis security check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    /// A stable id (`default-user-nopass`, `dangerous-command-flushall`).
-    pub id: String,
-    /// How bad it is.
-    pub severity: Severity,
-    /// What is wrong and what to do, one line.
-    pub message: String,
-}
+pub use maint_core::{Finding, Severity};
 
 fn is_loopback(addr: &str) -> bool {
     matches!(addr.trim_start_matches('-'), "127.0.0.1" | "::1" | "localhost")
@@ -37,7 +10,9 @@ fn is_loopback(addr: &str) -> bool {
 /// Judges what was read from a server. Pure: unit-tested on hand-written facts.
 pub fn assess(f: &SecurityFacts) -> Vec<Finding> {
     let mut out = Vec::new();
-    let mut add = |id: String, severity, message: String| out.push(Finding { id, severity, message });
+    let mut add = |check: String, severity, message: String, action: &str| {
+        out.push(Finding::new(check, severity, f.node.clone(), message, action));
+    };
     let public_bind = f.bind.as_ref().map(|b| b.is_empty() || b.iter().any(|a| !is_loopback(a)));
     let nopass = f.default_user_enabled == Some(true) && f.default_user_nopass == Some(true);
     let bind_text = f.bind.as_ref().map(|b| b.join(" ")).unwrap_or_else(|| "?".into());
@@ -49,7 +24,7 @@ pub fn assess(f: &SecurityFacts) -> Vec<Finding> {
                 "default-user-nopass".into(),
                 if critical { Severity::Critical } else { Severity::High },
                 format!(
-                    "the default user is enabled without a password{}; set requirepass or disable the default user in the ACL",
+                    "the default user is enabled without a password{}",
                     if critical {
                         format!(
                             " and protected-mode is off on bind {bind_text}: anyone who reaches the port can run any command"
@@ -58,12 +33,14 @@ pub fn assess(f: &SecurityFacts) -> Vec<Finding> {
                         String::new()
                     }
                 ),
+                "set requirepass or disable the default user in the ACL",
             );
         }
         (None, _) | (_, None) => add(
             "default-user-unknown".into(),
             Severity::Info,
-            "could not read the default user (ACL GETUSER not permitted); check it by hand".into(),
+            "could not read the default user (ACL GETUSER not permitted)".into(),
+            "check it by hand",
         ),
         _ => {}
     }
@@ -71,12 +48,14 @@ pub fn assess(f: &SecurityFacts) -> Vec<Finding> {
         (Some(false), Some(true)) => add(
             "protected-mode-off".into(),
             if nopass { Severity::High } else { Severity::Medium },
-            format!("protected-mode is off while listening on {bind_text}; turn it on or bind to private addresses"),
+            format!("protected-mode is off while listening on {bind_text}"),
+            "turn it on or bind to private addresses",
         ),
         (None, _) | (_, None) => add(
             "config-unreadable".into(),
             Severity::Info,
-            "could not read protected-mode/bind (CONFIG renamed or not permitted); check them by hand".into(),
+            "could not read protected-mode/bind (CONFIG renamed or not permitted)".into(),
+            "check them by hand",
         ),
         _ => {}
     }
@@ -86,16 +65,14 @@ pub fn assess(f: &SecurityFacts) -> Vec<Finding> {
             (true, Some(true)) => add(
                 id,
                 if nopass { Severity::High } else { Severity::Medium },
-                format!(
-                    "{} is neither renamed nor denied to the default user; restrict it with ACL (-{})",
-                    c.command,
-                    c.command.to_ascii_lowercase()
-                ),
+                format!("{} is neither renamed nor denied to the default user", c.command),
+                &format!("restrict it with ACL (-{})", c.command.to_ascii_lowercase()),
             ),
             (true, None) => add(
                 id,
                 Severity::Info,
                 format!("{} is not renamed and its ACL could not be checked (ACL DRYRUN not permitted)", c.command),
+                "check it by hand",
             ),
             _ => {}
         }
@@ -105,9 +82,10 @@ pub fn assess(f: &SecurityFacts) -> Vec<Finding> {
             "tls-off".into(),
             if public_bind == Some(false) { Severity::Low } else { Severity::Medium },
             "TLS is off (tls-port 0): passwords and data cross the network in clear".into(),
+            "serve TLS (tls-port) and connect with rediss://",
         );
     }
-    out.sort_by(|a, b| b.severity.cmp(&a.severity).then_with(|| a.id.cmp(&b.id)));
+    Finding::sort(&mut out);
     out
 }
 
@@ -142,7 +120,7 @@ mod tests {
     }
 
     fn ids(f: &[Finding]) -> Vec<(String, Severity)> {
-        f.iter().map(|f| (f.id.clone(), f.severity)).collect()
+        f.iter().map(|f| (f.check.clone(), f.severity)).collect()
     }
 
     #[test]

@@ -437,7 +437,7 @@ async fn security_check_of_the_test_server() {
     let debug = facts.commands.iter().find(|c| c.command == "DEBUG").unwrap();
     assert_eq!(debug.default_user_allowed, Some(false));
     let findings = check_security(&backend).await.unwrap();
-    let ids: Vec<(&str, Severity)> = findings.iter().map(|f| (f.id.as_str(), f.severity)).collect();
+    let ids: Vec<(&str, Severity)> = findings.iter().map(|f| (f.check.as_str(), f.severity)).collect();
     assert_eq!(
         ids,
         vec![

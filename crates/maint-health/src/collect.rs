@@ -2,7 +2,6 @@
 //! as a Prometheus textfile and appended as a JSON snapshot (for capacity planning).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +14,52 @@ use maint_core::{Impact, Secret, Task, TaskContext, TaskReport, one_line};
 use object_store::ObjectStore;
 use object_store::path::Path;
 use serde::Deserialize;
+
+use crate::textfile::{Family, Kind, render};
+
+/// Every figure the task collects: name, type, help. The report's metrics, the snapshots,
+/// the textfile and the push use these names.
+pub const METRICS: &[(&str, Kind, &str)] = &[
+    ("aindusdb_pg_connections", Kind::Gauge, "Backends connected to the database (pg_stat_database.numbackends)."),
+    (
+        "aindusdb_pg_xact_commit_total",
+        Kind::Counter,
+        "Transactions committed in the database since the statistics reset.",
+    ),
+    (
+        "aindusdb_pg_xact_rollback_total",
+        Kind::Counter,
+        "Transactions rolled back in the database since the statistics reset.",
+    ),
+    ("aindusdb_pg_blks_read_total", Kind::Counter, "Disk blocks read in the database since the statistics reset."),
+    ("aindusdb_pg_blks_hit_total", Kind::Counter, "Buffer cache hits in the database since the statistics reset."),
+    ("aindusdb_pg_deadlocks_total", Kind::Counter, "Deadlocks detected in the database since the statistics reset."),
+    (
+        "aindusdb_pg_temp_bytes_total",
+        Kind::Counter,
+        "Bytes written to temporary files by queries since the statistics reset.",
+    ),
+    ("aindusdb_pg_database_bytes", Kind::Gauge, "Size of the database on disk, bytes (pg_database_size)."),
+    ("aindusdb_pg_max_connections", Kind::Gauge, "The server's max_connections setting."),
+    (
+        "aindusdb_pg_indexes_bytes",
+        Kind::Gauge,
+        "Size of the database's indexes on disk, bytes (vector indexes included).",
+    ),
+    ("aindusdb_redis_used_memory_bytes", Kind::Gauge, "Memory used by Redis, bytes (INFO used_memory)."),
+    ("aindusdb_redis_connected_clients", Kind::Gauge, "Clients connected to Redis."),
+    ("aindusdb_redis_keyspace_hits_total", Kind::Counter, "Successful Redis key lookups since the server started."),
+    ("aindusdb_redis_keyspace_misses_total", Kind::Counter, "Failed Redis key lookups since the server started."),
+    ("aindusdb_redis_evicted_keys_total", Kind::Counter, "Redis keys evicted for maxmemory since the server started."),
+    ("aindusdb_redis_mem_fragmentation_ratio", Kind::Gauge, "Redis memory fragmentation ratio (RSS over used memory)."),
+    ("aindusdb_backups", Kind::Gauge, "Backups in the backup store (dumps with a manifest)."),
+    ("aindusdb_backups_bytes", Kind::Gauge, "Size of the dumps in the backup store, bytes."),
+    (
+        "aindusdb_backup_last_timestamp_seconds",
+        Kind::Gauge,
+        "When the newest backup's manifest was written to the store (unix seconds).",
+    ),
+];
 
 /// What to collect and where to write it.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -85,8 +130,15 @@ impl MetricsCollection {
             match store.list(Some(&Path::from("backups"))).try_collect::<Vec<_>>().await {
                 Ok(objects) => {
                     let dumps: Vec<_> = objects.iter().filter(|o| o.location.as_ref().contains(".dump")).collect();
-                    let manifests = dumps.iter().filter(|o| o.location.as_ref().ends_with(".manifest.json")).count();
-                    m.insert("aindusdb_backups_total".into(), manifests as f64);
+                    let manifests: Vec<_> =
+                        dumps.iter().filter(|o| o.location.as_ref().ends_with(".manifest.json")).collect();
+                    m.insert("aindusdb_backups".into(), manifests.len() as f64);
+                    if let Some(newest) = manifests.iter().map(|o| o.last_modified).max() {
+                        m.insert(
+                            "aindusdb_backup_last_timestamp_seconds".into(),
+                            newest.timestamp_millis() as f64 / 1000.0,
+                        );
+                    }
                     let bytes: u64 =
                         dumps.iter().filter(|o| !o.location.as_ref().ends_with(".json")).map(|o| o.size).sum();
                     m.insert("aindusdb_backups_bytes".into(), bytes as f64);
@@ -104,24 +156,15 @@ async fn postgres(url: &Secret) -> Result<BTreeMap<String, f64>, String> {
         .query_one(
             "SELECT numbackends::float8, xact_commit::float8, xact_rollback::float8, blks_read::float8, \
              blks_hit::float8, deadlocks::float8, temp_bytes::float8, pg_database_size(datname)::float8, \
-             current_setting('max_connections')::float8 \
+             current_setting('max_connections')::float8, \
+             (SELECT coalesce(sum(pg_relation_size(oid)), 0) FROM pg_class WHERE relkind = 'i')::float8 \
              FROM pg_stat_database WHERE datname = current_database()",
             &[],
         )
         .await
         .map_err(|e| one_line(&e))?;
-    let names = [
-        "aindusdb_pg_connections",
-        "aindusdb_pg_xact_commit_total",
-        "aindusdb_pg_xact_rollback_total",
-        "aindusdb_pg_blks_read_total",
-        "aindusdb_pg_blks_hit_total",
-        "aindusdb_pg_deadlocks_total",
-        "aindusdb_pg_temp_bytes_total",
-        "aindusdb_pg_database_bytes",
-        "aindusdb_pg_max_connections",
-    ];
-    Ok(names.iter().enumerate().map(|(i, n)| ((*n).to_owned(), row.get::<_, f64>(i))).collect())
+    // The first ten entries of METRICS, in the order of the SELECT.
+    Ok(METRICS[..10].iter().enumerate().map(|(i, (n, ..))| ((*n).to_owned(), row.get::<_, f64>(i))).collect())
 }
 
 async fn redis_info(url: &Secret) -> Result<BTreeMap<String, f64>, String> {
@@ -192,13 +235,22 @@ pub async fn push_to_gateway(base: &Secret, job: &str, text: &str) -> Result<(),
     Ok(())
 }
 
-/// The metrics as Prometheus text (one untyped-free gauge per name).
+/// The metrics as Prometheus text, typed and described by [`METRICS`] (a name not in it is
+/// written as a gauge).
 pub fn render_textfile(metrics: &BTreeMap<String, f64>) -> String {
-    let mut out = String::new();
-    for (name, value) in metrics {
-        let _ = writeln!(out, "# TYPE {name} gauge\n{name} {value}");
-    }
-    out
+    let families: Vec<Family> = metrics
+        .iter()
+        .map(|(name, value)| {
+            let (kind, help) = METRICS
+                .iter()
+                .find(|(n, ..)| n == name)
+                .map_or((Kind::Gauge, "An AindusDB figure collected by maint."), |(_, k, h)| (*k, *h));
+            let mut f = Family::new(name.clone(), kind, help);
+            f.sample(&[], *value);
+            f
+        })
+        .collect();
+    render(&families)
 }
 
 #[async_trait]
@@ -253,5 +305,24 @@ impl Task for MetricsCollection {
             report.fail(errors.join("; "));
         }
         report.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_and_only_counters_are_named_total_and_every_figure_has_help() {
+        for (name, kind, help) in METRICS {
+            assert_eq!(name.ends_with("_total"), *kind == Kind::Counter, "{name}");
+            assert!(help.ends_with('.') && !help.contains('\n'), "{name}");
+        }
+        let text = render_textfile(&BTreeMap::from([("aindusdb_pg_deadlocks_total".to_owned(), 2.0)]));
+        assert_eq!(
+            text,
+            "# HELP aindusdb_pg_deadlocks_total Deadlocks detected in the database since the statistics reset.\n\
+             # TYPE aindusdb_pg_deadlocks_total counter\naindusdb_pg_deadlocks_total 2\n"
+        );
     }
 }

@@ -1,9 +1,10 @@
 #![doc = include_str!("../README.md")]
 
 mod collect;
+pub mod textfile;
 mod tls;
 
-pub use collect::{CollectConfig, MetricsCollection, push_to_gateway, render_textfile};
+pub use collect::{CollectConfig, METRICS, MetricsCollection, push_to_gateway, render_textfile};
 pub use tls::{CertificateInfo, certificate_expiry, https_endpoint};
 
 use std::sync::Arc;
@@ -50,7 +51,7 @@ impl Default for HealthConfig {
 
 /// One check's result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Finding {
+pub struct CheckResult {
     /// What was checked (`http /health/ready`, `postgresql`, ...).
     pub check: String,
     /// Whether it passed.
@@ -74,9 +75,9 @@ impl HealthChecks {
     }
 
     /// Runs every configured check concurrently.
-    pub async fn check(&self) -> Vec<Finding> {
+    pub async fn check(&self) -> Vec<CheckResult> {
         let timeout = Duration::from_millis(self.config.timeout_ms.max(1));
-        let mut checks: Vec<futures::future::BoxFuture<'_, Finding>> = Vec::new();
+        let mut checks: Vec<futures::future::BoxFuture<'_, CheckResult>> = Vec::new();
         if let Some(base) = &self.config.service_url {
             let client = reqwest::Client::builder().timeout(timeout).build().unwrap_or_default();
             for path in ["/health", "/health/ready", "/health/live"] {
@@ -128,14 +129,14 @@ async fn timed(
     check: String,
     timeout: Duration,
     f: impl std::future::Future<Output = Result<String, String>>,
-) -> Finding {
+) -> CheckResult {
     let started = Instant::now();
     let result =
         tokio::time::timeout(timeout, f).await.unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")));
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     match result {
-        Ok(detail) => Finding { check, ok: true, latency_ms, detail },
-        Err(detail) => Finding { check, ok: false, latency_ms, detail },
+        Ok(detail) => CheckResult { check, ok: true, latency_ms, detail },
+        Err(detail) => CheckResult { check, ok: false, latency_ms, detail },
     }
 }
 
@@ -156,7 +157,7 @@ impl Task for HealthChecks {
             report.skip("nothing to check: configure service_url, database_url, redis_url or a store");
             return report.finish();
         }
-        let failed: Vec<&Finding> = findings.iter().filter(|f| !f.ok).collect();
+        let failed: Vec<&CheckResult> = findings.iter().filter(|f| !f.ok).collect();
         for f in &findings {
             if f.ok && f.latency_ms > self.config.slow_ms as f64 {
                 report.warn(format!("{} is slow: {:.0} ms (over {} ms)", f.check, f.latency_ms, self.config.slow_ms));

@@ -82,7 +82,7 @@ async fn metrics_are_collected_written_and_parse_back() {
     assert_eq!(report.status, Status::Ok, "{report:?}");
     assert!(report.metrics["aindusdb_pg_database_bytes"] > 1_000_000.0);
     assert!(report.metrics["aindusdb_redis_used_memory_bytes"] > 0.0);
-    assert_eq!(report.metrics["aindusdb_backups_total"], 0.0);
+    assert_eq!(report.metrics["aindusdb_backups"], 0.0);
     task.run(&TaskContext::new(false)).await;
     let text = std::fs::read_to_string(dir.join("aindusdb.prom")).unwrap();
     let samples: Vec<(&str, f64)> = text
@@ -98,8 +98,8 @@ async fn metrics_are_collected_written_and_parse_back() {
     assert_eq!(snapshots.lines().count(), 2, "one snapshot per run");
     let first: serde_json::Value = serde_json::from_str(snapshots.lines().next().unwrap()).unwrap();
     assert!(first["metrics"]["aindusdb_pg_connections"].as_f64().unwrap() >= 1.0);
-    assert_eq!(samples.len(), 17, "9 PostgreSQL, 6 Redis, 2 backup figures: {text}");
-    assert_eq!(text.matches("# TYPE ").count(), 17);
+    assert_eq!(samples.len(), 18, "10 PostgreSQL, 6 Redis, 2 backup figures: {text}");
+    assert_eq!(text.matches("# TYPE ").count(), 18);
     std::fs::remove_dir_all(&dir).unwrap();
 
     let down = CollectConfig { redis_url: Some(Secret::new("redis://127.0.0.1:9/0")), ..CollectConfig::default() };

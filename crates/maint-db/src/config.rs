@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     AmcheckConfig, AnalysisConfig, AnalysisSettings, AuditConfig, BloatConfig, CapacityConfig, CapacitySettings, Error,
-    Order, ReindexConfig, RetentionConfig, RetentionRule, Steps, VectorConfig, VectorSettings,
+    Order, ReindexConfig, RetentionConfig, RetentionRule, Steps,
 };
 
 /// Configuration of the database maintenance (`[database]` in a binary's TOML).
@@ -53,8 +53,6 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Capacity planning (`[capacity]`).
     pub capacity: CapacityConfig,
-    /// Vector and text indexes (`[vector]`).
-    pub vector: VectorConfig,
 }
 
 impl Default for Config {
@@ -78,7 +76,6 @@ impl Default for Config {
             analysis: AnalysisConfig::default(),
             audit: AuditConfig::default(),
             capacity: CapacityConfig::default(),
-            vector: VectorConfig::default(),
         }
     }
 }
@@ -124,8 +121,6 @@ pub struct Settings {
     pub audit: AuditConfig,
     /// Capacity planning.
     pub capacity: CapacitySettings,
-    /// Vector and text indexes.
-    pub vector: VectorSettings,
 }
 
 impl Default for Settings {
@@ -190,7 +185,6 @@ impl Config {
         self.reindex.validate()?;
         let analysis = self.analysis.validate()?;
         let capacity = self.capacity.validate()?;
-        let vector = self.vector.validate()?;
         Ok(Settings {
             jobs: self.jobs,
             lock_timeout,
@@ -211,7 +205,6 @@ impl Config {
             analysis,
             audit: self.audit.clone(),
             capacity,
-            vector,
         })
     }
 }

@@ -20,7 +20,7 @@ struct Cli {
     #[arg(long, env = "MAINT_BACKUP_STORE", global = true)]
     store: Option<String>,
     /// TOML file with a [backup] table (store, database_url, admin_url, compression, jobs,
-    /// client_dir, retention).
+    /// client_dir, retention, restore_jobs, maintenance_work_mem, max_parallel_maintenance_workers).
     #[arg(long, env = "MAINT_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// The directory of the pg_dump/pg_restore to run, whatever the server's version (default:
@@ -44,7 +44,7 @@ enum Command {
         /// The database to back up (password through PGPASSWORD to pg_dump, never on its command line).
         #[arg(long, env = "MAINT_DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
-        /// gzip, zstd or none.
+        /// zstd (the default: multi-threaded), gzip or none; pg_dump itself runs uncompressed.
         #[arg(long, value_parser = parse_compression)]
         compress: Option<Compression>,
     },
@@ -71,6 +71,16 @@ enum Command {
         /// A database on the server that hosts the scratch database (needs CREATEDB).
         #[arg(long, env = "MAINT_RESTORE_ADMIN_URL", hide_env_values = true)]
         admin_url: Option<String>,
+        /// pg_restore --jobs (default 1, streamed; more spools the dump to a private file in TMPDIR).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// maintenance_work_mem of the restore (`1GB`; default 1GB capped at a quarter of the
+        /// server's memory, shared by the jobs).
+        #[arg(long)]
+        maintenance_work_mem: Option<String>,
+        /// max_parallel_maintenance_workers of the restore (default 0).
+        #[arg(long)]
+        max_parallel_maintenance_workers: Option<u32>,
     },
     /// Delete backups outside the retention policy (grandfather-father-son, each database on its own).
     Prune {
@@ -106,6 +116,9 @@ struct BackupConfig {
     jobs: Option<usize>,
     client_dir: Option<PathBuf>,
     retention: Option<Retention>,
+    restore_jobs: Option<usize>,
+    maintenance_work_mem: Option<String>,
+    max_parallel_maintenance_workers: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -225,10 +238,17 @@ async fn run(cli: Cli) -> Result<TaskReport, Error> {
                 .unwrap_or_else(|| day_prefix(date.unwrap_or_else(|| Utc::now().date_naive() - TimeDelta::days(1))));
             verify_report(&store, &prefix, rolling_days, jobs.or(cfg.jobs).unwrap_or(4), dry).await
         }
-        Command::RestoreTest { key, admin_url } => {
+        Command::RestoreTest { key, admin_url, jobs, maintenance_work_mem, max_parallel_maintenance_workers } => {
             let admin = required(admin_url.or(cfg.admin_url.map(|s| s.expose().to_owned())), "--admin-url")?;
             let mut opts = RestoreOptions::new(Secret::new(admin));
             opts.pg_restore = client_dir.map(|d| d.join("pg_restore"));
+            opts.jobs = jobs.or(cfg.restore_jobs).unwrap_or(opts.jobs);
+            if opts.jobs == 0 {
+                return Err(Error::Invalid { field: "--jobs".into(), message: "must be at least 1".into() });
+            }
+            opts.maintenance_work_mem = maintenance_work_mem.or(cfg.maintenance_work_mem);
+            opts.max_parallel_maintenance_workers =
+                max_parallel_maintenance_workers.or(cfg.max_parallel_maintenance_workers).unwrap_or(0);
             restore_report(&store, key, &opts, dry, &cancel).await
         }
         Command::Prune { keep_daily, keep_weekly, keep_monthly, min_age_days } => {

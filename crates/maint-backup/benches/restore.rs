@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use maint_backup::{Compression, CreateOptions, RestoreOptions, create, restore_test};
+use maint_backup::{CLIENT_ROOT, Compression, CreateOptions, RestoreOptions, create, restore_test};
 use maint_core::Secret;
 use maint_testkit::{Postgres, S3};
 use tokio_util::sync::CancellationToken;
@@ -48,7 +48,7 @@ async fn main() {
     let dir = std::env::temp_dir().join(format!("maint-restore-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("dump");
-    let st = std::process::Command::new("pg_dump")
+    let st = std::process::Command::new(format!("{CLIENT_ROOT}/17/bin/pg_dump"))
         .args(["--format=custom", "--file"])
         .arg(&file)
         .args(["--dbname", &db.url()])
@@ -57,7 +57,7 @@ async fn main() {
     assert!(st.success());
     let empty = pg.fresh_database().await;
     let t = Instant::now();
-    let st = std::process::Command::new("pg_restore")
+    let st = std::process::Command::new(format!("{CLIENT_ROOT}/17/bin/pg_restore"))
         .args(["--no-owner", "--no-privileges", "--exit-on-error", "--dbname", &empty.url()])
         .arg(&file)
         .status()

@@ -109,6 +109,7 @@ async fn main() {
         database: "bench".into(),
         server_version: "15".into(),
         compression: Compression::Gzip,
+        layout: maint_backup::DumpLayout::PgDumpCompressed,
         started_at: now,
         finished_at: now,
         stored_bytes,

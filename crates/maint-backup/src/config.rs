@@ -1,3 +1,6 @@
+//! The store and the compression: `open_store` opens `s3://`, `file://` (private) and
+//! `memory://` stores; [`Compression`] is how a dump is stored (zstd by default).
+
 use std::fmt;
 use std::os::unix::fs::DirBuilderExt;
 use std::str::FromStr;
@@ -12,16 +15,18 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::local::PrivateFs;
 
-/// How a dump is compressed in the store.
+/// How a dump is compressed in the store (`pg_dump` itself runs with `--compress=0`, see
+/// [`DumpLayout`](crate::DumpLayout): the dump is compressed once, here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
-    /// Stored as `pg_dump` wrote it (custom format is already compressed per table).
+    /// `.dump`: stored as `pg_dump` wrote it.
     None,
-    /// `.dump.gz`
-    #[default]
+    /// `.dump.gz`: gzip level 6, one thread.
     Gzip,
-    /// `.dump.zst`
+    /// `.dump.zst`: zstd level 2 on up to 4 threads, the default (see `docs/backup.md` for
+    /// the measurements behind it).
+    #[default]
     Zstd,
 }
 

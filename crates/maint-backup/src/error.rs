@@ -1,3 +1,5 @@
+//! The crate's errors: bad input (exit 2) apart from failures (exit 1), each one line.
+
 /// Errors of maint-backup.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -36,6 +38,17 @@ pub enum Error {
         tool: &'static str,
         /// The server's version, the newest client found, the package to install.
         message: String,
+    },
+    /// Row-level security applies to the connected role on `table` (`schema.table`): it is
+    /// neither superuser, nor BYPASSRLS, nor the owner of a table without FORCE ROW LEVEL
+    /// SECURITY, so it cannot read every row. Found before anything is written.
+    #[error(
+        "{table}: row-level security applies to this role, which cannot read every row; it needs BYPASSRLS \
+         (or to be the table's owner, when the table does not FORCE ROW LEVEL SECURITY)"
+    )]
+    RowSecurity {
+        /// `schema.table`.
+        table: String,
     },
     /// Local I/O failed.
     #[error("I/O")]

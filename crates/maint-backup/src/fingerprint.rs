@@ -1,3 +1,7 @@
+//! Data fingerprints: per table a row count and an order-independent digest (the sum of a
+//! 64-bit hash per row), read with `row_security = off` so policies never hide rows, and
+//! their comparison between the source and a restored copy.
+
 use deadpool_postgres::tokio_postgres::GenericClient;
 use deadpool_postgres::tokio_postgres::error::SqlState;
 use serde::{Deserialize, Serialize};
@@ -61,18 +65,52 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Every ordinary table outside the system schemas, as (schema, table), sorted.
-async fn tables(client: &impl GenericClient) -> Result<Vec<(String, String)>, Error> {
+/// Every ordinary table outside the system schemas (only those with row-level security
+/// enabled when `row_security`), as (schema, table), sorted.
+async fn tables(client: &impl GenericClient, row_security: bool) -> Result<Vec<(String, String)>, Error> {
     let rows = client
         .query(
             "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
              AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' \
-             ORDER BY 1, 2",
-            &[],
+             AND (c.relrowsecurity OR NOT $1) ORDER BY 1, 2",
+            &[&row_security],
         )
         .await?;
     Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// `"schema"."table"`.
+fn qualified(schema: &str, table: &str) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident(table))
+}
+
+/// Maps the server's refusal to read a table with `row_security = off` ("query would be
+/// affected by row-level security policy", 42501) to [`Error::RowSecurity`].
+fn row_security(e: Error, schema: &str, table: &str) -> Error {
+    match e {
+        Error::Postgres(pg)
+            if pg.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE)
+                && pg.as_db_error().is_some_and(|d| d.message().contains("row-level security")) =>
+        {
+            Error::RowSecurity { table: format!("{schema}.{table}") }
+        }
+        e => e,
+    }
+}
+
+/// Checks that the session can read every row of every table with row-level security:
+/// run with `row_security = off` (as `pg_dump` and the fingerprints run), where the server
+/// refuses a query a policy would affect instead of hiding rows. A table the role cannot
+/// read whole is [`Error::RowSecurity`]; plans only, reads no row.
+pub(crate) async fn check_row_security(client: &impl GenericClient) -> Result<(), Error> {
+    for (schema, table) in tables(client, true).await? {
+        client
+            .query(&format!("SELECT FROM {} LIMIT 0", qualified(&schema, &table)), &[])
+            .await
+            .map_err(|e| row_security(e.into(), &schema, &table))?;
+    }
+    Ok(())
 }
 
 async fn digest(
@@ -81,17 +119,43 @@ async fn digest(
     table: String,
     method: DigestMethod,
 ) -> Result<TableFingerprint, Error> {
-    let r = client.query_one(&method.sql(&format!("{}.{}", quote_ident(&schema), quote_ident(&table))), &[]).await?;
+    let r = match client.query_one(&method.sql(&qualified(&schema, &table)), &[]).await {
+        Ok(r) => r,
+        Err(e) => return Err(row_security(e.into(), &schema, &table)),
+    };
     Ok(TableFingerprint { schema, table, rows: r.get(0), digest: r.get(1), method })
+}
+
+/// Digests a table of a restored copy the session owns (`pg_restore --no-owner`) with
+/// `row_security = off`: when the copy forces row-level security on its owner, that is
+/// lifted on the copy (`NO FORCE ROW LEVEL SECURITY`: it is scratch) and the table read
+/// again, so its policies never hide rows from the comparison.
+async fn digest_restored(
+    client: &impl GenericClient,
+    schema: String,
+    table: String,
+    method: DigestMethod,
+) -> Result<TableFingerprint, Error> {
+    match digest(client, schema.clone(), table.clone(), method).await {
+        Err(Error::RowSecurity { .. }) => {
+            client
+                .batch_execute(&format!("ALTER TABLE {} NO FORCE ROW LEVEL SECURITY", qualified(&schema, &table)))
+                .await?;
+            digest(client, schema, table, method).await
+        }
+        other => other,
+    }
 }
 
 /// Fingerprints every ordinary table outside the system schemas with the cheapest method
 /// its column types allow. Runs in the client's current transaction, which must be open
 /// (run it inside the dump's snapshot to match the dump): a table whose types have no hash
-/// function is retried with the text method after a rollback to a savepoint.
+/// function is retried with the text method after a rollback to a savepoint. Run it with
+/// `row_security = off`, as `pg_dump` runs: a table whose policies apply to the role is then
+/// [`Error::RowSecurity`], not a digest of the rows the policies let through.
 pub async fn fingerprint(client: &impl GenericClient) -> Result<Vec<TableFingerprint>, Error> {
     let mut out = Vec::new();
-    for (schema, table) in tables(client).await? {
+    for (schema, table) in tables(client, false).await? {
         client.batch_execute("SAVEPOINT maint_fingerprint").await?;
         match digest(client, schema.clone(), table.clone(), DigestMethod::Record).await {
             Ok(fp) => out.push(fp),
@@ -106,12 +170,14 @@ pub async fn fingerprint(client: &impl GenericClient) -> Result<Vec<TableFingerp
     Ok(out)
 }
 
-/// Fingerprints one restored table the way its manifest entry was.
+/// Fingerprints one restored table the way its manifest entry was. For a copy the
+/// session owns, with `row_security = off` (see [`crate::restore_test`]): a copy that forces
+/// row-level security on its owner has that lifted first.
 pub async fn fingerprint_table(
     client: &impl GenericClient,
     expected: &TableFingerprint,
 ) -> Result<TableFingerprint, Error> {
-    digest(client, expected.schema.clone(), expected.table.clone(), expected.method).await
+    digest_restored(client, expected.schema.clone(), expected.table.clone(), expected.method).await
 }
 
 /// Completes the fingerprints of a restored copy: every table not in `done` is digested the
@@ -121,12 +187,12 @@ pub async fn fingerprint_like(
     expected: &[TableFingerprint],
     mut done: Vec<TableFingerprint>,
 ) -> Result<Vec<TableFingerprint>, Error> {
-    for (schema, table) in tables(client).await? {
+    for (schema, table) in tables(client, false).await? {
         if done.iter().any(|d| d.schema == schema && d.table == table) {
             continue;
         }
         let fp = match expected.iter().find(|e| e.schema == schema && e.table == table) {
-            Some(e) => digest(client, schema, table, e.method).await?,
+            Some(e) => digest_restored(client, schema, table, e.method).await?,
             None => TableFingerprint { schema, table, rows: 0, digest: String::new(), method: DigestMethod::Text },
         };
         done.push(fp);

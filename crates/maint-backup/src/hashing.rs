@@ -1,3 +1,6 @@
+//! Streaming helpers: a reader that hashes (SHA-256) and counts what passes through, and
+//! progress lines for long transfers.
+
 use std::pin::Pin;
 use std::task::{Context, Poll};
 

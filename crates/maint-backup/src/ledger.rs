@@ -1,3 +1,6 @@
+//! The ledger (`backups/ledger.json`): when each backup was last verified and
+//! restore-tested, updated with conditional writes so concurrent runs never lose results.
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -22,8 +22,11 @@ pub use fingerprint::{
     DigestMethod, Mismatch, TableFingerprint, compare, fingerprint, fingerprint_like, fingerprint_table, quote_ident,
 };
 pub use ledger::{LEDGER_KEY, Ledger, LedgerEntry};
-pub use manifest::{MANIFEST_FORMAT_VERSION, Manifest};
-pub use restore::{RestoreOptions, RestoreOutcome, SCRATCH_MARKER, SCRATCH_PREFIX, drop_leftovers, restore_test};
+pub use manifest::{DumpLayout, MANIFEST_FORMAT_VERSION, Manifest};
+pub use restore::{
+    DEFAULT_MAINTENANCE_WORK_MEM, DEFAULT_RESTORE_JOBS, RestoreOptions, RestoreOutcome, SCRATCH_MARKER, SCRATCH_PREFIX,
+    drop_leftovers, maintenance_work_mem, restore_test,
+};
 pub use retention::{Candidate, Decision, INCOMPLETE_GRACE, Retention, plan_retention};
 pub use store::{BackupEntry, backup_key, catalog, day_prefix, key_database, key_time, manifest_key};
 pub use task::{BackupVerification, prune_report, restore_report, verify_report};

@@ -1,3 +1,6 @@
+//! The manifest stored next to each dump: sizes, hashes, fingerprints and the dump's
+//! layout ([`DumpLayout`]; manifests written before the field existed still parse).
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -5,6 +8,21 @@ use crate::{Compression, TableFingerprint};
 
 /// The manifest format this version writes and reads.
 pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+
+/// How the dump inside a stored object was written. Verification and the restore test read
+/// both the same way (`pg_restore` reads either); the field tells what a backup is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DumpLayout {
+    /// `pg_dump --format=custom` with its own default compression (gzip per table), then
+    /// [`Manifest::compression`] on top: backups made before `layout` existed (manifests
+    /// without the field).
+    #[default]
+    PgDumpCompressed,
+    /// `pg_dump --format=custom --compress=0`, compressed once, by
+    /// [`Manifest::compression`] (multi-threaded zstd by default).
+    PgDumpZ0,
+}
 
 /// What a backup claims to be; stored as JSON next to the dump (`<key>.manifest.json`).
 /// A backup without a complete manifest is never considered valid.
@@ -20,6 +38,9 @@ pub struct Manifest {
     pub server_version: String,
     /// Compression of the stored bytes.
     pub compression: Compression,
+    /// How the dump was written (absent in manifests written before: `pg_dump_compressed`).
+    #[serde(default)]
+    pub layout: DumpLayout,
     /// When the snapshot was taken.
     pub started_at: DateTime<Utc>,
     /// When the upload finished.

@@ -1,3 +1,9 @@
+//! The restore test: `pg_restore` into a marked scratch database (streamed, or with
+//! `--jobs` from a spooled file; index builds with their own `maintenance_work_mem` and
+//! `max_parallel_maintenance_workers`), tables fingerprinted as soon as they are loaded,
+//! compared with the manifest, the scratch database always dropped; and the cleanup of
+//! crashed runs' leftovers.
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -34,13 +40,95 @@ pub struct RestoreOptions {
     /// Where each major's clients are installed (`<root>/<major>/bin/`, Debian's layout):
     /// [`CLIENT_ROOT`](crate::CLIENT_ROOT) by default.
     pub client_root: PathBuf,
+    /// `pg_restore --jobs`: 1 streams the dump from the store into `pg_restore` (no local
+    /// file); more first spools the decompressed dump to a private temporary file (0600,
+    /// under `TMPDIR`, removed at the end: it needs the dump's size in free space), since
+    /// `pg_restore` runs jobs only from a seekable file.
+    pub jobs: usize,
+    /// `maintenance_work_mem` of the restore's sessions (index builds), as PostgreSQL writes
+    /// it (`1GB`, `512MB`). `None`: [`DEFAULT_MAINTENANCE_WORK_MEM`] capped at a quarter of
+    /// the server's memory, shared by the jobs (see [`maintenance_work_mem`]).
+    pub maintenance_work_mem: Option<String>,
+    /// `max_parallel_maintenance_workers` of the restore's sessions: 0 by default (the jobs
+    /// build indexes side by side; a parallel build puts `maintenance_work_mem` in shared
+    /// memory, `/dev/shm`, which containers cap at 64 MB unless told otherwise).
+    pub max_parallel_maintenance_workers: u32,
 }
 
+/// `maintenance_work_mem` of a restore when none is configured (1 GiB), before the cap.
+pub const DEFAULT_MAINTENANCE_WORK_MEM: u64 = 1 << 30;
+
+/// `pg_restore` jobs when none are configured: one, streamed from the store (on 2 cores,
+/// 2 jobs from a spooled file were slower: docs/backup.md).
+pub const DEFAULT_RESTORE_JOBS: usize = 1;
+
 impl RestoreOptions {
-    /// The `pg_restore` of the server's major.
+    /// The `pg_restore` of the server's major, [`DEFAULT_RESTORE_JOBS`] jobs, the default
+    /// `maintenance_work_mem`, no parallel workers.
     pub fn new(admin_url: Secret) -> Self {
-        RestoreOptions { admin_url, pg_restore: None, client_root: crate::CLIENT_ROOT.into() }
+        RestoreOptions {
+            admin_url,
+            pg_restore: None,
+            client_root: crate::CLIENT_ROOT.into(),
+            jobs: DEFAULT_RESTORE_JOBS,
+            maintenance_work_mem: None,
+            max_parallel_maintenance_workers: 0,
+        }
     }
+}
+
+/// The `maintenance_work_mem` (bytes) each of `jobs` restore sessions gets: `configured`
+/// (parsed by the server: `1GB`, `512MB`) as given; else [`DEFAULT_MAINTENANCE_WORK_MEM`]
+/// capped at a quarter of the server's memory divided by the jobs, and never below
+/// PostgreSQL's own default (64 MB). The server's memory is what this role can read of it:
+/// `MemTotal` of `/proc/meminfo` (lowered to the cgroup's `memory.max` when set) through
+/// `pg_read_file` (superusers, `pg_read_server_files`), else four times `shared_buffers`
+/// (the usual quarter of the memory).
+pub async fn maintenance_work_mem(admin: &Client, configured: Option<&str>, jobs: usize) -> Result<u64, Error> {
+    if let Some(v) = configured {
+        let bytes: i64 = admin
+            .query_one("SELECT pg_size_bytes($1)", &[&v])
+            .await
+            .map_err(|e| Error::invalid("maintenance_work_mem", format!("{v:?}: {}", maint_core::one_line(&e))))?
+            .get(0);
+        return u64::try_from(bytes)
+            .ok()
+            .filter(|b| *b >= 1 << 20)
+            .ok_or_else(|| Error::invalid("maintenance_work_mem", format!("{v:?} is less than 1MB")));
+    }
+    let read = |sql: &'static str| async move {
+        admin.query_one(sql, &[]).await.ok().and_then(|r| r.get::<_, Option<String>>(0))
+    };
+    let meminfo = read("SELECT pg_read_file('/proc/meminfo')").await.and_then(|m| {
+        let line = m.lines().find(|l| l.starts_with("MemTotal:"))?.to_owned();
+        line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+    });
+    let cgroup =
+        read("SELECT pg_read_file('/sys/fs/cgroup/memory.max')").await.and_then(|m| m.trim().parse::<u64>().ok());
+    let memory = match (meminfo, cgroup) {
+        (Some(m), Some(c)) => m.min(c),
+        (Some(m), None) => m,
+        _ => {
+            let shared: i64 =
+                admin.query_one("SELECT pg_size_bytes(current_setting('shared_buffers'))", &[]).await?.get(0);
+            u64::try_from(shared).unwrap_or(0) * 4
+        }
+    };
+    Ok((memory / 4 / jobs.max(1) as u64).clamp(64 << 20, DEFAULT_MAINTENANCE_WORK_MEM))
+}
+
+/// Decompresses a backup into a private temporary file for `pg_restore --jobs`.
+async fn spool(
+    store: &Arc<dyn ObjectStore>,
+    key: &str,
+    manifest: &crate::Manifest,
+) -> Result<tempfile::NamedTempFile, Error> {
+    let file = tempfile::Builder::new().prefix("maint-restore-").suffix(".dump").tempfile()?;
+    let mut out = tokio::fs::File::from_std(file.reopen()?);
+    let mut reader = decoder(manifest.compression, open_object(store, key).await?);
+    feed(&mut reader, &mut out, key, manifest.dump_bytes).await?;
+    tokio::io::AsyncWriteExt::flush(&mut out).await?;
+    Ok(file)
 }
 
 /// The outcome of a restore test.
@@ -100,10 +188,10 @@ pub async fn drop_leftovers(admin: &Client) -> Result<Vec<String>, Error> {
     Ok(dropped)
 }
 
-/// Copies the decompressed dump into pg_restore, logging progress.
+/// Copies the decompressed dump into pg_restore (or its spool file), logging progress.
 async fn feed(
     reader: &mut (dyn tokio::io::AsyncRead + Send + Unpin),
-    stdin: &mut tokio::process::ChildStdin,
+    stdin: &mut (dyn tokio::io::AsyncWrite + Send + Unpin),
     key: &str,
     total: u64,
 ) -> std::io::Result<u64> {
@@ -123,39 +211,55 @@ async fn feed(
 }
 
 /// Reads `pg_restore --verbose`: it names each table (`processing data for table
-/// "schema.table"`) before loading it, and prints its next step only once that load has
-/// committed, so the table named before the next step line is complete: its index in
-/// `tables` is sent. Returns the error lines (the info lines left out), for the message of
-/// a failed restore.
+/// "schema.table"`) before loading it. One job at a time, it prints its next step only once
+/// that load has committed, so the table named before the next step line is complete; with
+/// `--jobs` (`parallel`), the steps of the jobs interleave and a load is complete when the
+/// leader prints `finished item <id> TABLE DATA <table>`. The index in `tables` of each
+/// complete table is sent. Returns the error lines (the info lines left out), for the
+/// message of a failed restore.
 fn watch_restore(
     child: &mut tokio::process::Child,
     tables: &[crate::TableFingerprint],
     loaded: tokio::sync::mpsc::UnboundedSender<usize>,
+    parallel: bool,
 ) -> tokio::task::JoinHandle<String> {
     use tokio::io::AsyncBufReadExt;
-    let names: Vec<String> = tables.iter().map(|t| format!("{}.{}", t.schema, t.table)).collect();
+    let names: Vec<(String, String)> =
+        tables.iter().map(|t| (format!("{}.{}", t.schema, t.table), t.table.clone())).collect();
     let stderr = child.stderr.take();
     tokio::spawn(async move {
         let mut errors = String::new();
         let Some(stderr) = stderr else { return errors };
         let mut lines = tokio::io::BufReader::new(stderr).lines();
-        let mut loading: Option<usize> = None;
+        let mut loading: Vec<usize> = Vec::new();
         while let Ok(Some(line)) = lines.next_line().await {
             // Only pg_restore's own step lines mean it moved on; a server NOTICE or a
             // warning printed during a COPY does not.
             let step = line
                 .strip_prefix("pg_restore: ")
                 .is_some_and(|rest| !["warning", "error", "detail", "hint"].iter().any(|p| rest.starts_with(p)));
-            if step && let Some(i) = loading.take() {
+            let finished = line
+                .strip_prefix("pg_restore: finished item ")
+                .and_then(|l| l.split_once(" TABLE DATA "))
+                .map(|(_, table)| table);
+            if parallel {
+                if let Some(table) = finished {
+                    // two loading tables of the same name (other schemas) are left for the end
+                    let mut hits = loading.iter().enumerate().filter(|(_, i)| names[**i].1 == table);
+                    if let (Some((at, _)), None) = (hits.next(), hits.next()) {
+                        let _ = loaded.send(loading.remove(at));
+                    }
+                }
+            } else if step && let Some(i) = loading.pop() {
                 let _ = loaded.send(i);
             }
             if let Some(name) =
                 line.strip_prefix("pg_restore: processing data for table \"").and_then(|l| l.strip_suffix('"'))
             {
                 // a name two tables print alike (dots in names) is left for the end
-                let mut hits = names.iter().enumerate().filter(|(_, n)| *n == name);
+                let mut hits = names.iter().enumerate().filter(|(_, n)| n.0 == name);
                 if let (Some((i, _)), None) = (hits.next(), hits.next()) {
-                    loading = Some(i);
+                    loading.push(i);
                 }
             } else if (!line.starts_with("pg_restore: ") || line.contains("error") || line.contains("warning"))
                 && errors.len() < 4096
@@ -168,10 +272,11 @@ fn watch_restore(
     })
 }
 
-/// Restores a backup into a fresh scratch database with `pg_restore` fed from the object
-/// stream, fingerprints every table there and compares with the manifest. The scratch
-/// database is always dropped: on success, failure and cancellation (and, after a crash,
-/// by the next run).
+/// Restores a backup into a fresh scratch database with `pg_restore` (fed from the object
+/// stream, or with `--jobs` from a spooled file; `maintenance_work_mem` and
+/// `max_parallel_maintenance_workers` through `PGOPTIONS`), fingerprints every table there
+/// as soon as it is loaded and compares with the manifest. The scratch database is always
+/// dropped: on success, failure and cancellation (and, after a crash, by the next run).
 pub async fn restore_test(
     store: &Arc<dyn ObjectStore>,
     key: &str,
@@ -189,6 +294,13 @@ pub async fn restore_test(
     let pg_restore = crate::tools::pick("pg_restore", opts.pg_restore.as_deref(), &opts.client_root, major, &version)?;
     let mut scratch_pg = server;
     scratch_pg.config_mut().dbname(&name);
+    let jobs = opts.jobs.max(1);
+    let work_mem = maintenance_work_mem(&admin, opts.maintenance_work_mem.as_deref(), jobs).await?;
+    let pgoptions = format!(
+        "-c maintenance_work_mem={}kB -c max_parallel_maintenance_workers={}",
+        work_mem / 1024,
+        opts.max_parallel_maintenance_workers
+    );
     let leftovers_dropped = drop_leftovers(&admin).await?;
     admin.batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name))).await?;
     let started = Instant::now();
@@ -200,20 +312,35 @@ pub async fn restore_test(
             .await?
             .get(0);
         admin.batch_execute(&sql).await?;
-        let mut cmd = tool_command(&pg_restore, &scratch_pg);
-        // pg_restore wants -d; the scratch name (ours, plain) carries no credentials.
-        cmd.args(["--no-owner", "--no-privileges", "--exit-on-error", "--no-password", "--verbose", "--dbname", &name])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null());
-        let mut child = cmd.spawn().map_err(|e| spawn_error("pg_restore", &e))?;
         let (tx, mut loaded) = tokio::sync::mpsc::unbounded_channel();
-        let stderr = watch_restore(&mut child, &manifest.tables, tx);
-        let mut stdin =
-            child.stdin.take().ok_or_else(|| Error::Tool { tool: "pg_restore", message: "no stdin".into() })?;
         let restore = async {
-            let mut reader = decoder(manifest.compression, open_object(store, key).await?);
-            let copied = feed(&mut reader, &mut stdin, key, manifest.dump_bytes).await;
-            drop(stdin);
+            let spooled = if jobs > 1 { Some(spool(store, key, &manifest).await?) } else { None };
+            let mut cmd = tool_command(&pg_restore, &scratch_pg);
+            // pg_restore wants -d; the scratch name (ours, plain) carries no credentials.
+            cmd.args([
+                "--no-owner",
+                "--no-privileges",
+                "--exit-on-error",
+                "--no-password",
+                "--verbose",
+                "--dbname",
+                &name,
+            ])
+            .env("PGOPTIONS", &pgoptions)
+            .stdout(Stdio::null());
+            match &spooled {
+                Some(file) => cmd.arg(format!("--jobs={jobs}")).arg(file.path()).stdin(Stdio::null()),
+                None => cmd.stdin(Stdio::piped()),
+            };
+            let mut child = cmd.spawn().map_err(|e| spawn_error("pg_restore", &e))?;
+            let stderr = watch_restore(&mut child, &manifest.tables, tx, spooled.is_some());
+            let copied = match child.stdin.take() {
+                Some(mut stdin) => {
+                    let mut reader = decoder(manifest.compression, open_object(store, key).await?);
+                    feed(&mut reader, &mut stdin, key, manifest.dump_bytes).await.map(drop)
+                }
+                None => Ok(()),
+            };
             let status = child.wait().await?;
             if !status.success() {
                 return Err(Error::Tool {
@@ -227,6 +354,8 @@ pub async fn restore_test(
         // Tables pg_restore has finished loading, fingerprinted while it goes on.
         let early = async {
             let scratch = scratch_pg.connect().await?;
+            // Every row, whatever the restored policies say (see fingerprint_table).
+            scratch.batch_execute("SET row_security = off").await?;
             let mut done = Vec::new();
             while let Some(i) = loaded.recv().await {
                 done.push(fingerprint_table(&scratch, &manifest.tables[i]).await?);

@@ -1,3 +1,6 @@
+//! Grandfather-father-son retention, per database, never deleting the newest complete or
+//! the newest verified backup.
+
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Utc};

@@ -1,3 +1,6 @@
+//! Keys in the store (`backups/YYYY/MM/DD/<db>-<time>.dump[.gz|.zst]`) and the catalog that
+//! pairs each dump with its manifest.
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

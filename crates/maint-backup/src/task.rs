@@ -1,3 +1,6 @@
+//! The reports behind the `maint-backup` commands (verify, restore test, prune) and the
+//! weekly "Backup Verification" task of the scheduler.
+
 use std::sync::Arc;
 
 use async_trait::async_trait;

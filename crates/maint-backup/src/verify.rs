@@ -1,3 +1,6 @@
+//! Verification: one streaming read per backup (stored and dump sizes and SHA-256, the
+//! `PGDMP` header, the manifest's key), `jobs` backups at a time.
+
 use std::pin::Pin;
 use std::sync::Arc;
 

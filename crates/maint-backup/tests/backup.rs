@@ -6,7 +6,7 @@ use chrono::Utc;
 use maint_backup::object_store::path::Path;
 use maint_backup::object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use maint_backup::{
-    CLIENT_ROOT, Compression, CreateOptions, DigestMethod, Error, Ledger, Manifest, RestoreOptions, SCRATCH_PREFIX,
+    Compression, CreateOptions, DigestMethod, DumpLayout, Error, Ledger, Manifest, RestoreOptions, SCRATCH_PREFIX,
     catalog, create, day_prefix, manifest_key, open_store, restore_test, verify_all, verify_one,
 };
 use maint_core::Secret;
@@ -439,9 +439,8 @@ async fn cleanup_drops_only_marked_leftovers_and_never_a_live_run() {
     let tmp = TempDir::new("slow");
     let other_admin = pg.fresh_database().await;
     let opts = RestoreOptions {
-        admin_url: Secret::new(other_admin.url()),
         pg_restore: Some(slow_pg_restore(&tmp, 3)),
-        client_root: CLIENT_ROOT.into(),
+        ..RestoreOptions::new(Secret::new(other_admin.url()))
     };
     let (store2, key) = (store.clone(), m.key.clone());
     let live = tokio::spawn(async move { restore_test(&store2, &key, &opts, &CancellationToken::new()).await });
@@ -487,11 +486,8 @@ async fn a_hostile_key_reaches_the_comment_as_one_literal() {
     let other_admin = Postgres::shared().await.fresh_database().await;
     let admin_url = format!("{}&options=-c%20standard_conforming_strings%3Doff", other_admin.url());
     let tmp = TempDir::new("hostile");
-    let opts = RestoreOptions {
-        admin_url: Secret::new(admin_url),
-        pg_restore: Some(slow_pg_restore(&tmp, 1)),
-        client_root: CLIENT_ROOT.into(),
-    };
+    let opts =
+        RestoreOptions { pg_restore: Some(slow_pg_restore(&tmp, 1)), ..RestoreOptions::new(Secret::new(admin_url)) };
     let (store2, key2) = (store.clone(), key.clone());
     let run = tokio::spawn(async move { restore_test(&store2, &key2, &opts, &CancellationToken::new()).await });
     let admin = connect(&Postgres::shared().await.plain_url("postgres")).await;
@@ -841,4 +837,204 @@ async fn the_client_matching_the_server_is_used() {
     let r = restore_test(&store, &m.key, &restore, &CancellationToken::new()).await.unwrap();
     assert!(r.mismatches.is_empty() && r.tables_compared == 1, "{r:?}");
     assert!(root.join("17/bin/pg_restore.ran").exists(), "the 17 pg_restore was used");
+}
+
+/// A table like AindusDB's `documents`: row-level security enabled and forced, with a
+/// policy that hides every row from a session that has not set a tenant.
+async fn with_forced_row_security() -> TestDb {
+    let db = Postgres::shared().await.fresh_database().await;
+    db.pool()
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE TABLE docs (id int PRIMARY KEY, tenant text, body text);
+             INSERT INTO docs SELECT g, 't' || (g % 3), 'doc ' || g FROM generate_series(1, 300) g;
+             ALTER TABLE docs ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE docs FORCE ROW LEVEL SECURITY;
+             CREATE POLICY tenant_isolation ON docs USING (tenant = current_setting('app.current_tenant_id', true));
+             CREATE TABLE plain (x int); INSERT INTO plain VALUES (1);",
+        )
+        .await
+        .unwrap();
+    db
+}
+
+/// Gives a role of `db` (see `TestDb::as_role`) an attribute, as the superuser.
+async fn alter_role(db: &TestDb, role: &TestDb, attribute: &str) {
+    db.pool().get().await.unwrap().batch_execute(&format!("ALTER ROLE \"{}\" {attribute}", role.user)).await.unwrap();
+}
+
+/// Least privilege: backed up by a role with pg_read_all_data and BYPASSRLS, restore-tested
+/// by a role with CREATEDB only (it owns the scratch copy, where FORCE ROW LEVEL SECURITY
+/// would apply the policy to it): the fingerprints cover all 300 rows on both sides.
+#[tokio::test]
+async fn a_table_with_forced_row_security_is_fingerprinted_whole() {
+    let _turn = RESTORES.lock().await;
+    let (db, store) = (with_forced_row_security().await, store().await);
+    let backup = db.as_role("backup").await;
+    alter_role(&db, &backup, "BYPASSRLS").await;
+    let m = make(&store, &backup, Compression::Zstd).await;
+    let docs = m.tables.iter().find(|t| t.table == "docs").unwrap();
+    assert_eq!(docs.rows, 300, "every row, whatever the policy");
+    let v = verify_one(&store, &entry(&store, &m.key).await).await;
+    assert!(v.ok, "{v:?}");
+
+    let restorer = db.as_role("restore").await;
+    alter_role(&db, &restorer, "CREATEDB").await;
+    let admin = TestDb { name: "postgres".into(), ..restorer };
+    let opts = RestoreOptions::new(Secret::new(admin.url()));
+    let r = restore_test(&store, &m.key, &opts, &CancellationToken::new()).await.unwrap();
+    assert!(r.mismatches.is_empty(), "{:?}", r.mismatches);
+    assert_eq!(r.tables_compared, 2);
+    assert!(scratch_databases().await.is_empty());
+}
+
+/// A backup role the policy applies to (no BYPASSRLS, not the owner) gets one line naming
+/// the table and the privilege it needs, before anything is written: never a short
+/// fingerprint.
+#[tokio::test]
+async fn a_role_subject_to_row_security_is_told_what_it_needs() {
+    let (db, store) = (with_forced_row_security().await, store().await);
+    let reader = db.as_role("reader").await;
+    let opts = CreateOptions::new(Secret::new(reader.url()));
+    let e = create(&store, &opts, &CancellationToken::new()).await.unwrap_err();
+    let msg = maint_core::one_line(&e);
+    assert!(matches!(e, Error::RowSecurity { .. }), "{e:?}");
+    assert!(!e.is_bad_input() && !msg.contains('\n'), "{msg}");
+    assert!(msg.contains("public.docs") && msg.contains("BYPASSRLS") && msg.contains("owner"), "{msg}");
+    assert!(!msg.contains("maint-test"), "no password: {msg}");
+    use futures::TryStreamExt;
+    let all: Vec<_> = store.list(None).try_collect().await.unwrap();
+    assert!(all.is_empty(), "nothing is written: {all:?}");
+}
+
+/// A backup made before pg_dump ran with `--compress=0` (pg_dump's default compression,
+/// gzip on top, a manifest without `layout`) still verifies and restore-tests; new ones
+/// name their layout.
+#[tokio::test]
+async fn a_backup_made_the_old_way_verifies_and_restores() {
+    use sha2::{Digest, Sha256};
+    let _turn = RESTORES.lock().await;
+    let (db, store) = (seeded().await, store().await);
+    let dump = std::process::Command::new(pg17_tool("pg_dump"))
+        .args(["--format=custom", "--dbname", &db.plain_url()])
+        .output()
+        .unwrap();
+    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    let gzip = {
+        use std::io::Write;
+        let mut child = std::process::Command::new("gzip")
+            .arg("-c")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let input = dump.stdout.clone();
+        let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        out.stdout
+    };
+    let (client, conn) =
+        maint_backup::tokio_postgres::connect(&db.plain_url(), maint_backup::tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ").await.unwrap();
+    let tables = maint_backup::fingerprint(&client).await.unwrap();
+    let hex = |b: &[u8]| Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let key = maint_backup::backup_key(&db.name, Utc::now(), Compression::Gzip);
+    let manifest = serde_json::json!({
+        "format_version": 1, "key": key, "database": db.name, "server_version": "17.12",
+        "compression": "gzip", "started_at": Utc::now(), "finished_at": Utc::now(),
+        "stored_bytes": gzip.len(), "stored_sha256": hex(&gzip),
+        "dump_bytes": dump.stdout.len(), "dump_sha256": hex(&dump.stdout), "tables": tables,
+    });
+    store.put(&Path::from(key.as_str()), PutPayload::from(gzip)).await.unwrap();
+    store.put(&Path::from(manifest_key(&key)), PutPayload::from(serde_json::to_vec(&manifest).unwrap())).await.unwrap();
+
+    let old = Manifest::parse(&serde_json::to_vec(&manifest).unwrap()).unwrap();
+    assert_eq!(old.layout, DumpLayout::PgDumpCompressed);
+    let v = verify_one(&store, &entry(&store, &key).await).await;
+    assert!(v.ok, "{v:?}");
+    let r =
+        restore_test(&store, &key, &RestoreOptions::new(admin_url().await), &CancellationToken::new()).await.unwrap();
+    assert!(r.mismatches.is_empty() && r.tables_compared == 5, "{r:?}");
+
+    // A new backup of the same data: pg_dump -Z0, compressed once (zstd by default).
+    let new = create(&store, &CreateOptions::new(Secret::new(db.url())), &CancellationToken::new()).await.unwrap();
+    assert_eq!((new.layout, new.compression), (DumpLayout::PgDumpZ0, Compression::Zstd));
+    assert!(new.dump_bytes > old.dump_bytes, "pg_dump did not compress: {} vs {}", new.dump_bytes, old.dump_bytes);
+    assert!(verify_one(&store, &entry(&store, &new.key).await).await.ok);
+}
+
+/// The restore's index builds get their memory and workers: `PGOPTIONS` reaches the
+/// server (a wrapper asks it with psql over pg_restore's own connection settings), and
+/// `--jobs` is passed (with a spooled file) or not (streamed), and the restore matches.
+#[tokio::test]
+async fn the_restore_sets_its_index_build_memory_jobs_and_workers() {
+    let _turn = RESTORES.lock().await;
+    let (db, store) = (seeded().await, store().await);
+    let m = make(&store, &db, Compression::Zstd).await;
+    let tmp = TempDir::new("restore-settings");
+    let wrapper = format!(
+        "#!/bin/sh\necho \"args: $*\" > \"$0.log\"\necho \"pgoptions: $PGOPTIONS\" >> \"$0.log\"\n\
+         '{}' -Atc 'SHOW maintenance_work_mem' -c 'SHOW max_parallel_maintenance_workers' >> \"$0.log\" 2>&1\n\
+         exec '{}' \"$@\"\n",
+        pg17_tool("psql").display(),
+        pg17_tool("pg_restore").display()
+    );
+    let root = client_root(&tmp, &[("17/bin/pg_restore", &wrapper)]);
+    let log = || std::fs::read_to_string(root.join("17/bin/pg_restore.log")).unwrap();
+
+    let mut opts = RestoreOptions::new(admin_url().await);
+    opts.client_root = root.clone();
+    opts.jobs = 3;
+    opts.maintenance_work_mem = Some("300MB".into());
+    opts.max_parallel_maintenance_workers = 1;
+    let r = restore_test(&store, &m.key, &opts, &CancellationToken::new()).await.unwrap();
+    assert!(r.mismatches.is_empty() && r.tables_compared == 5, "{r:?}");
+    let seen = log();
+    assert!(seen.contains("--jobs=3") && seen.contains(".dump"), "a spooled file, 3 jobs: {seen}");
+    assert!(
+        seen.contains("pgoptions: -c maintenance_work_mem=307200kB -c max_parallel_maintenance_workers=1"),
+        "{seen}"
+    );
+    assert!(seen.contains("\n300MB\n1\n"), "the server has them: {seen}");
+
+    // One job: streamed, no --jobs; the default memory (the superuser reads /proc/meminfo:
+    // far more than 4 GiB here, so 1 GiB) and no parallel workers.
+    opts.jobs = 1;
+    opts.maintenance_work_mem = None;
+    opts.max_parallel_maintenance_workers = 0;
+    let r = restore_test(&store, &m.key, &opts, &CancellationToken::new()).await.unwrap();
+    assert!(r.mismatches.is_empty(), "{r:?}");
+    let seen = log();
+    assert!(!seen.contains("--jobs") && !seen.contains(".dump"), "streamed: {seen}");
+    assert!(seen.contains("\n1GB\n0\n"), "{seen}");
+    assert!(scratch_databases().await.is_empty());
+}
+
+/// The default `maintenance_work_mem` is capped by what the role can read of the server's
+/// memory; a configured one is parsed by the server, and a bad one is bad input.
+#[tokio::test]
+async fn maintenance_work_mem_is_capped_by_the_memory_the_role_can_see() {
+    use maint_backup::{DEFAULT_MAINTENANCE_WORK_MEM, maintenance_work_mem};
+    let db = Postgres::shared().await.fresh_database().await;
+    let connect = |url: String| async move {
+        let (client, conn) =
+            maint_backup::tokio_postgres::connect(&url, maint_backup::tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client
+    };
+    let admin = connect(db.plain_url()).await;
+    assert_eq!(maintenance_work_mem(&admin, None, 1).await.unwrap(), DEFAULT_MAINTENANCE_WORK_MEM);
+    assert_eq!(maintenance_work_mem(&admin, Some("2GB"), 4).await.unwrap(), 2 << 30, "as configured");
+    let e = maintenance_work_mem(&admin, Some("lots"), 1).await.unwrap_err();
+    assert!(e.is_bad_input() && e.to_string().starts_with("maintenance_work_mem: \"lots\""), "{e}");
+    // Not allowed to read /proc/meminfo: four times shared_buffers (128MB here) is the
+    // memory, a quarter of it shared by 2 jobs is 64 MB, PostgreSQL's default and the floor.
+    let user = connect(db.as_role("mwm").await.plain_url()).await;
+    assert_eq!(maintenance_work_mem(&user, None, 2).await.unwrap(), 64 << 20);
+    assert_eq!(maintenance_work_mem(&user, None, 1).await.unwrap(), 128 << 20);
 }

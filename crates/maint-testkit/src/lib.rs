@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod aindusdb;
 mod postgres;
 mod redis;
 mod s3;

@@ -262,6 +262,59 @@ fn text(r: &TaskReport) -> String {
                 };
                 format!("{:<8} {:<50} {:>14} bytes  {growth}{days}", s("kind"), s("name"), item["bytes"])
             }
+            "index_inventory" => {
+                let mut opts: Vec<String> = ["m", "ef_construction", "lists", "fastupdate", "distance", "dimensions"]
+                    .iter()
+                    .filter(|k| !item[**k].is_null())
+                    .map(|k| format!("{k}={}", item[*k]))
+                    .collect();
+                if let Some(n) = item["note"].as_str() {
+                    opts.push(n.to_owned());
+                }
+                let since = &item["since_build"];
+                format!(
+                    "index {:<8} {} on {}: {} bytes {}; since build +{} ~{} -{}",
+                    s("method"),
+                    s("index"),
+                    s("table"),
+                    item["bytes"],
+                    opts.join(" "),
+                    since["inserted"],
+                    since["updated"],
+                    since["deleted"]
+                )
+            }
+            "recall" => {
+                let needed = match item["needed"].as_i64() {
+                    Some(n) => format!("{} = {n} reaches the target", s("parameter")),
+                    None => "no value up to the ceiling reaches the target".to_owned(),
+                };
+                format!(
+                    "recall@{} {}: {:.3} at {} = {} over {} queries (index p50 {:.1} ms p95 {:.1} ms, exact p50 {:.1} ms p95 {:.1} ms); {needed}",
+                    item["k"],
+                    s("index"),
+                    item["recall"].as_f64().unwrap_or_default(),
+                    s("parameter"),
+                    item["value"],
+                    item["queries"],
+                    item["index_latency"]["p50_ms"].as_f64().unwrap_or_default(),
+                    item["index_latency"]["p95_ms"].as_f64().unwrap_or_default(),
+                    item["exact_latency"]["p50_ms"].as_f64().unwrap_or_default(),
+                    item["exact_latency"]["p95_ms"].as_f64().unwrap_or_default(),
+                )
+            }
+            "vector_rebuild" => {
+                let recall = match (item["recall_before"].as_f64(), item["recall_after"].as_f64()) {
+                    (Some(b), Some(a)) => format!(", recall {b:.3} -> {a:.3}"),
+                    (Some(b), None) => format!(", recall {b:.3}"),
+                    _ => String::new(),
+                };
+                let size = match item["bytes_after"].as_i64() {
+                    Some(a) => format!(", {} -> {a} bytes", item["bytes_before"]),
+                    None => String::new(),
+                };
+                format!("{}: {} ({}){size}{recall}", s("sql"), s("outcome"), s("reason"))
+            }
             "finding" => {
                 format!("[{}] {} {}: {} -> {}", s("severity"), s("check"), s("subject"), s("message"), s("action"))
             }

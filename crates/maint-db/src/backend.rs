@@ -7,9 +7,9 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 
 use crate::{
-    BloatEstimate, BloatMeasurement, BtreeIndex, Error, HealthSnapshot, IndexCheck, InvalidIndex, ResolvedRule,
-    RetentionRule, RetentionScan, RuleTarget, RunLockAttempt, SecuritySnapshot, SizeSample, TableJob, TableOutcome,
-    TableStats,
+    BloatEstimate, BloatMeasurement, BtreeIndex, Error, HealthSnapshot, IndexCheck, IndexInfo, InvalidIndex,
+    RecallMeasurement, ResolvedRule, RetentionRule, RetentionScan, RuleTarget, RunLockAttempt, SecuritySnapshot,
+    SizeSample, TableJob, TableOutcome, TableStats, VectorSettings,
 };
 
 /// The I/O a maintenance run needs, grouped by calendar task. Object safe;
@@ -51,6 +51,29 @@ pub trait DbBackend: Send + Sync + Debug + 'static {
     async fn measure(&self, relation: &BloatEstimate) -> Result<BloatMeasurement, Error>;
     /// `REINDEX INDEX CONCURRENTLY` (with lock retries); returns the index size after.
     async fn reindex(&self, index: &BloatEstimate) -> Result<i64, Error>;
+    /// Every index of the user tables, whatever its access method, with the last build
+    /// recorded in `<schema>.index_builds` (`reindex::vector_sql`).
+    async fn index_inventory(&self, schema: &str) -> Result<Vec<IndexInfo>, Error>;
+    /// Recall@k of a vector index against the exact search, in one read-only repeatable
+    /// read transaction under `vector.recall_timeout`.
+    async fn measure_recall(&self, index: &IndexInfo, settings: &VectorSettings) -> Result<RecallMeasurement, Error>;
+    /// Stores a measurement in `<schema>.recall_history` (creating it on first use);
+    /// returns the recall measured before it, if any.
+    async fn record_recall(&self, schema: &str, measurement: &RecallMeasurement) -> Result<Option<f64>, Error>;
+    /// Records a build of `index` (the table's counters now) in `<schema>.index_builds`.
+    async fn record_index_build(&self, schema: &str, index: &IndexInfo, seconds: f64) -> Result<(), Error>;
+    /// `maintenance_work_mem` of our sessions, in bytes.
+    async fn maintenance_work_mem(&self) -> Result<i64, Error>;
+    /// `REINDEX INDEX CONCURRENTLY` with `maintenance_work_mem` = `memory` bytes and
+    /// `workers` parallel maintenance workers (with lock retries), its progress logged every
+    /// `progress`; returns the index size after.
+    async fn rebuild_index(
+        &self,
+        index: &IndexInfo,
+        memory: i64,
+        workers: Option<u32>,
+        progress: std::time::Duration,
+    ) -> Result<i64, Error>;
     // Index Integrity (`integrity::sql`).
     /// Whether `amcheck` is installed; with `create`, installs it first when missing.
     async fn amcheck(&self, create: bool) -> Result<bool, Error>;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     AmcheckConfig, AnalysisConfig, AnalysisSettings, AuditConfig, BloatConfig, CapacityConfig, CapacitySettings, Error,
-    Order, ReindexConfig, RetentionConfig, RetentionRule, Steps,
+    Order, ReindexConfig, RetentionConfig, RetentionRule, Steps, VectorConfig, VectorSettings,
 };
 
 /// Configuration of the database maintenance (`[database]` in a binary's TOML).
@@ -53,6 +53,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Capacity planning (`[capacity]`).
     pub capacity: CapacityConfig,
+    /// Vector and text indexes (`[vector]`).
+    pub vector: VectorConfig,
 }
 
 impl Default for Config {
@@ -76,6 +78,7 @@ impl Default for Config {
             analysis: AnalysisConfig::default(),
             audit: AuditConfig::default(),
             capacity: CapacityConfig::default(),
+            vector: VectorConfig::default(),
         }
     }
 }
@@ -121,6 +124,8 @@ pub struct Settings {
     pub audit: AuditConfig,
     /// Capacity planning.
     pub capacity: CapacitySettings,
+    /// Vector and text indexes.
+    pub vector: VectorSettings,
 }
 
 impl Default for Settings {
@@ -185,6 +190,7 @@ impl Config {
         self.reindex.validate()?;
         let analysis = self.analysis.validate()?;
         let capacity = self.capacity.validate()?;
+        let vector = self.vector.validate()?;
         Ok(Settings {
             jobs: self.jobs,
             lock_timeout,
@@ -205,6 +211,7 @@ impl Config {
             analysis,
             audit: self.audit.clone(),
             capacity,
+            vector,
         })
     }
 }

@@ -43,8 +43,12 @@ pub use reindex::bloat::{
     BloatEntry, BloatEstimate, BloatMeasurement, ReindexJob, RelKind, bloat_candidates, index_waste, needs_rebuild,
     plan_reindex, reindex_sql,
 };
-pub use reindex::config::{BloatConfig, ReindexConfig};
+pub use reindex::config::{BloatConfig, ReindexConfig, VectorConfig, VectorSettings};
 pub use reindex::task::{INDEX_REBUILD_ID, IndexRebuild};
+pub use reindex::vector::{
+    BuildRecord, IndexInfo, Latency, RecallMeasurement, SinceBuild, TupleCounters, build_memory, rebuild_reason,
+    recall_at_k, recall_finding, recommended_lists, search_values,
+};
 
 // Performance Analysis (`performance-analysis`).
 pub use performance::config::{AnalysisConfig, AnalysisSettings};

@@ -8,9 +8,9 @@ use async_trait::async_trait;
 
 use crate::db::{LOCK_NOT_AVAILABLE, query_err};
 use crate::{
-    BloatEstimate, BloatMeasurement, BtreeIndex, Db, DbBackend, Error, HealthSnapshot, IndexCheck, InvalidIndex,
-    ResolvedRule, RetentionRule, RetentionScan, RuleTarget, RunLockAttempt, SecuritySnapshot, SizeSample, TableJob,
-    TableOutcome, TableStats,
+    BloatEstimate, BloatMeasurement, BtreeIndex, Db, DbBackend, Error, HealthSnapshot, IndexCheck, IndexInfo,
+    InvalidIndex, RecallMeasurement, ResolvedRule, RetentionRule, RetentionScan, RuleTarget, RunLockAttempt,
+    SecuritySnapshot, SizeSample, TableJob, TableOutcome, TableStats, VectorSettings,
 };
 
 /// User relations only (`n` is `pg_namespace`).
@@ -157,6 +157,36 @@ impl DbBackend for PgBackend {
 
     async fn reindex(&self, index: &BloatEstimate) -> Result<i64, Error> {
         PgBackend::reindex(self, index).await
+    }
+
+    async fn index_inventory(&self, schema: &str) -> Result<Vec<IndexInfo>, Error> {
+        PgBackend::index_inventory(self, schema).await
+    }
+
+    async fn measure_recall(&self, index: &IndexInfo, settings: &VectorSettings) -> Result<RecallMeasurement, Error> {
+        PgBackend::measure_recall(self, index, settings).await
+    }
+
+    async fn record_recall(&self, schema: &str, measurement: &RecallMeasurement) -> Result<Option<f64>, Error> {
+        PgBackend::record_recall(self, schema, measurement).await
+    }
+
+    async fn record_index_build(&self, schema: &str, index: &IndexInfo, seconds: f64) -> Result<(), Error> {
+        PgBackend::record_index_build(self, schema, index, seconds).await
+    }
+
+    async fn maintenance_work_mem(&self) -> Result<i64, Error> {
+        PgBackend::maintenance_work_mem(self).await
+    }
+
+    async fn rebuild_index(
+        &self,
+        index: &IndexInfo,
+        memory: i64,
+        workers: Option<u32>,
+        progress: std::time::Duration,
+    ) -> Result<i64, Error> {
+        PgBackend::rebuild_index(self, index, memory, workers, progress).await
     }
 
     // Index Integrity (`integrity::sql`).

@@ -11,6 +11,9 @@ use maint_testkit::{Postgres, TestDb};
 #[path = "postgres/tls.rs"]
 mod tls;
 
+#[path = "postgres/vector.rs"]
+mod vector;
+
 async fn fresh() -> TestDb {
     Postgres::shared().await.fresh_database().await
 }

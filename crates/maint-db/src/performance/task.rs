@@ -6,9 +6,10 @@ use async_trait::async_trait;
 use maint_core::{Impact, Task, TaskContext, TaskReport, one_line};
 use serde_json::json;
 
-use crate::findings::report_findings;
+use crate::findings::{report_findings, sort};
+use crate::reindex::vector::{inventory_item, recall_item};
 use crate::run::connect;
-use crate::{Config, DbBackend, Error, Finding, RelKind, Settings, assess_health, bloat_candidates};
+use crate::{Config, DbBackend, Error, Finding, RelKind, Settings, assess_health, bloat_candidates, recall_finding};
 
 /// The calendar id of the weekly performance analysis.
 pub const PERFORMANCE_ANALYSIS_ID: &str = "performance-analysis";
@@ -33,6 +34,52 @@ impl PerformanceAnalysis {
     /// A task over any backend (tests use a mock).
     pub fn with_backend(settings: Settings, backend: Arc<dyn DbBackend>) -> Self {
         PerformanceAnalysis { settings, backend }
+    }
+
+    /// The index inventory (items, metric `vector_indexes`) and the recall of every valid
+    /// vector index (items, history unless a dry run, metric `recall_min`): the recall findings.
+    async fn vector_indexes(&self, ctx: &TaskContext, report: &mut TaskReport) -> Vec<Finding> {
+        let v = &self.settings.vector;
+        let schema = &self.settings.capacity.schema;
+        let inventory = match self.backend.index_inventory(schema).await {
+            Ok(i) => i,
+            Err(e) => {
+                report.warn(format!("index inventory: {}", one_line(&e)));
+                return Vec::new();
+            }
+        };
+        report.metric("vector_indexes", inventory.iter().filter(|i| i.is_vector()).count() as f64);
+        for ix in &inventory {
+            report.item(inventory_item(ix));
+        }
+        let mut findings = Vec::new();
+        let mut lowest: Option<f64> = None;
+        for ix in inventory.iter().filter(|i| v.recall && i.is_vector() && i.valid) {
+            let m = match self.backend.measure_recall(ix, v).await {
+                Ok(m) => m,
+                Err(e) => {
+                    report.warn(format!("recall of {} not measured: {}", ix.qualified(), one_line(&e)));
+                    continue;
+                }
+            };
+            let previous = if ctx.dry_run {
+                None
+            } else {
+                self.backend.record_recall(schema, &m).await.unwrap_or_else(|e| {
+                    report.warn(format!("recall of {} not recorded: {}", m.index, one_line(&e)));
+                    None
+                })
+            };
+            report.item(recall_item(&m, previous));
+            if m.queries > 0 {
+                lowest = Some(lowest.map_or(m.recall, |l| l.min(m.recall)));
+            }
+            findings.extend(recall_finding(&m, v, &format!("REINDEX INDEX CONCURRENTLY {}", m.index)));
+        }
+        if let Some(l) = lowest {
+            report.metric("recall_min", l);
+        }
+        findings
     }
 
     /// The findings, most severe first.
@@ -65,7 +112,9 @@ impl Task for PerformanceAnalysis {
         report.metric("connections_used_ratio", figures.connection_ratio);
         report.metric("cache_hit_ratio", figures.cache_hit_ratio);
         report.metric("max_xid_age", figures.max_xid_age as f64);
-        let findings = assess_health(&snapshot, &self.settings.analysis);
+        let mut findings = assess_health(&snapshot, &self.settings.analysis);
+        findings.extend(self.vector_indexes(ctx, &mut report).await);
+        sort(&mut findings);
         report_findings(&mut report, &findings);
         // Bloat from the catalog only: measuring is the index rebuild's job.
         match self.backend.bloat_estimates().await {
@@ -108,6 +157,7 @@ mod tests {
             })
         });
         mock.expect_bloat_estimates().times(1).returning(|| Ok(vec![estimate("t", RelKind::Table, 10 * MB, MB)]));
+        mock.expect_index_inventory().times(1).returning(|_| Ok(Vec::new()));
         let task = PerformanceAnalysis::with_backend(Settings::default(), Arc::new(mock));
         assert_eq!((task.name(), task.impact()), (PERFORMANCE_ANALYSIS_ID, Impact::None));
         let report = task.run(&TaskContext::new(false)).await;

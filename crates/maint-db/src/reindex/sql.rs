@@ -90,7 +90,7 @@ impl PgBackend {
 
     /// Sessions of this database holding a snapshot (`backend_xmin`): what a concurrent
     /// index build waits for in its last phase.
-    async fn snapshot_holders(&self) -> Result<Vec<crate::Blocker>, Error> {
+    pub(crate) async fn snapshot_holders(&self) -> Result<Vec<crate::Blocker>, Error> {
         let client = self.db.client().await?;
         let rows = client
             .query(

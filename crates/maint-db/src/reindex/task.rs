@@ -15,8 +15,8 @@ use crate::error::describe_blockers;
 use crate::optimize::task::cleanup_invalid_indexes;
 use crate::run::{check, connect, take_run_lock};
 use crate::{
-    BloatEntry, BloatEstimate, Config, DbBackend, Error, ReindexJob, Settings, bloat_candidates, plan_reindex,
-    qualified, reindex_sql,
+    BloatEntry, BloatEstimate, Config, DbBackend, Error, ReindexJob, Settings, bloat_candidates, build_memory,
+    plan_reindex, qualified, rebuild_reason, reindex_sql,
 };
 
 /// The calendar id of the monthly index rebuild.
@@ -208,6 +208,104 @@ impl IndexRebuild {
         IndexRebuild { settings, backend }
     }
 
+    /// Vector indexes (HNSW, IVFFlat): recall before, the rebuilds [`rebuild_reason`] asks
+    /// for with `maintenance_work_mem` sized from the build's estimate (capped, with a
+    /// warning before starting when the estimate is over the cap), the build recorded and
+    /// recall after. Returns (planned, attempted, rebuilt).
+    async fn vector_rebuilds(
+        &self,
+        ctx: &TaskContext,
+        report: &mut TaskReport,
+        failures: &mut Vec<String>,
+    ) -> Result<(u32, bool, u32), Error> {
+        let (v, schema, backend) = (&self.settings.vector, &self.settings.capacity.schema, self.backend.as_ref());
+        if !v.rebuild {
+            return Ok((0, false, 0));
+        }
+        let inventory = backend.index_inventory(schema).await?;
+        report.metric("vector_indexes", inventory.iter().filter(|i| i.is_vector()).count() as f64);
+        let current = backend.maintenance_work_mem().await?;
+        let (mut planned, mut attempted, mut rebuilt) = (0u32, false, 0u32);
+        for ix in inventory.iter().filter(|i| i.is_vector() && i.valid) {
+            check(ctx)?;
+            let name = ix.qualified();
+            let before = if v.recall {
+                backend
+                    .measure_recall(ix, v)
+                    .await
+                    .map_err(|e| report.warn(format!("recall of {name} not measured: {}", one_line(&e))))
+                    .ok()
+            } else {
+                None
+            };
+            let Some(reason) = rebuild_reason(ix, before.as_ref(), v) else { continue };
+            planned += 1;
+            let estimate = ix.build_memory_estimate();
+            let (memory, over) = build_memory(estimate, current, v.maintenance_work_mem_cap);
+            let sql = format!("REINDEX INDEX CONCURRENTLY {name}");
+            let mut item = json!({"step": "vector_rebuild", "index": name, "table": ix.qualified_table(),
+                "method": ix.method, "sql": sql, "reason": reason, "memory_estimate_bytes": estimate,
+                "maintenance_work_mem_bytes": memory, "parallel_workers": v.parallel_workers,
+                "bytes_before": ix.bytes, "recall_before": before.as_ref().map(|m| m.recall)});
+            if over {
+                report.warn(format!(
+                    "{name}: the build wants about {} MiB of maintenance_work_mem, over \
+                     vector.maintenance_work_mem_cap ({} MiB): pgvector builds far slower once the graph does not fit",
+                    estimate.unwrap_or_default() >> 20,
+                    v.maintenance_work_mem_cap >> 20
+                ));
+            }
+            if ctx.dry_run {
+                item["outcome"] = "would_rebuild".into();
+                report.item(item);
+                continue;
+            }
+            attempted = true;
+            tracing::info!(index = %name, reason = %reason, maintenance_work_mem = memory, "rebuilding");
+            let started = std::time::Instant::now();
+            match backend.rebuild_index(ix, memory, v.parallel_workers, v.progress_interval).await {
+                Ok(after) => {
+                    rebuilt += 1;
+                    let seconds = started.elapsed().as_secs_f64();
+                    item["outcome"] = "done".into();
+                    item["bytes_after"] = after.into();
+                    item["seconds"] = seconds.into();
+                    if let Err(e) = backend.record_index_build(schema, ix, seconds).await {
+                        report.warn(format!("build of {name} not recorded: {}", one_line(&e)));
+                    }
+                    if before.is_some() {
+                        match backend.measure_recall(ix, v).await {
+                            Ok(m) => {
+                                item["recall_after"] = m.recall.into();
+                                if let Err(e) = backend.record_recall(schema, &m).await {
+                                    report.warn(format!("recall of {name} not recorded: {}", one_line(&e)));
+                                }
+                            }
+                            Err(e) => {
+                                report
+                                    .warn(format!("recall of {name} after the rebuild not measured: {}", one_line(&e)));
+                            }
+                        }
+                    }
+                }
+                Err(Error::LockTimeout { blockers, .. }) => {
+                    report.warn(format!("{sql}: skipped, locked by {}", describe_blockers(&blockers)));
+                    item["outcome"] = "skipped".into();
+                    item["blockers"] = json!(blockers);
+                }
+                Err(e) => {
+                    let msg = one_line(&e);
+                    failures.push(msg.clone());
+                    report.warn(msg.clone());
+                    item["outcome"] = "failed".into();
+                    item["error"] = msg.into();
+                }
+            }
+            report.item(item);
+        }
+        Ok((planned, attempted, rebuilt))
+    }
+
     async fn steps(&self, ctx: &TaskContext, report: &mut TaskReport, failures: &mut Vec<String>) -> Result<(), Error> {
         let backend = self.backend.as_ref();
         let mut dropped = cleanup_invalid_indexes(backend, ctx, report, failures, true).await?;
@@ -255,9 +353,11 @@ impl IndexRebuild {
             }
             report.item(item);
         }
-        report.metric("indexes_rebuilt", f64::from(rebuilt));
+        let (vector_planned, vector_attempted, vector_rebuilt) = self.vector_rebuilds(ctx, report, failures).await?;
+        report.metric("indexes_planned", (jobs.len() as u32 + vector_planned).into());
+        report.metric("indexes_rebuilt", f64::from(rebuilt + vector_rebuilt));
         // A rebuild that failed or timed out leaves an invalid _ccnew index behind.
-        if attempted {
+        if attempted || vector_attempted {
             dropped += cleanup_invalid_indexes(backend, ctx, report, failures, false).await?;
             report.metric("invalid_indexes_dropped", f64::from(dropped));
         }
@@ -334,9 +434,16 @@ pub(crate) mod tests {
 
     pub(crate) const MB: i64 = 1 << 20;
 
+    /// A database without vector indexes: the inventory is empty.
+    fn no_vector_indexes(mock: &mut MockDbBackend) {
+        mock.expect_index_inventory().returning(|_| Ok(Vec::new()));
+        mock.expect_maintenance_work_mem().returning(|| Ok(64 * MB));
+    }
+
     #[tokio::test]
     async fn rebuilds_the_measured_bloated_index_and_cleans_leftovers_before_and_after() {
         let mut mock = MockDbBackend::new();
+        no_vector_indexes(&mut mock);
         mock.expect_lock_run().times(1).returning(|| Ok(RunLockAttempt::Acquired(RunLock::detached())));
         let mut seq = mockall::Sequence::new();
         mock.expect_invalid_indexes()
@@ -380,6 +487,7 @@ pub(crate) mod tests {
         let mut settings = Settings::default();
         settings.bloat.create_extension = true;
         let mut mock = MockDbBackend::new();
+        no_vector_indexes(&mut mock);
         mock.expect_lock_run().times(1).returning(|| Ok(RunLockAttempt::Acquired(RunLock::detached())));
         mock.expect_invalid_indexes().times(1).returning(|| Ok(vec![invalid("t_a_ccnew")]));
         mock.expect_bloat_estimates()
@@ -406,6 +514,7 @@ pub(crate) mod tests {
             ..Settings::default()
         };
         let mut mock = MockDbBackend::new();
+        no_vector_indexes(&mut mock);
         mock.expect_lock_run().times(1).returning(|| Ok(RunLockAttempt::Acquired(RunLock::detached())));
         mock.expect_invalid_indexes().times(2).returning(|| Ok(vec![]));
         mock.expect_bloat_estimates().times(1).returning(|| {
@@ -486,6 +595,7 @@ pub(crate) mod tests {
     /// A mock for a rebuild of the indexes `a` (table 7) and `b` (table 8), over 2 sessions.
     fn two_table_rebuild(reindex: impl Fn(&BloatEstimate) -> Result<i64, Error> + Send + 'static) -> IndexRebuild {
         let mut mock = MockDbBackend::new();
+        no_vector_indexes(&mut mock);
         mock.expect_lock_run().times(1).returning(|| Ok(RunLockAttempt::Acquired(RunLock::detached())));
         mock.expect_invalid_indexes().times(2).returning(|| Ok(vec![]));
         mock.expect_bloat_estimates().times(1).returning(|| {
@@ -566,6 +676,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_busy_run_lock_skips_the_rebuild() {
         let mut mock = MockDbBackend::new();
+        no_vector_indexes(&mut mock);
         mock.expect_lock_run().times(1).returning(|| Ok(RunLockAttempt::Busy { holder: Some(9) }));
         let report =
             IndexRebuild::with_backend(Settings::default(), Arc::new(mock)).run(&TaskContext::new(false)).await;

@@ -6,10 +6,9 @@ use std::process::ExitCode;
 use chrono::{NaiveDate, TimeDelta, Utc};
 use clap::{Parser, Subcommand};
 use maint_backup::{
-    Compression, CreateOptions, Error, RestoreOptions, Retention, catalog, day_prefix, open_store, prune_report,
-    restore_report, verify_report,
+    Compression, Config, Error, catalog, day_prefix, open_store, prune_report, restore_report, verify_report,
 };
-use maint_core::{Secret, TaskReport, one_line};
+use maint_core::{Secret, Size, TaskReport, one_line};
 use serde::Deserialize;
 
 #[derive(Debug, Parser)]
@@ -77,7 +76,7 @@ enum Command {
         /// maintenance_work_mem of the restore (`1GB`; default 1GB capped at a quarter of the
         /// server's memory, shared by the jobs).
         #[arg(long)]
-        maintenance_work_mem: Option<String>,
+        maintenance_work_mem: Option<Size>,
         /// max_parallel_maintenance_workers of the restore (default 0).
         #[arg(long)]
         max_parallel_maintenance_workers: Option<u32>,
@@ -106,25 +105,11 @@ enum Command {
     },
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct BackupConfig {
-    store: Option<String>,
-    database_url: Option<Secret>,
-    admin_url: Option<Secret>,
-    compression: Option<Compression>,
-    jobs: Option<usize>,
-    client_dir: Option<PathBuf>,
-    retention: Option<Retention>,
-    restore_jobs: Option<usize>,
-    maintenance_work_mem: Option<String>,
-    max_parallel_maintenance_workers: Option<u32>,
-}
-
+/// The configuration file: its `[backup]` (the other sections are `maint`'s).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct File {
-    backup: BackupConfig,
+    backup: Config,
 }
 
 fn parse_compression(s: &str) -> Result<Compression, String> {
@@ -182,16 +167,20 @@ fn print_human(r: &TaskReport) {
     }
 }
 
-fn required(value: Option<String>, flag: &str) -> Result<String, Error> {
-    value.filter(|v| !v.is_empty()).ok_or_else(|| Error::Invalid {
+fn missing(flag: &str) -> Error {
+    Error::Invalid {
         field: flag.to_owned(),
         message: "required (flag, environment variable or [backup] in --config)".into(),
-    })
+    }
+}
+
+fn required(value: Option<String>, flag: &str) -> Result<String, Error> {
+    value.filter(|v| !v.is_empty()).ok_or_else(|| missing(flag))
 }
 
 async fn run(cli: Cli) -> Result<TaskReport, Error> {
-    let cfg = match &cli.config {
-        None => BackupConfig::default(),
+    let mut cfg = match &cli.config {
+        None => Config::default(),
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| Error::Invalid {
                 field: "--config".into(),
@@ -202,16 +191,19 @@ async fn run(cli: Cli) -> Result<TaskReport, Error> {
                 .backup
         }
     };
+    cfg.validate()?;
     let store = open_store(&required(cli.store.or(cfg.store.clone()), "--store")?)?;
     let cancel = maint_core::cli::cancel_on_signals();
     let dry = cli.dry_run;
-    let client_dir = cli.client_dir.or(cfg.client_dir);
+    cfg.client_dir = cli.client_dir.or(cfg.client_dir);
     match cli.command {
         Command::Create { database_url, compress } => {
-            let url = required(database_url.or(cfg.database_url.map(|s| s.expose().to_owned())), "--database-url")?;
-            let mut opts = CreateOptions::new(Secret::new(url));
-            opts.compression = compress.or(cfg.compression).unwrap_or_default();
-            opts.pg_dump = client_dir.map(|d| d.join("pg_dump"));
+            if let Some(url) = database_url.filter(|u| !u.is_empty()) {
+                cfg.database_url = Some(Secret::new(url));
+            }
+            cfg.compression = compress.or(cfg.compression);
+            let opts = cfg.create_options().filter(|o| !o.database_url.expose().is_empty());
+            let opts = opts.ok_or_else(|| missing("--database-url"))?;
             let mut report = TaskReport::begin("backup-create", dry);
             if dry {
                 report.item(format!(
@@ -236,19 +228,21 @@ async fn run(cli: Cli) -> Result<TaskReport, Error> {
         Command::Verify { date, prefix, rolling_days, jobs } => {
             let prefix = prefix
                 .unwrap_or_else(|| day_prefix(date.unwrap_or_else(|| Utc::now().date_naive() - TimeDelta::days(1))));
-            verify_report(&store, &prefix, rolling_days, jobs.or(cfg.jobs).unwrap_or(4), dry).await
+            verify_report(&store, &prefix, rolling_days, jobs.unwrap_or(cfg.verify_jobs()), dry).await
         }
         Command::RestoreTest { key, admin_url, jobs, maintenance_work_mem, max_parallel_maintenance_workers } => {
-            let admin = required(admin_url.or(cfg.admin_url.map(|s| s.expose().to_owned())), "--admin-url")?;
-            let mut opts = RestoreOptions::new(Secret::new(admin));
-            opts.pg_restore = client_dir.map(|d| d.join("pg_restore"));
-            opts.jobs = jobs.or(cfg.restore_jobs).unwrap_or(opts.jobs);
-            if opts.jobs == 0 {
+            if let Some(url) = admin_url.filter(|u| !u.is_empty()) {
+                cfg.admin_url = Some(Secret::new(url));
+            }
+            if jobs == Some(0) {
                 return Err(Error::Invalid { field: "--jobs".into(), message: "must be at least 1".into() });
             }
-            opts.maintenance_work_mem = maintenance_work_mem.or(cfg.maintenance_work_mem);
-            opts.max_parallel_maintenance_workers =
-                max_parallel_maintenance_workers.or(cfg.max_parallel_maintenance_workers).unwrap_or(0);
+            cfg.restore_jobs = jobs.or(cfg.restore_jobs);
+            cfg.maintenance_work_mem = maintenance_work_mem.or(cfg.maintenance_work_mem);
+            cfg.max_parallel_maintenance_workers =
+                max_parallel_maintenance_workers.or(cfg.max_parallel_maintenance_workers);
+            let opts = cfg.restore_options().filter(|o| !o.admin_url.expose().is_empty());
+            let opts = opts.ok_or_else(|| missing("--admin-url"))?;
             restore_report(&store, key, &opts, dry, &cancel).await
         }
         Command::Prune { keep_daily, keep_weekly, keep_monthly, min_age_days } => {

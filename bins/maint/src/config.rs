@@ -23,7 +23,7 @@ pub(crate) struct MaintConfig {
     /// PostgreSQL maintenance (its `url` is also where the run lock lives).
     pub(crate) database: maint_db::Config,
     /// Backups.
-    pub(crate) backup: BackupSection,
+    pub(crate) backup: maint_backup::Config,
     /// Health checks (the database and the store come from their own sections).
     pub(crate) health: maint_health::HealthConfig,
     /// Metrics collection (database, Redis and store come from their own sections).
@@ -41,20 +41,6 @@ pub(crate) struct MaintConfig {
     pub(crate) source: Option<PathBuf>,
 }
 
-/// `[backup]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(crate) struct BackupSection {
-    /// `s3://bucket/prefix` or `file:///path`.
-    pub(crate) store: Option<String>,
-    /// Where restore tests create their scratch database (omit to skip restore tests).
-    pub(crate) admin_url: Option<Secret>,
-    /// Backups verified at once.
-    pub(crate) jobs: Option<usize>,
-    /// Rolling verification period in days (instead of yesterday's backups).
-    pub(crate) rolling_days: Option<u32>,
-}
-
 impl Default for MaintConfig {
     fn default() -> Self {
         MaintConfig {
@@ -64,7 +50,7 @@ impl Default for MaintConfig {
             metrics_textfile: None,
             notify: maint_notify::Config::default(),
             database: maint_db::Config::default(),
-            backup: BackupSection::default(),
+            backup: maint_backup::Config::default(),
             health: maint_health::HealthConfig::default(),
             collect: maint_health::CollectConfig::default(),
             logs: maint_logs::Config::default(),
@@ -139,6 +125,10 @@ impl MaintConfig {
         if cfg.task_timeout_secs == 0 {
             return Err(Error::invalid("task_timeout_secs", "must be positive"));
         }
+        cfg.backup.validate().map_err(|e| match e {
+            maint_backup::Error::Invalid { field, message } => Error::invalid(field, message),
+            other => Error::invalid("backup", maint_core::one_line(&other)),
+        })?;
         cfg.security.validate()?;
         cfg.collect.validate()?;
         Ok(cfg)
@@ -161,6 +151,9 @@ mod tests {
         std::fs::write(&bad, "task_timeout_secs = 10\n[backup]\nstroe = \"s3://x\"\n").unwrap();
         let err = MaintConfig::load(Some(&bad)).unwrap_err().to_string();
         assert!(err.contains("unknown field `stroe`"), "{err}");
+        std::fs::write(&bad, "[backup]\nclient_dir = \"/usr/lib/postgresql/17/bin\"\nrestore_jobs = 0\n").unwrap();
+        let err = MaintConfig::load(Some(&bad)).unwrap_err().to_string();
+        assert_eq!(err, "backup.restore_jobs: must be at least 1");
         std::fs::write(&bad, "[collect]\npushgateway = \"pushgw:9091\"\n").unwrap();
         let err = MaintConfig::load(Some(&bad)).unwrap_err().to_string();
         assert_eq!(err, "collect.pushgateway: not an http(s) URL");

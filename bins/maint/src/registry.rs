@@ -39,9 +39,9 @@ pub(crate) fn build(id: &str, cfg: &MaintConfig) -> Result<Slot, Error> {
             None => Slot::Unavailable("no backup store configured ([backup] store or MAINT_BACKUP_STORE)".into()),
             Some(store) => Slot::Ready(Arc::new(maint_backup::BackupVerification {
                 store,
-                jobs: cfg.backup.jobs.unwrap_or(4),
+                jobs: cfg.backup.verify_jobs(),
                 rolling_days: cfg.backup.rolling_days,
-                restore: cfg.backup.admin_url.clone().map(maint_backup::RestoreOptions::new),
+                restore: cfg.backup.restore_options(),
             })),
         },
         "log-rotation" => {

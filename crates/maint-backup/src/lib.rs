@@ -15,7 +15,7 @@ mod task;
 mod tools;
 mod verify;
 
-pub use config::{Compression, open_store};
+pub use config::{Compression, Config, DEFAULT_VERIFY_JOBS, open_store};
 pub use create::{CreateOptions, create};
 pub use error::Error;
 pub use fingerprint::{

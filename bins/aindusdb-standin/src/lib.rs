@@ -1,4 +1,7 @@
 //! A small in-memory stand-in for AindusDB Core, for tests and the demo (publish = false).
+//! It speaks AindusDB's API as the maintenance plan's `test_update.py` calls it; answer
+//! shapes follow AindusDB Core where it has them (`results` of `{id, distance, metadata}`,
+//! errors as `{"detail"}`, `Authorization: Bearer`, 401 with `WWW-Authenticate: Bearer`).
 //!
 //! | endpoint | answer |
 //! |---|---|
@@ -6,23 +9,31 @@
 //! | `GET /health/ready` | 200, or 503 in broken mode |
 //! | `GET /health/live` | 200 |
 //! | `GET /version` | `{"name": "aindusdb-standin", "version"}` |
-//! | `GET /v1/users/me` | `Authorization: Bearer <token>`: `{"username", "roles"}`, else 401 |
-//! | `GET /v1/vector/indexes` | `{"indexes": [{"id", "name", "dimension", "metric", "count"}]}` |
-//! | `POST /v1/vector/indexes` | `{"name", "dimension", "metric": "cosine" \| "euclidean" \| "dot"}`: 201 with the index |
-//! | `DELETE /v1/vector/indexes/{id}` | 204, 404 when unknown |
-//! | `POST /v1/vector/indexes/{id}/vectors` | `{"vectors": [{"id", "values", "metadata"?}]}`: `{"upserted"}` |
-//! | `POST /v1/vector/indexes/{id}/query` | `{"vector", "top_k"?}`: `{"matches": [{"id", "score"}]}`, best first |
-//! | `POST /v1/veritas/verify` | `{"expression"}`: `{"expression", "result", "verified": true}`, 422 when it does not parse |
+//! | `GET /metrics` | Prometheus text: `aindusdb_build_info`, `aindusdb_http_requests_total`, `aindusdb_vector_indexes`, `aindusdb_veritas_calculations_total` |
+//! | `GET /v1/vectors/indexes` | `{"indexes": [{"id", "name", "dimension", "metric", "count"}]}` |
+//! | `POST /v1/vectors/indexes` | `{"name", "dimension", "metric": "cosine" \| "euclidean" \| "dot"}`: 201 with the index |
+//! | `DELETE /v1/vectors/indexes/{id}` | 204, 404 when unknown |
+//! | `POST /v1/vectors/indexes/{id}/upsert` | `{"vectors": [{"id", "values", "metadata"?}]}`: `{"upserted", "count"}` |
+//! | `POST /v1/vectors/indexes/{id}/query` | `{"vector", "top_k"?}`: `{"results": [{"id", "distance", "metadata"}], "count"}`, nearest first |
+//! | `POST /v1/veritas/calculate` | `{"query", "verification_level"?}`: `{"query", "answer", "verification_level", "verified": true}`, 422 when it does not parse |
 //!
-//! VERITAS evaluates `+ - * / ^`, parentheses, `sqrt sin cos tan abs ln exp` and `pi`, `e`.
-//! The vector routes need the bearer token as well.
+//! Every `/v1` route needs `Authorization: Bearer <token>` (401 otherwise). VERITAS
+//! evaluates `+ - * / ^`, parentheses, `sqrt sin cos tan abs ln exp` and `pi`, `e`.
+//! Distances: cosine `1 - cos`, euclidean L2, dot `-a·b` (pgvector's operators).
+//!
+//! Faults, for the tests that must see a bad version fail ([`Options`]): readiness fails
+//! (`broken`), VERITAS answers off by an offset, a query that never returns the upserted
+//! vectors, requests without a (valid) token accepted, every request delayed.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -32,14 +43,20 @@ use serde_json::{Value, json};
 /// How the stand-in behaves.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
-    /// The version it reports (`/version`, `/health`).
+    /// The version it reports (`/version`, `/health`, `/metrics`).
     pub version: String,
     /// Broken mode: `/health/ready` answers 503.
     pub broken: bool,
-    /// The bearer token `/v1/users/me` and the vector routes accept.
+    /// The bearer token the `/v1` routes accept.
     pub token: String,
-    /// Added to every VERITAS result (0 is a correct service).
+    /// Added to every VERITAS answer (0 is a correct service).
     pub veritas_offset: f64,
+    /// Upserts are acknowledged but never stored: a query does not return them.
+    pub lose_vectors: bool,
+    /// Requests without a token, or with a wrong one, are accepted.
+    pub no_auth: bool,
+    /// Every request waits this long before it is answered.
+    pub delay: Duration,
 }
 
 impl Default for Options {
@@ -49,6 +66,9 @@ impl Default for Options {
             broken: false,
             token: DEFAULT_TOKEN.to_owned(),
             veritas_offset: 0.0,
+            lose_vectors: false,
+            no_auth: false,
+            delay: Duration::ZERO,
         }
     }
 }
@@ -56,9 +76,18 @@ impl Default for Options {
 /// The token accepted when `STANDIN_TOKEN` is not set.
 pub const DEFAULT_TOKEN: &str = "standin-token";
 
+fn boolean(name: &str, v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("{name}: {v:?} is not a boolean")),
+    }
+}
+
 impl Options {
-    /// Reads `STANDIN_VERSION`, `STANDIN_BROKEN` (`1`/`true`), `STANDIN_TOKEN`,
-    /// `STANDIN_VERITAS_OFFSET`; unset variables keep the defaults.
+    /// Reads `STANDIN_VERSION`, `STANDIN_BROKEN`, `STANDIN_TOKEN`, `STANDIN_VERITAS_OFFSET`,
+    /// `STANDIN_LOSE_VECTORS`, `STANDIN_NO_AUTH` (booleans: `1`/`true`) and
+    /// `STANDIN_DELAY_MS`; unset variables keep the defaults.
     pub fn from_env() -> Result<Self, String> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let mut o = Options::default();
@@ -66,11 +95,7 @@ impl Options {
             o.version = v;
         }
         if let Some(v) = var("STANDIN_BROKEN") {
-            o.broken = match v.trim().to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => true,
-                "0" | "false" | "no" | "off" => false,
-                _ => return Err(format!("STANDIN_BROKEN: {v:?} is not a boolean")),
-            };
+            o.broken = boolean("STANDIN_BROKEN", &v)?;
         }
         if let Some(v) = var("STANDIN_TOKEN") {
             o.token = v;
@@ -79,7 +104,39 @@ impl Options {
             o.veritas_offset =
                 v.trim().parse().map_err(|_| format!("STANDIN_VERITAS_OFFSET: {v:?} is not a number"))?;
         }
+        if let Some(v) = var("STANDIN_LOSE_VECTORS") {
+            o.lose_vectors = boolean("STANDIN_LOSE_VECTORS", &v)?;
+        }
+        if let Some(v) = var("STANDIN_NO_AUTH") {
+            o.no_auth = boolean("STANDIN_NO_AUTH", &v)?;
+        }
+        if let Some(v) = var("STANDIN_DELAY_MS") {
+            let ms: u64 =
+                v.trim().parse().map_err(|_| format!("STANDIN_DELAY_MS: {v:?} is not a number of milliseconds"))?;
+            o.delay = Duration::from_millis(ms);
+        }
         Ok(o)
+    }
+
+    /// The faults set, for the start-up line (`readiness fails, no auth`); empty when none.
+    pub fn faults(&self) -> Vec<String> {
+        let mut f = Vec::new();
+        if self.broken {
+            f.push("readiness fails".to_owned());
+        }
+        if self.veritas_offset != 0.0 {
+            f.push(format!("VERITAS off by {}", self.veritas_offset));
+        }
+        if self.lose_vectors {
+            f.push("queries miss upserted vectors".to_owned());
+        }
+        if self.no_auth {
+            f.push("no token needed".to_owned());
+        }
+        if !self.delay.is_zero() {
+            f.push(format!("{} ms delay", self.delay.as_millis()));
+        }
+        f
     }
 }
 
@@ -108,16 +165,16 @@ impl Metric {
         }
     }
 
-    /// Higher is closer.
-    fn score(self, a: &[f64], b: &[f64]) -> f64 {
+    /// Lower is closer, as pgvector's `<=>`, `<->` and `<#>`.
+    fn distance(self, a: &[f64], b: &[f64]) -> f64 {
         let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
         match self {
-            Metric::Dot => dot,
-            Metric::Euclidean => -a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt(),
+            Metric::Dot => -dot,
+            Metric::Euclidean => a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt(),
             Metric::Cosine => {
                 let na = a.iter().map(|x| x * x).sum::<f64>().sqrt();
                 let nb = b.iter().map(|x| x * x).sum::<f64>().sqrt();
-                if na == 0.0 || nb == 0.0 { 0.0 } else { dot / (na * nb) }
+                if na == 0.0 || nb == 0.0 { 1.0 } else { 1.0 - dot / (na * nb) }
             }
         }
     }
@@ -133,34 +190,55 @@ struct Store {
 struct AppState {
     opts: Options,
     store: Mutex<Store>,
+    requests: AtomicU64,
+    calculations: AtomicU64,
 }
 
 type Shared = Arc<AppState>;
 
 /// The stand-in's routes, with an empty in-memory store.
 pub fn app(opts: Options) -> Router {
-    let state = Arc::new(AppState { opts, store: Mutex::new(Store::default()) });
+    let state = Arc::new(AppState {
+        opts,
+        store: Mutex::new(Store::default()),
+        requests: AtomicU64::new(0),
+        calculations: AtomicU64::new(0),
+    });
     Router::new()
         .route("/health", get(health))
         .route("/health/ready", get(ready))
         .route("/health/live", get(|| async { Json(json!({ "status": "alive" })) }))
         .route("/version", get(version))
-        .route("/v1/users/me", get(me))
-        .route("/v1/vector/indexes", get(list_indexes).post(create_index))
-        .route("/v1/vector/indexes/{id}", delete(delete_index).get(get_index))
-        .route("/v1/vector/indexes/{id}/vectors", post(upsert))
-        .route("/v1/vector/indexes/{id}/query", post(query))
-        .route("/v1/veritas/verify", post(verify))
+        .route("/metrics", get(metrics))
+        .route("/v1/vectors/indexes", get(list_indexes).post(create_index))
+        .route("/v1/vectors/indexes/{id}", delete(delete_index))
+        .route("/v1/vectors/indexes/{id}/upsert", post(upsert))
+        .route("/v1/vectors/indexes/{id}/query", post(query))
+        .route("/v1/veritas/calculate", post(calculate))
+        .layer(middleware::from_fn_with_state(state.clone(), count_and_delay))
         .with_state(state)
 }
 
-/// An error answer: `{"error": message}` with a status.
+/// Counts every request (`aindusdb_http_requests_total`) and applies the delay fault.
+async fn count_and_delay(State(s): State<Shared>, req: Request, next: Next) -> Response {
+    s.requests.fetch_add(1, Ordering::Relaxed);
+    if !s.opts.delay.is_zero() {
+        tokio::time::sleep(s.opts.delay).await;
+    }
+    next.run(req).await
+}
+
+/// An error answer: `{"detail": message}` with a status (FastAPI's shape).
 #[derive(Debug)]
 struct Reject(StatusCode, String);
 
 impl IntoResponse for Reject {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        let mut r = (self.0, Json(json!({ "detail": self.1 }))).into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        r
     }
 }
 
@@ -175,12 +253,15 @@ fn lock(s: &AppState) -> std::sync::MutexGuard<'_, Store> {
 }
 
 fn authorized(s: &AppState, headers: &HeaderMap) -> Result<(), Reject> {
+    if s.opts.no_auth {
+        return Ok(());
+    }
     let given =
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     match given {
         Some(t) if t.trim() == s.opts.token => Ok(()),
         Some(_) => Err(error(StatusCode::UNAUTHORIZED, "invalid token")),
-        None => Err(error(StatusCode::UNAUTHORIZED, "missing bearer token")),
+        None => Err(error(StatusCode::UNAUTHORIZED, "Authentication required")),
     }
 }
 
@@ -200,9 +281,23 @@ async fn version(State(s): State<Shared>) -> Json<Value> {
     Json(json!({ "name": "aindusdb-standin", "version": s.opts.version }))
 }
 
-async fn me(State(s): State<Shared>, headers: HeaderMap) -> Answer {
-    authorized(&s, &headers)?;
-    Ok(Json(json!({ "username": "smoke", "roles": ["admin"] })).into_response())
+async fn metrics(State(s): State<Shared>) -> Response {
+    let version = s.opts.version.replace('\\', "\\\\").replace('"', "\\\"");
+    let text = format!(
+        "# HELP aindusdb_build_info The running version.\n# TYPE aindusdb_build_info gauge\n\
+         aindusdb_build_info{{version=\"{version}\"}} 1\n\
+         # HELP aindusdb_http_requests_total HTTP requests served.\n# TYPE aindusdb_http_requests_total counter\n\
+         aindusdb_http_requests_total {}\n\
+         # HELP aindusdb_vector_indexes Vector indexes.\n# TYPE aindusdb_vector_indexes gauge\n\
+         aindusdb_vector_indexes {}\n\
+         # HELP aindusdb_veritas_calculations_total VERITAS calculations.\n\
+         # TYPE aindusdb_veritas_calculations_total counter\n\
+         aindusdb_veritas_calculations_total {}\n",
+        s.requests.load(Ordering::Relaxed),
+        lock(&s).indexes.len(),
+        s.calculations.load(Ordering::Relaxed),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
 fn describe(i: &Index) -> Value {
@@ -219,13 +314,6 @@ async fn list_indexes(State(s): State<Shared>, headers: HeaderMap) -> Answer {
     Ok(Json(json!({ "indexes": store.indexes.values().map(describe).collect::<Vec<_>>() })).into_response())
 }
 
-async fn get_index(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Answer {
-    authorized(&s, &headers)?;
-    let store = lock(&s);
-    let index = store.indexes.get(&id).ok_or_else(|| not_found(&id))?;
-    Ok(Json(describe(index)).into_response())
-}
-
 #[derive(Deserialize)]
 struct NewIndex {
     name: String,
@@ -235,7 +323,7 @@ struct NewIndex {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Reject> {
-    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))
+    serde_json::from_slice(body).map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, format!("bad request body: {e}")))
 }
 
 async fn create_index(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Answer {
@@ -245,10 +333,10 @@ async fn create_index(State(s): State<Shared>, headers: HeaderMap, body: Bytes) 
         "cosine" => Metric::Cosine,
         "euclidean" => Metric::Euclidean,
         "dot" => Metric::Dot,
-        other => return Err(error(StatusCode::BAD_REQUEST, format!("unknown metric {other:?}"))),
+        other => return Err(error(StatusCode::UNPROCESSABLE_ENTITY, format!("unknown metric {other:?}"))),
     };
     if new.name.trim().is_empty() || !(1..=65_536).contains(&new.dimension) {
-        return Err(error(StatusCode::BAD_REQUEST, "an index needs a name and a dimension from 1 to 65536"));
+        return Err(error(StatusCode::UNPROCESSABLE_ENTITY, "an index needs a name and a dimension from 1 to 65536"));
     }
     let mut store = lock(&s);
     if store.indexes.values().any(|i| i.name == new.name) {
@@ -288,15 +376,18 @@ async fn upsert(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<Stri
     let index = store.indexes.get_mut(&id).ok_or_else(|| not_found(&id))?;
     if let Some(v) = req.vectors.iter().find(|v| v.values.len() != index.dimension) {
         return Err(error(
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             format!("vector {} has {} values, the index has dimension {}", v.id, v.values.len(), index.dimension),
         ));
     }
     let n = req.vectors.len();
-    for v in req.vectors {
-        index.vectors.insert(v.id, (v.values, v.metadata));
+    if !s.opts.lose_vectors {
+        for v in req.vectors {
+            index.vectors.insert(v.id, (v.values, v.metadata));
+        }
     }
-    Ok(Json(json!({ "upserted": n, "count": index.vectors.len() })).into_response())
+    let count = if s.opts.lose_vectors { n } else { index.vectors.len() };
+    Ok(Json(json!({ "upserted": n, "count": count })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -317,31 +408,45 @@ async fn query(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<Strin
     let index = store.indexes.get(&id).ok_or_else(|| not_found(&id))?;
     if q.vector.len() != index.dimension {
         return Err(error(
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             format!("the query has {} values, the index has dimension {}", q.vector.len(), index.dimension),
         ));
     }
-    let mut matches: Vec<(f64, &String, &Value)> =
-        index.vectors.iter().map(|(vid, (values, meta))| (index.metric.score(&q.vector, values), vid, meta)).collect();
-    matches.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
-    let matches: Vec<Value> = matches
+    let mut results: Vec<(f64, &String, &Value)> = index
+        .vectors
+        .iter()
+        .map(|(vid, (values, meta))| (index.metric.distance(&q.vector, values), vid, meta))
+        .collect();
+    results.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+    let results: Vec<Value> = results
         .into_iter()
         .take(q.top_k)
-        .map(|(score, vid, meta)| json!({ "id": vid, "score": score, "metadata": meta }))
+        .map(|(distance, vid, meta)| json!({ "id": vid, "distance": distance, "metadata": meta }))
         .collect();
-    Ok(Json(json!({ "matches": matches })).into_response())
+    Ok(Json(json!({ "count": results.len(), "results": results })).into_response())
 }
 
 #[derive(Deserialize)]
-struct Verify {
-    expression: String,
+struct Calculate {
+    query: String,
+    #[serde(default = "standard")]
+    verification_level: String,
 }
 
-async fn verify(State(s): State<Shared>, body: Bytes) -> Answer {
-    let req: Verify = parse(&body)?;
-    let v = evaluate(&req.expression).map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e))?;
-    let result = v + s.opts.veritas_offset;
-    Ok(Json(json!({ "expression": req.expression, "result": result, "verified": true })).into_response())
+fn standard() -> String {
+    "standard".into()
+}
+
+async fn calculate(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Answer {
+    authorized(&s, &headers)?;
+    let req: Calculate = parse(&body)?;
+    let v = evaluate(&req.query).map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    s.calculations.fetch_add(1, Ordering::Relaxed);
+    let answer = v + s.opts.veritas_offset;
+    Ok(Json(json!({
+        "query": req.query, "answer": answer, "verification_level": req.verification_level, "verified": true,
+    }))
+    .into_response())
 }
 
 /// Evaluates an arithmetic expression: numbers, `+ - * / ^` (right-associative),
@@ -491,11 +596,36 @@ mod tests {
     }
 
     #[test]
-    fn cosine_scores_identical_directions_one() {
+    fn distances_are_pgvectors() {
         let a = [1.0, 2.0, 3.0];
-        assert!((Metric::Cosine.score(&a, &[2.0, 4.0, 6.0]) - 1.0).abs() < 1e-12);
-        assert!(Metric::Cosine.score(&a, &[-1.0, -2.0, -3.0]) < -0.99);
-        assert_eq!(Metric::Cosine.score(&a, &[0.0; 3]), 0.0);
-        assert_eq!(Metric::Euclidean.score(&a, &a), 0.0);
+        assert!(Metric::Cosine.distance(&a, &[2.0, 4.0, 6.0]).abs() < 1e-12, "same direction: 0");
+        assert!((Metric::Cosine.distance(&a, &[-1.0, -2.0, -3.0]) - 2.0).abs() < 1e-12);
+        assert_eq!(Metric::Cosine.distance(&a, &[0.0; 3]), 1.0);
+        assert_eq!(Metric::Euclidean.distance(&a, &a), 0.0);
+        assert_eq!(Metric::Dot.distance(&a, &a), -14.0);
+    }
+
+    #[test]
+    fn faults_are_listed_and_booleans_checked() {
+        let o = Options {
+            broken: true,
+            veritas_offset: 0.5,
+            lose_vectors: true,
+            no_auth: true,
+            delay: Duration::from_millis(300),
+            ..Options::default()
+        };
+        assert_eq!(
+            o.faults(),
+            [
+                "readiness fails",
+                "VERITAS off by 0.5",
+                "queries miss upserted vectors",
+                "no token needed",
+                "300 ms delay"
+            ]
+        );
+        assert!(Options::default().faults().is_empty());
+        assert_eq!(boolean("STANDIN_NO_AUTH", "maybe").unwrap_err(), "STANDIN_NO_AUTH: \"maybe\" is not a boolean");
     }
 }

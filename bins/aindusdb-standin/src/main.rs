@@ -1,8 +1,10 @@
 //! `aindusdb-standin`: serves the AindusDB stand-in on `--listen` (default `0.0.0.0:8080`).
 //!
-//! Environment: `STANDIN_VERSION` (reported version), `STANDIN_BROKEN=1` (readiness
-//! fails), `STANDIN_TOKEN` (the bearer token `/v1/users/me` accepts),
-//! `STANDIN_VERITAS_OFFSET` (added to every VERITAS result: a wrong answer).
+//! Environment: `STANDIN_VERSION` (reported version), `STANDIN_TOKEN` (the bearer token
+//! the `/v1` routes accept), and the faults: `STANDIN_BROKEN=1` (readiness fails),
+//! `STANDIN_VERITAS_OFFSET` (added to every VERITAS answer), `STANDIN_LOSE_VECTORS=1`
+//! (queries miss the upserted vectors), `STANDIN_NO_AUTH=1` (no token needed),
+//! `STANDIN_DELAY_MS` (every request delayed).
 
 use std::process::ExitCode;
 
@@ -55,11 +57,9 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        eprintln!(
-            "aindusdb-standin {} listening on {listen}{}",
-            opts.version,
-            if opts.broken { " (broken: readiness fails)" } else { "" }
-        );
+        let faults = opts.faults();
+        let faults = if faults.is_empty() { String::new() } else { format!(" (faults: {})", faults.join(", ")) };
+        eprintln!("aindusdb-standin {} listening on {listen}{faults}", opts.version);
         match axum::serve(listener, aindusdb_standin::app(opts)).with_graceful_shutdown(shutdown()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -192,10 +192,11 @@ fn bad_input_is_one_line_naming_the_field_with_exit_code_2() {
 }
 
 /// The stand-in images scripts/test-env builds: 1.0.0, 1.1.0, 1.2.0-broken (readiness
-/// fails), 1.3.0-wrong (VERITAS answers off by 0.5).
+/// fails), 1.3.0-wrong (VERITAS answers off by 0.5), 1.4.0-lost (queries miss the upserted
+/// vectors), 1.5.0-open (no token needed), 1.6.0-slow (700 ms per request).
 fn standin_repo() -> String {
     let repo = std::env::var("MAINT_TEST_STANDIN_IMAGE").unwrap_or_else(|_| "local/aindusdb-standin".into());
-    for tag in ["1.0.0", "1.1.0", "1.2.0-broken", "1.3.0-wrong"] {
+    for tag in ["1.0.0", "1.1.0", "1.2.0-broken", "1.3.0-wrong", "1.4.0-lost", "1.5.0-open", "1.6.0-slow"] {
         let image = format!("{repo}:{tag}");
         let found = Command::new("docker").args(["image", "inspect", &image]).output();
         assert!(
@@ -290,9 +291,21 @@ async fn run_updates_docker_replicas_around_migrations_and_rolls_back_a_broken_v
     // The built-in AindusDB suite through a load balancer, before and after each rollout.
     let proxy = sticky_proxy(service.clone());
     let junit = dir.join("smoke-junit.xml");
+    // AindusDB's database (pgvector) for the suite's read; a tight performance budget
+    // (the slow version answers in 700 ms).
+    let (setup, conn) = maint_release::deadpool_postgres::tokio_postgres::connect(
+        &db.plain_url(),
+        maint_release::deadpool_postgres::tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    setup.batch_execute("CREATE EXTENSION IF NOT EXISTS vector").await.unwrap();
     let smoke = format!(
-        "[smoke]\nbase_url = \"{proxy}\"\ntoken = \"standin-token\"\npre_checks = true\njunit = \"{}\"\n",
-        junit.display()
+        "[smoke]\nbase_url = \"{proxy}\"\ntoken = \"standin-token\"\npre_checks = true\njunit = \"{}\"\n\
+         variables = {{ perf_requests = \"5\", p95_budget_ms = \"400\", database_url = \"{}\" }}\n",
+        junit.display(),
+        db.url()
     );
     let config = dir.join("maint.toml");
     std::fs::write(
@@ -333,8 +346,8 @@ async fn run_updates_docker_replicas_around_migrations_and_rolls_back_a_broken_v
         let item = items.iter().find(|i| i["step"] == step).unwrap_or_else(|| panic!("no {step} step: {r:#}"));
         format!("{} {}", item["status"].as_str().unwrap(), item["detail"].as_str().unwrap())
     };
-    assert_eq!(detail(&r, "pre-checks"), "ok 12 check(s) passed", "the suite ran on 1.0.0");
-    assert_eq!(detail(&r, "smoke"), "ok 12 check(s) passed", "and on 1.1.0");
+    assert_eq!(detail(&r, "pre-checks"), "ok 16 check(s) passed", "the suite ran on 1.0.0");
+    assert_eq!(detail(&r, "smoke"), "ok 16 check(s) passed", "and on 1.1.0");
     assert_eq!(r["items"][1]["detail"], "CR-1 is scheduled and in its window");
     assert!(
         r["items"].as_array().unwrap().iter().any(|i| i["step"] == "change" && i["detail"] == "CR-1: now in_progress")
@@ -377,8 +390,8 @@ async fn run_updates_docker_replicas_around_migrations_and_rolls_back_a_broken_v
     let r = json(&wrong);
     assert!(
         r["error"].as_str().unwrap().starts_with(
-            "smoke: smoke checks failed on 1.3.0-wrong: veritas-sqrt: $.result: expected 4 (±0.000000001), got 4.5; \
-             veritas-sum: $.result: expected 5 (±0.000000001), got 5.5"
+            "smoke: smoke checks failed on 1.3.0-wrong: veritas-sqrt: $.answer: expected 4 (±0.000001), got 4.5; \
+             veritas-sum: $.answer: expected 5 (±0.000001), got 5.5"
         ),
         "{r:#}"
     );
@@ -389,7 +402,27 @@ async fn run_updates_docker_replicas_around_migrations_and_rolls_back_a_broken_v
     assert_eq!(running_images(&service), vec![format!("{standin}:1.1.0"); 3], "1.1.0 serves again");
     // The JUnit file is the latest suite run's: the one on 1.3.0-wrong.
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(xml.contains("<testsuite name=\"aindusdb\" tests=\"12\" failures=\"3\""), "{xml}");
+    assert!(xml.contains("<testsuite name=\"aindusdb\" tests=\"16\" failures=\"3\""), "{xml}");
+
+    // The other faults the suite must catch, each rolled back: a query that does not
+    // return the inserted vector, no token needed, a p95 over the budget.
+    let faults = [
+        ("1.4.0-lost", "query-vector: $.results[0].id: missing"),
+        ("1.5.0-open", "auth-missing-token: HTTP 200 (expected 401)"),
+        ("1.6.0-slow", "performance-health: p95 "),
+    ];
+    for (version, expected) in faults {
+        let out = update(Some(&config), &["--json", "run", "--to", version]);
+        assert_eq!(out.status.code(), Some(1), "{version}: {}", stderr(&out));
+        let r = json(&out);
+        let error = r["error"].as_str().unwrap();
+        assert!(error.starts_with(&format!("smoke: smoke checks failed on {version}: ")), "{r:#}");
+        assert!(error.contains(expected), "{version}: {error}");
+        assert_eq!(r["metrics"]["rolled_back"], 1.0, "{r:#}");
+        assert_eq!(running_images(&service), vec![format!("{standin}:1.1.0"); 3], "{version}: 1.1.0 serves again");
+    }
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains(" ms is over the budget of 400 ms; 5 requests: p50 "), "the figures are reported: {xml}");
 
     type Row = (String, Option<String>, String, Option<String>, String);
     let audit: Vec<Row> = client
@@ -399,10 +432,11 @@ async fn run_updates_docker_replicas_around_migrations_and_rolls_back_a_broken_v
         .into_iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
         .collect();
-    assert_eq!(audit.len(), 4, "{audit:?}");
+    assert_eq!(audit.len(), 7, "{audit:?}");
     assert_eq!(audit[1], ("ops-alice".into(), Some("1.0.0".into()), "1.1.0".into(), Some("CR-1".into()), "ok".into()));
     assert_eq!((audit[2].2.as_str(), audit[2].4.as_str()), ("1.2.0-broken", "failed"));
     assert_eq!((audit[3].2.as_str(), audit[3].4.as_str()), ("1.3.0-wrong", "failed"));
+    assert_eq!((audit[6].2.as_str(), audit[6].4.as_str()), ("1.6.0-slow", "failed"));
 
     let ids = Command::new("docker")
         .args(["ps", "-aq", "--filter", &format!("label=maint.release.service={service}")])
@@ -447,16 +481,23 @@ fn smoke_runs_the_builtin_suite_writes_junit_and_fails_on_a_wrong_answer() {
     let out = smoke(Some("standin-token"), &["--json", "smoke", "--base-url", &good, "--junit", &junit_arg]);
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
     let r = json(&out);
-    assert_eq!((r["task"].as_str(), r["status"].as_str()), (Some("smoke"), Some("ok")));
-    assert_eq!((r["metrics"]["passed"].as_f64(), r["metrics"]["failed"].as_f64()), (Some(12.0), Some(0.0)));
-    assert_eq!(r["items"][11]["name"], "delete-index");
-    assert_eq!(r["items"][11]["phase"], "teardown");
+    // No database URL: the database step is not configured, a warning, never a pass.
+    assert_eq!((r["task"].as_str(), r["status"].as_str()), (Some("smoke"), Some("warning")));
+    assert_eq!(
+        (r["metrics"]["passed"].as_f64(), r["metrics"]["failed"].as_f64(), r["metrics"]["skipped"].as_f64()),
+        (Some(15.0), Some(0.0), Some(1.0))
+    );
+    assert_eq!(r["items"][11]["name"], "database-read");
+    assert!(r["items"][11]["error"].as_str().unwrap().starts_with("not configured: "), "{r:#}");
+    assert!(r["items"][12]["detail"].as_str().unwrap().starts_with("20 requests: p50 "), "{r:#}");
+    assert_eq!(r["items"][15]["name"], "delete-index");
+    assert_eq!(r["items"][15]["phase"], "teardown");
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(
-        xml.contains("<testsuite name=\"aindusdb\" tests=\"12\" failures=\"0\" errors=\"0\" skipped=\"0\""),
+        xml.contains("<testsuite name=\"aindusdb\" tests=\"16\" failures=\"0\" errors=\"0\" skipped=\"1\""),
         "{xml}"
     );
-    assert_eq!(xml.matches("<testcase ").count(), 12);
+    assert_eq!(xml.matches("<testcase ").count(), 16);
 
     // The service answers 4.5 for sqrt(16): exit 1, the failures named, in JUnit too.
     let wrong = serve_standin(aindusdb_standin::Options { veritas_offset: 0.5, ..Default::default() });
@@ -465,15 +506,15 @@ fn smoke_runs_the_builtin_suite_writes_junit_and_fails_on_a_wrong_answer() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         text.contains(
-            "veritas-sqrt         failed   POST /v1/veritas/verify $.result: expected 4 (±0.000000001), got 4.5"
+            "veritas-sqrt         failed   POST /v1/veritas/calculate $.answer: expected 4 (±0.000001), got 4.5"
         ),
         "{text}"
     );
-    assert!(text.contains("delete-index         passed   DELETE /v1/vector/indexes/idx-1"), "{text}");
-    assert!(text.contains("error: aindusdb: 9 passed, 3 failed, 0 skipped; veritas-sqrt: "), "{text}");
+    assert!(text.contains("delete-index         passed   DELETE /v1/vectors/indexes/idx-1"), "{text}");
+    assert!(text.contains("error: aindusdb: 12 passed, 3 failed, 1 skipped; veritas-sqrt: "), "{text}");
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(xml.contains("tests=\"12\" failures=\"3\""), "{xml}");
-    assert!(xml.contains("<failure message=\"$.result: expected 5 (±0.000000001), got 5.5\""), "{xml}");
+    assert!(xml.contains("tests=\"16\" failures=\"3\""), "{xml}");
+    assert!(xml.contains("<failure message=\"$.answer: expected 5 (±0.000001), got 5.5\""), "{xml}");
 
     // A suite file of one's own, with a variable from --var.
     let suite = dir.join("suite.toml");

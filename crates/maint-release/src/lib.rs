@@ -44,8 +44,8 @@ pub use migrator::{AppliedStep, MIGRATION_LOCK_KEY, MigrationOutcome, Migrator, 
 #[cfg(test)]
 pub(crate) use smoke::MockHealthChecks;
 pub use smoke::{
-    Assertion, CheckResult, HealthChecks, HttpCheck, HttpChecks, SmokeChecks, SmokePhase, SmokeReport, SmokeRunner,
-    SmokeStatus, SmokeStep, SmokeStepResult, SmokeSuite, describe_failures,
+    Assertion, CheckResult, Figure, HealthChecks, HttpCheck, HttpChecks, SmokeChecks, SmokePhase, SmokeReport,
+    SmokeRunner, SmokeStatus, SmokeStep, SmokeStepResult, SmokeSuite, SmokeSummary, describe_failures,
 };
 pub use update::{DiskCheck, Step, StepRecord, StepStatus, UPDATE_TASK_ID, UpdateRequest, UpdateSettings, Updater};
 pub use version::{UpdateKind, VersionDecision, VersionPolicy, check_update, classify, parse_version};

@@ -41,15 +41,33 @@ pub struct SmokeStepResult {
     pub path: String,
     /// The status answered (of the last attempt).
     pub http_status: Option<u16>,
-    /// What went wrong (every failed expectation, `; `-separated).
+    /// What went wrong (every failed expectation, `; `-separated), or why it was skipped.
     pub error: Option<String>,
+    /// Figures worth reading when it passed too (a performance step's durations, the rows
+    /// of a database read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     /// Attempts made.
     pub attempts: u32,
     /// How long it took, all attempts.
     pub duration_ms: u64,
 }
 
-/// The outcome of a suite.
+/// The counts of a suite's steps (the plan's `summary`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmokeSummary {
+    /// Every step, teardown included.
+    pub total: usize,
+    /// Steps that passed.
+    pub passed: usize,
+    /// Steps that failed.
+    pub failed: usize,
+    /// Steps skipped (after a failure, or not configured).
+    pub skipped: usize,
+}
+
+/// The outcome of a suite. Its JSON carries the plan's `summary {total, passed, failed}`
+/// and `overall_status` (`passed` or `failed`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SmokeReport {
     /// The suite's name.
@@ -68,6 +86,10 @@ pub struct SmokeReport {
     pub duration_ms: u64,
     /// Every step, in the order run.
     pub steps: Vec<SmokeStepResult>,
+    /// The counts.
+    pub summary: SmokeSummary,
+    /// `passed` when no step failed, else `failed`.
+    pub overall_status: SmokeStatus,
 }
 
 fn xml_escape(s: &str) -> String {
@@ -88,6 +110,35 @@ fn xml_escape(s: &str) -> String {
 }
 
 impl SmokeReport {
+    /// The report of these steps (the counts and the overall status from them).
+    pub fn new(
+        suite: String,
+        base_url: String,
+        started_at: chrono::DateTime<chrono::Utc>,
+        duration_ms: u64,
+        steps: Vec<SmokeStepResult>,
+    ) -> Self {
+        let count = |st| steps.iter().filter(|r| r.status == st).count();
+        let summary = SmokeSummary {
+            total: steps.len(),
+            passed: count(SmokeStatus::Passed),
+            failed: count(SmokeStatus::Failed),
+            skipped: count(SmokeStatus::Skipped),
+        };
+        SmokeReport {
+            suite,
+            base_url,
+            passed: summary.passed,
+            failed: summary.failed,
+            skipped: summary.skipped,
+            started_at,
+            duration_ms,
+            steps,
+            summary,
+            overall_status: if summary.failed == 0 { SmokeStatus::Passed } else { SmokeStatus::Failed },
+        }
+    }
+
     /// No step failed.
     pub fn ok(&self) -> bool {
         self.failed == 0
@@ -148,19 +199,24 @@ impl SmokeReport {
                 secs(r.duration_ms)
             );
             let message = xml_escape(r.error.as_deref().unwrap_or_default());
-            match r.status {
-                SmokeStatus::Passed => x.push_str("/>\n"),
-                SmokeStatus::Failed => {
+            let out = r.detail.as_deref().map(|d| format!("      <system-out>{}</system-out>\n", xml_escape(d)));
+            match (r.status, out) {
+                (SmokeStatus::Passed, None) => x.push_str("/>\n"),
+                (SmokeStatus::Passed, Some(out)) => {
+                    let _ = write!(x, ">\n{out}    </testcase>\n");
+                }
+                (SmokeStatus::Failed, out) => {
                     let status = r.http_status.map(|s| format!(" -> HTTP {s}")).unwrap_or_default();
                     let _ = writeln!(
                         x,
-                        ">\n      <failure message=\"{message}\" type=\"smoke\">{} {}{status} after {} attempt(s): {message}</failure>\n    </testcase>",
+                        ">\n      <failure message=\"{message}\" type=\"smoke\">{} {}{status} after {} attempt(s): {message}</failure>\n{}    </testcase>",
                         xml_escape(&r.method),
                         xml_escape(&r.path),
-                        r.attempts
+                        r.attempts,
+                        out.unwrap_or_default()
                     );
                 }
-                SmokeStatus::Skipped => {
+                (SmokeStatus::Skipped, _) => {
                     let _ = writeln!(x, ">\n      <skipped message=\"{message}\"/>\n    </testcase>");
                 }
             }
@@ -184,30 +240,36 @@ mod tests {
             path: "/a?b=1&c=<2>".into(),
             http_status: Some(500),
             error: error.map(str::to_owned),
+            detail: None,
             attempts: 1,
             duration_ms: 12,
         };
-        let r = SmokeReport {
-            suite: "s&\"q\"".into(),
-            base_url: "http://x".into(),
-            passed: 1,
-            failed: 1,
-            skipped: 1,
-            started_at: chrono::Utc::now(),
-            duration_ms: 1500,
-            steps: vec![
+        let r = SmokeReport::new(
+            "s&\"q\"".into(),
+            "http://x".into(),
+            chrono::Utc::now(),
+            1500,
+            vec![
                 step("ok", SmokeStatus::Passed, None),
                 step("bad <one>", SmokeStatus::Failed, Some("HTTP 500 (expected 200): \"oops\"")),
                 step("later", SmokeStatus::Skipped, Some("needs ${id}")),
+                SmokeStepResult {
+                    detail: Some("20 requests: p95 <1 ms".into()),
+                    ..step("fast", SmokeStatus::Passed, None)
+                },
             ],
-        };
+        );
         let x = r.to_junit();
-        assert!(x.contains("<testsuite name=\"s&amp;&quot;q&quot;\" tests=\"3\" failures=\"1\" errors=\"0\" skipped=\"1\" time=\"1.500\""), "{x}");
+        assert!(x.contains("<testsuite name=\"s&amp;&quot;q&quot;\" tests=\"4\" failures=\"1\" errors=\"0\" skipped=\"1\" time=\"1.500\""), "{x}");
+        assert!(x.contains("<testcase name=\"fast\" classname=\"s&amp;&quot;q&quot;.steps\" time=\"0.012\">\n      <system-out>20 requests: p95 &lt;1 ms</system-out>\n    </testcase>"), "{x}");
         assert!(x.contains("<testcase name=\"bad &lt;one&gt;\""), "{x}");
         assert!(x.contains("message=\"HTTP 500 (expected 200): &quot;oops&quot;\""), "{x}");
         assert!(x.contains("GET /a?b=1&amp;c=&lt;2&gt; -> HTTP 500"), "{x}");
         assert!(x.contains("<skipped message=\"needs ${id}\"/>"), "{x}");
         assert!(!r.ok());
-        assert!(r.summary().starts_with("s&\"q\": 1 passed, 1 failed, 1 skipped; bad <one>: HTTP 500"));
+        assert!(r.summary().starts_with("s&\"q\": 2 passed, 1 failed, 1 skipped; bad <one>: HTTP 500"));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["summary"], serde_json::json!({ "total": 4, "passed": 2, "failed": 1, "skipped": 1 }));
+        assert_eq!(json["overall_status"], "failed");
     }
 }

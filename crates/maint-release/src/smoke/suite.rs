@@ -23,7 +23,7 @@ use crate::{Error, JsonPath};
 /// [[steps]]
 /// name = "create-index"
 /// method = "POST"
-/// path = "/v1/vector/indexes"
+/// path = "/v1/vectors/indexes"
 /// body = { name = "smoke-${run_id}", dimension = 1536, metric = "cosine" }
 /// expect_status = 201
 /// assert = [{ path = "$.dimension", number = 1536 }]
@@ -32,14 +32,37 @@ use crate::{Error, JsonPath};
 /// [[steps]]
 /// name = "veritas-sum"
 /// method = "POST"
-/// path = "/v1/veritas/verify"
-/// body = { expression = "2 + 3" }
-/// assert = [{ path = "$.result", number = 5, tolerance = 1e-9 }]
+/// path = "/v1/veritas/calculate"
+/// body = { query = "2 + 3", verification_level = "standard" }
+/// assert = [{ path = "$.answer", number = 5, tolerance = 1e-9 }]
+///
+/// [[steps]]
+/// name = "auth-missing-token"
+/// method = "POST"
+/// path = "/v1/veritas/calculate"
+/// headers = { Authorization = "" }       # an empty value: the header is not sent
+/// body = { query = "2 + 3" }
+/// expect_status = 401
+///
+/// [[steps]]
+/// name = "performance-health"
+/// path = "/health"
+/// repeat = 20                            # or "${perf_requests}"
+/// p95_ms = 500
+///
+/// [[steps]]
+/// name = "monitoring-metrics"
+/// path = "/metrics"
+/// series = ["aindusdb_http_requests_total"]
+///
+/// [[steps]]
+/// name = "database-read"
+/// sql = "SELECT 1"                       # through the runner's database_url
 ///
 /// [[teardown]]
 /// name = "delete-index"
 /// method = "DELETE"
-/// path = "/v1/vector/indexes/${index_id}"
+/// path = "/v1/vectors/indexes/${index_id}"
 /// expect_status = 204
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,9 +107,11 @@ pub struct SmokeStep {
     /// The HTTP method (default `GET`).
     #[serde(default = "default_method")]
     pub method: String,
-    /// The path after the base URL (`/v1/vector/indexes/${index_id}`).
+    /// The path after the base URL (`/v1/vectors/indexes/${index_id}`); empty for a
+    /// database step.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
-    /// Request headers.
+    /// Request headers (they override the suite's; an empty value: the header is not sent).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
     /// A JSON body; a string that is exactly `${name}` becomes the variable's JSON value.
@@ -107,6 +132,72 @@ pub struct SmokeStep {
     /// Attempts (default 1), 500 ms apart: for read-only steps right after a rollout.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub attempts: u32,
+    /// The answer is Prometheus text exposition that must parse and carry these series
+    /// (sample names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<String>,
+    /// Performance: once the step passed, its request is sent this many times more (each
+    /// must answer `expect_status`) and the durations are reported (p50, p95, max).
+    /// Default 20 when `p95_ms` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<Figure>,
+    /// The budget of those requests' 95th percentile, in milliseconds: over it, the step fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p95_ms: Option<Figure>,
+    /// A database step instead of a request: this SQL (a read) runs through the runner's
+    /// variable `database_url` (always secret) and must return a row. Without
+    /// `database_url`, the step is reported as not configured (skipped: never a pass).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+}
+
+/// A number in a suite, or `"${name}"`: a variable whose value is one, so that the
+/// runner's variables can set it (`[smoke] variables = { p95_budget_ms = "250" }`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Figure {
+    /// A number.
+    Number(f64),
+    /// `${name}`.
+    Variable(String),
+}
+
+impl Figure {
+    /// The number, a variable's value parsed; Err: what is wrong.
+    pub(super) fn resolve(&self, vars: &super::template::Vars) -> Result<f64, String> {
+        match self {
+            Figure::Number(n) => Ok(*n),
+            Figure::Variable(text) => {
+                let v = super::template::render(text, vars, &BTreeSet::new())
+                    .map_err(|name| format!("${{{name}}} is not set"))?;
+                v.trim().parse().map_err(|_| format!("{text} is {v:?}, not a number"))
+            }
+        }
+    }
+
+    fn references(&self) -> Vec<&str> {
+        match self {
+            Figure::Number(_) => Vec::new(),
+            Figure::Variable(text) => references(text),
+        }
+    }
+
+    /// Checks a number (`check`) or that the text is exactly one `${name}`.
+    fn validate(&self, field: &str, check: impl Fn(f64) -> bool, what: &str) -> Result<(), Error> {
+        match self {
+            Figure::Number(n) if check(*n) => Ok(()),
+            Figure::Number(n) => Err(Error::invalid(field, format!("{n} is not {what}"))),
+            Figure::Variable(text) => match references(text).as_slice() {
+                [name] if *text == format!("${{{name}}}") => Ok(()),
+                _ => Err(Error::invalid(field, format!("{text:?} is neither {what} nor \"${{name}}\""))),
+            },
+        }
+    }
+}
+
+/// A request count: a whole number from 1 to 10000.
+pub(super) fn is_count(n: f64) -> bool {
+    n.fract() == 0.0 && (1.0..=10_000.0).contains(&n)
 }
 
 fn default_method() -> String {
@@ -293,8 +384,35 @@ impl SmokeSuite {
             }
             reqwest::Method::from_bytes(s.method.to_ascii_uppercase().as_bytes())
                 .map_err(|_| Error::invalid(f("method"), format!("{:?} is not an HTTP method", s.method)))?;
-            if !s.path.starts_with('/') {
-                return Err(Error::invalid(f("path"), format!("{:?} does not start with /", s.path)));
+            match &s.sql {
+                Some(sql) if sql.trim().is_empty() => return Err(Error::invalid(f("sql"), "empty")),
+                Some(_) if !s.path.is_empty() => {
+                    return Err(Error::invalid(f("sql"), "a database step has no path (a request or sql, not both)"));
+                }
+                Some(_)
+                    if !(s.assertions.is_empty() && s.capture.is_empty() && s.series.is_empty())
+                        || s.repeat.is_some()
+                        || s.p95_ms.is_some() =>
+                {
+                    return Err(Error::invalid(
+                        f("sql"),
+                        "a database step has no assert, capture, series, repeat or p95_ms",
+                    ));
+                }
+                Some(_) => {}
+                None if !s.path.starts_with('/') => {
+                    return Err(Error::invalid(f("path"), format!("{:?} does not start with /", s.path)));
+                }
+                None => {}
+            }
+            if let Some(name) = s.series.iter().find(|n| !super::prometheus::is_name(n)) {
+                return Err(Error::invalid(f("series"), format!("{name:?} is not a metric name")));
+            }
+            if let Some(r) = &s.repeat {
+                r.validate(&f("repeat"), is_count, "a whole number from 1 to 10000")?;
+            }
+            if let Some(p) = &s.p95_ms {
+                p.validate(&f("p95_ms"), |n| n > 0.0 && n.is_finite(), "a positive number of milliseconds")?;
             }
             if !(100..=599).contains(&s.expect_status) {
                 return Err(Error::invalid(f("expect_status"), format!("{} is not an HTTP status", s.expect_status)));
@@ -338,7 +456,9 @@ impl SmokeSuite {
                 .chain(s.body.iter().flat_map(value_references).map(|r| (r, "body".to_owned())))
                 .chain(s.assertions.iter().enumerate().flat_map(|(j, a)| {
                     a.equals.iter().flat_map(value_references).map(move |r| (r, format!("assert[{j}].equals")))
-                }));
+                }))
+                .chain(s.repeat.iter().flat_map(Figure::references).map(|r| (r, "repeat".to_owned())))
+                .chain(s.p95_ms.iter().flat_map(Figure::references).map(|r| (r, "p95_ms".to_owned())));
             for (r, where_) in refs {
                 let ok = known.contains(r)
                     || external(r)
@@ -401,6 +521,27 @@ mod tests {
             ),
             ("name = \"s\"\ntimeout_secs = 0\n[[steps]]\nname = \"a\"\npath = \"/\"", "timeout_secs:"),
             ("name = \"s\"", "steps: a suite needs at least one step"),
+            (
+                "name = \"s\"\n[[steps]]\nname = \"a\"\npath = \"/\"\nsql = \"SELECT 1\"",
+                "steps[0].sql: a database step has no path",
+            ),
+            (
+                "name = \"s\"\n[[steps]]\nname = \"a\"\nsql = \"SELECT 1\"\nrepeat = 3",
+                "steps[0].sql: a database step has no assert, capture, series, repeat or p95_ms",
+            ),
+            (
+                "name = \"s\"\n[[steps]]\nname = \"a\"\npath = \"/\"\nrepeat = 2.5",
+                "steps[0].repeat: 2.5 is not a whole number",
+            ),
+            ("name = \"s\"\n[[steps]]\nname = \"a\"\npath = \"/\"\np95_ms = 0", "steps[0].p95_ms: 0 is not a positive"),
+            (
+                "name = \"s\"\n[[steps]]\nname = \"a\"\npath = \"/\"\np95_ms = \"fast\"",
+                "steps[0].p95_ms: \"fast\" is neither a positive number of milliseconds nor \"${name}\"",
+            ),
+            (
+                "name = \"s\"\n[[steps]]\nname = \"a\"\npath = \"/\"\nseries = [\"a b\"]",
+                "steps[0].series: \"a b\" is not a metric name",
+            ),
         ];
         for (text, expected) in cases {
             let got = field(parse(text).validate().unwrap_err());
@@ -410,6 +551,13 @@ mod tests {
         parse("name = \"s\"\n[[steps]]\nname = \"a\"\npath = \"/\"\ncapture = { id = \"$.id\" }\n[[teardown]]\nname = \"d\"\npath = \"/x/${id}\"")
             .validate()
             .unwrap();
+        // A figure from a variable: known to the runner, or refused.
+        let timed = parse("name = \"s\"\n[[steps]]\nname = \"a\"\npath = \"/\"\nrepeat = \"${n}\"\np95_ms = 250");
+        timed.validate_with(&BTreeSet::from(["n".to_owned()])).unwrap();
+        assert!(
+            field(timed.validate_with(&BTreeSet::new()).unwrap_err()).starts_with("steps[0].repeat: ${n} is never set")
+        );
+        assert_eq!(timed.steps[0].p95_ms, Some(Figure::Number(250.0)));
         assert!(
             toml::from_str::<SmokeSuite>("name = \"s\"\n[[steps]]\nname = \"a\"\npath = \"/\"\nexpect = 1").is_err()
         );

@@ -56,7 +56,7 @@ fn statuses(r: &SmokeReport) -> Vec<(&str, SmokeStatus)> {
 
 async fn index_count(base: &str) -> usize {
     let body: serde_json::Value = reqwest::Client::new()
-        .get(format!("{base}/v1/vector/indexes"))
+        .get(format!("{base}/v1/vectors/indexes"))
         .bearer_auth(DEFAULT_TOKEN)
         .send()
         .await
@@ -67,39 +67,138 @@ async fn index_count(base: &str) -> usize {
     body["indexes"].as_array().unwrap().len()
 }
 
+/// A database with pgvector, as AindusDB's: its verify-full URL.
+async fn aindusdb_database() -> (maint_testkit::TestDb, String) {
+    let db = super::fresh().await;
+    super::session(&db).await.batch_execute("CREATE EXTENSION IF NOT EXISTS vector").await.unwrap();
+    let url = db.url();
+    (db, url)
+}
+
+fn step<'a>(r: &'a SmokeReport, name: &str) -> &'a maint_release::SmokeStepResult {
+    r.steps.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no step {name}: {}", r.summary()))
+}
+
 #[tokio::test]
 async fn the_builtin_suite_passes_on_a_healthy_standin_and_cleans_up() {
     let base = standin(Options { version: "1.1.0".into(), ..Options::default() }).await;
-    let r = runner(&base).run(&SmokeSuite::aindusdb()).await.unwrap();
+    let (_db, url) = aindusdb_database().await;
+    let r = runner(&base).secret("database_url", Secret::new(url.clone())).run(&SmokeSuite::aindusdb()).await.unwrap();
     assert!(r.ok(), "{}", r.summary());
-    assert_eq!((r.passed, r.failed, r.skipped), (12, 0, 0));
+    assert_eq!((r.passed, r.failed, r.skipped), (16, 0, 0), "{}", r.summary());
     // The index id the create step captured was used by the next steps and the teardown.
-    let create = r.steps.iter().find(|s| s.name == "create-index").unwrap();
-    assert_eq!(create.http_status, Some(201));
-    let upsert = r.steps.iter().find(|s| s.name == "upsert-vector").unwrap();
-    assert_eq!(upsert.path, "/v1/vector/indexes/idx-1/vectors");
+    assert_eq!(step(&r, "create-index").http_status, Some(201));
+    assert_eq!(step(&r, "upsert-vector").path, "/v1/vectors/indexes/idx-1/upsert");
+    assert_eq!(step(&r, "query-vector").path, "/v1/vectors/indexes/idx-1/query");
     let delete = r.steps.last().unwrap();
     assert_eq!(
         (delete.phase, delete.path.as_str(), delete.http_status),
-        (SmokePhase::Teardown, "/v1/vector/indexes/idx-1", Some(204))
+        (SmokePhase::Teardown, "/v1/vectors/indexes/idx-1", Some(204))
     );
     assert_eq!(index_count(&base).await, 0, "the teardown deleted the index");
+    // The groups the plan asks for, with their figures.
+    assert_eq!(step(&r, "auth-missing-token").http_status, Some(401));
+    assert_eq!(step(&r, "auth-wrong-token").http_status, Some(401));
+    let db_step = step(&r, "database-read");
+    assert_eq!((db_step.method.as_str(), db_step.detail.as_deref()), ("SQL", Some("1 row(s) read")));
+    for name in ["performance-health", "performance-query"] {
+        let detail = step(&r, name).detail.clone().unwrap();
+        assert!(detail.starts_with("20 requests: p50 "), "{detail}");
+        assert!(detail.ends_with(" (budget: p95 under 500 ms)"), "{detail}");
+    }
+    assert_eq!(step(&r, "monitoring-metrics").status, SmokeStatus::Passed);
 
     let json = serde_json::to_value(&r).unwrap();
-    assert_eq!((json["passed"].as_u64(), json["failed"].as_u64()), (Some(12), Some(0)));
+    assert_eq!(json["summary"], serde_json::json!({ "total": 16, "passed": 16, "failed": 0, "skipped": 0 }));
+    assert_eq!(json["overall_status"], "passed");
+    assert!(!json.to_string().contains(&url), "the database URL is secret");
     let xml = r.to_junit();
     let elements = junit_elements(&xml);
     let suite = &elements.iter().find(|(n, _)| n == "testsuite").unwrap().1;
-    assert_eq!((suite["name"].as_str(), suite["tests"].as_str(), suite["failures"].as_str()), ("aindusdb", "12", "0"));
+    assert_eq!((suite["name"].as_str(), suite["tests"].as_str(), suite["failures"].as_str()), ("aindusdb", "16", "0"));
     let cases: Vec<&str> = elements.iter().filter(|(n, _)| n == "testcase").map(|(_, a)| a["name"].as_str()).collect();
-    assert_eq!(cases.len(), 12);
+    assert_eq!(cases.len(), 16);
     assert_eq!(cases[0], "health");
     assert!(!elements.iter().any(|(n, _)| n == "failure"));
+    assert_eq!(elements.iter().filter(|(n, _)| n == "system-out").count(), 3, "the figures are in JUnit too");
 
     // A run again creates a second index (unique name per run) and deletes it too.
+    // Without a database URL the database step is not configured: skipped, never passed.
     let again = runner(&base).run(&SmokeSuite::aindusdb()).await.unwrap();
     assert!(again.ok(), "{}", again.summary());
+    assert_eq!((again.passed, again.failed, again.skipped), (15, 0, 1));
+    assert!(
+        step(&again, "database-read")
+            .error
+            .as_deref()
+            .unwrap()
+            .starts_with("not configured: set the smoke variable database_url")
+    );
     assert_eq!(index_count(&base).await, 0);
+
+    // A database that cannot be read fails the step, the URL masked.
+    let bad = "postgresql://maint:hunter2@127.0.0.1:1/aindusdb?connect_timeout=2";
+    let r = runner(&base).secret("database_url", Secret::new(bad)).run(&SmokeSuite::aindusdb()).await.unwrap();
+    assert_eq!((r.failed, step(&r, "database-read").status), (1, SmokeStatus::Failed), "{}", r.summary());
+    assert!(!format!("{r:?}").contains("hunter2"));
+}
+
+#[tokio::test]
+async fn each_fault_of_a_bad_version_fails_the_suite_and_the_teardown_still_runs() {
+    // No token needed: the missing and the wrong token are accepted.
+    let open = standin(Options { no_auth: true, ..Options::default() }).await;
+    let r = runner(&open).run(&SmokeSuite::aindusdb()).await.unwrap();
+    let answered = "HTTP 200 (expected 401): {\"answer\":5.0,\"query\":\"2 + 3\",\"verification_level\":\"standard\",\"verified\":true}";
+    let failed: Vec<(&str, Option<&str>)> = r
+        .steps
+        .iter()
+        .filter(|s| s.status == SmokeStatus::Failed)
+        .map(|s| (s.name.as_str(), s.error.as_deref()))
+        .collect();
+    assert_eq!(failed, [("auth-missing-token", Some(answered)), ("auth-wrong-token", Some(answered))]);
+    assert_eq!(r.summary.failed, 2);
+
+    // Upserts acknowledged but lost: the query does not return the inserted vector.
+    let lost = standin(Options { lose_vectors: true, ..Options::default() }).await;
+    let r = runner(&lost).run(&SmokeSuite::aindusdb()).await.unwrap();
+    assert_eq!(r.failed, 1, "{}", r.summary());
+    assert_eq!(
+        step(&r, "query-vector").error.as_deref(),
+        Some("$.results[0].id: missing; $.results[0].distance: missing")
+    );
+    assert_eq!(index_count(&lost).await, 0);
+
+    // Slow: p95 over the budget (the runner's variables set the budget and the count).
+    let slow = standin(Options { delay: std::time::Duration::from_millis(120), ..Options::default() }).await;
+    let r = runner(&slow)
+        .variable("p95_budget_ms", "60")
+        .variable("perf_requests", "4")
+        .run(&SmokeSuite::aindusdb())
+        .await
+        .unwrap();
+    let failed: Vec<&str> =
+        r.steps.iter().filter(|s| s.status == SmokeStatus::Failed).map(|s| s.name.as_str()).collect();
+    assert_eq!(failed, ["performance-health", "performance-query"], "{}", r.summary());
+    let error = step(&r, "performance-health").error.clone().unwrap();
+    assert!(error.starts_with("p95 1"), "{error}");
+    assert!(error.contains(" ms is over the budget of 60 ms; 4 requests: p50 "), "{error}");
+    assert_eq!(r.overall_status, SmokeStatus::Failed);
+    assert_eq!(r.steps.last().unwrap().status, SmokeStatus::Passed, "teardown ran");
+    assert_eq!(index_count(&slow).await, 0);
+
+    // /metrics that is not Prometheus text, or lacks a series.
+    let suite: SmokeSuite = toml::from_str(
+        "name = \"m\"\n[[steps]]\nname = \"json\"\npath = \"/version\"\nseries = [\"up\"]\n\
+         [[steps]]\nname = \"missing\"\npath = \"/metrics\"\nseries = [\"aindusdb_build_info\", \"nope_total\"]\n",
+    )
+    .unwrap();
+    let r = SmokeRunner::new(&open).unwrap().run(&suite).await.unwrap();
+    let errors: Vec<&str> = r.steps.iter().map(|s| s.error.as_deref().unwrap()).collect();
+    assert_eq!(
+        errors[0],
+        "not Prometheus text: line 1: \"{\\\"name\\\":\\\"aindusdb-standin\\\",\\\"version\\\":\\\"0…\" is not a sample"
+    );
+    assert_eq!(errors[1], "missing series: nope_total");
 }
 
 #[tokio::test]
@@ -107,16 +206,16 @@ async fn a_wrong_veritas_answer_is_caught_and_the_teardown_still_runs() {
     // The service answers 5.5 for 2 + 3: the built-in suite's numeric assertions fail.
     let base = standin(Options { veritas_offset: 0.5, ..Options::default() }).await;
     let r = runner(&base).run(&SmokeSuite::aindusdb()).await.unwrap();
-    assert_eq!((r.passed, r.failed, r.skipped), (9, 3, 0), "{}", r.summary());
+    assert_eq!((r.passed, r.failed, r.skipped), (12, 3, 1), "{}", r.summary());
     let sum = r.steps.iter().find(|s| s.name == "veritas-sum").unwrap();
-    assert_eq!(sum.error.as_deref(), Some("$.result: expected 5 (±0.000000001), got 5.5"));
+    assert_eq!(sum.error.as_deref(), Some("$.answer: expected 5 (±0.000001), got 5.5"));
     assert_eq!(r.steps.last().unwrap().status, SmokeStatus::Passed, "teardown ran after the failures");
     assert_eq!(index_count(&base).await, 0);
     let elements = junit_elements(&r.to_junit());
     let failures: Vec<&str> =
         elements.iter().filter(|(n, _)| n == "failure").map(|(_, a)| a["message"].as_str()).collect();
     assert_eq!(failures.len(), 3);
-    assert!(failures.contains(&"$.result: expected 4 (±0.000000001), got 4.5"), "{failures:?}");
+    assert!(failures.contains(&"$.answer: expected 4 (±0.000001), got 4.5"), "{failures:?}");
 
     // A suite that expects 5.1 without tolerance fails on a correct service.
     let good = standin(Options::default()).await;
@@ -124,18 +223,19 @@ async fn a_wrong_veritas_answer_is_caught_and_the_teardown_still_runs() {
         "strict.toml",
         r#"
         name = "strict"
+        headers = { Authorization = "Bearer ${token}" }
         [[steps]]
         name = "veritas-sum"
         method = "post"
-        path = "/v1/veritas/verify"
-        body = { expression = "2 + 3" }
-        assert = [{ path = "$.result", number = 5.1 }, { path = "$.verified", equals = true }]
+        path = "/v1/veritas/calculate"
+        body = { query = "2 + 3", verification_level = "standard" }
+        assert = [{ path = "$.answer", number = 5.1 }, { path = "$.verified", equals = true }]
         "#,
     );
     let strict = SmokeSuite::from_path(&path).unwrap();
-    let r = SmokeRunner::new(&good).unwrap().run(&strict).await.unwrap();
+    let r = runner(&good).run(&strict).await.unwrap();
     assert_eq!((r.passed, r.failed), (0, 1));
-    assert_eq!(r.steps[0].error.as_deref(), Some("$.result: expected 5.1 (±0), got 5.0"));
+    assert_eq!(r.steps[0].error.as_deref(), Some("$.answer: expected 5.1 (±0), got 5.0"));
     std::fs::remove_file(path).unwrap();
 }
 
@@ -152,31 +252,33 @@ headers: { Authorization: "Bearer ${token}" }
 steps:
   - name: create
     method: POST
-    path: /v1/vector/indexes
+    path: /v1/vectors/indexes
     body: { name: "t-${run_id}", dimension: 3 }
     expect_status: 201
     capture: { index_id: $.id, dim: $.dimension }
   - name: upsert
     method: POST
-    path: /v1/vector/indexes/${index_id}/vectors
+    path: /v1/vectors/indexes/${index_id}/upsert
     body: { vectors: [{ id: "v", values: [1, 0, 0], metadata: { dim: "${dim}" } }] }
     assert: [{ path: $.count, number: 1 }]
   - name: query
     method: POST
-    path: /v1/vector/indexes/${index_id}/query
+    path: /v1/vectors/indexes/${index_id}/query
     body: { vector: [2, 0, 0] }
-    assert: [{ path: "$.matches[0].metadata.dim", equals: 3 }, { path: "$.matches[0].score", number: 1, tolerance: 1e-9 }]
+    assert: [{ path: "$.results[0].metadata.dim", equals: 3 }, { path: "$.results[0].distance", number: 0, tolerance: 1e-9 }]
   - name: get
-    path: /v1/vector/indexes/${index_id}
-    assert: [{ path: $.id, equals: "${index_id}" }, { path: $.count, equals: "${dim}" }]
+    method: POST
+    path: /v1/vectors/indexes/${index_id}/query
+    body: { vector: [0, 1, 0] }
+    assert: [{ path: "$.results[0].id", equals: "v" }, { path: $.count, equals: "${dim}" }]
   - name: delete-early
     method: DELETE
-    path: /v1/vector/indexes/${index_id}
+    path: /v1/vectors/indexes/${index_id}
     expect_status: 204
 teardown:
   - name: delete
     method: DELETE
-    path: /v1/vector/indexes/${index_id}
+    path: /v1/vectors/indexes/${index_id}
     expect_status: 204
 "#,
     );
@@ -200,7 +302,7 @@ teardown:
     assert_eq!(r.steps[3].error.as_deref(), Some("$.count: expected 3, got 1"));
     let teardown = r.steps.last().unwrap();
     assert_eq!(teardown.phase, SmokePhase::Teardown);
-    assert_eq!(teardown.error.as_deref(), Some("HTTP 404 (expected 204): {\"error\":\"no index idx-1\"}"));
+    assert_eq!(teardown.error.as_deref(), Some("HTTP 404 (expected 204): {\"detail\":\"no index idx-1\"}"));
     let elements = junit_elements(&r.to_junit());
     // Each failure element follows its testcase.
     let failed: Vec<(&str, &str)> = elements
@@ -223,7 +325,7 @@ teardown:
             ("delete", SmokeStatus::Skipped),
         ]
     );
-    assert_eq!(r.steps[0].error.as_deref(), Some("HTTP 401 (expected 201): {\"error\":\"invalid token\"}"));
+    assert_eq!(r.steps[0].error.as_deref(), Some("HTTP 401 (expected 201): {\"detail\":\"invalid token\"}"));
     assert_eq!(r.steps[1].error.as_deref(), Some("needs ${index_id}, which no earlier step captured"));
     assert!(!serde_json::to_string(&r).unwrap().contains("wrong"), "the secret token is never in the report");
     std::fs::remove_file(path).unwrap();
@@ -240,10 +342,10 @@ async fn a_broken_standin_fails_readiness_and_health_and_a_step_times_out() {
         failed,
         [
             ("health", Some("$.status: expected \"healthy\", got \"degraded\""), 3),
-            ("health-ready", Some("HTTP 503 (expected 200): {\"error\":\"broken build: not ready\"}"), 3),
+            ("health-ready", Some("HTTP 503 (expected 200): {\"detail\":\"broken build: not ready\"}"), 3),
         ]
     );
-    assert_eq!(results.len(), 12, "skipped steps are not check results; every step ran here");
+    assert_eq!(results.len(), 15, "skipped steps (the database, not configured) are not check results");
 
     // Without the token variable, the built-in suite is refused before anything runs.
     let err = SmokeChecks::new(SmokeRunner::new(&base).unwrap(), SmokeSuite::aindusdb()).unwrap_err();

@@ -182,11 +182,11 @@ async fn several_steps_print_one_run_report_with_a_report_per_task() {
     assert_eq!(tasks, ["index-rebuild", "performance-analysis"], "only the named steps run");
     assert_eq!(reports[0]["metrics"]["indexes_rebuilt"], 0.0);
     let findings = reports[1]["items"].as_array().unwrap();
-    assert!(findings.iter().any(|f| f["check"] == "duplicate_index" && f["severity"] == "warning"), "{stdout}");
+    assert!(findings.iter().any(|f| f["check"] == "duplicate_index" && f["severity"] == "medium"), "{stdout}");
 
     let out = bin(&["--report"], Some(&db.url())).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("[warning] duplicate_index \"public\".\"t_v_"), "{stdout}");
+    assert!(stdout.contains("[medium] duplicate_index \"public\".\"t_v_"), "{stdout}");
     assert!(stdout.contains("performance-analysis: warning"), "{stdout}");
     assert!(!stdout.contains("database-optimization"), "{stdout}");
 

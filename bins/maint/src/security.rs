@@ -257,15 +257,10 @@ impl SecurityScan {
     }
 }
 
-/// A PostgreSQL audit finding on the scan's scale: its "warning" (needs attention) is
-/// medium. (maint-db's own scale has three steps; see issue 19.)
-fn pg_finding(f: maint_db::Finding) -> Finding {
-    let severity = match f.severity {
-        maint_db::Severity::Info => Severity::Info,
-        maint_db::Severity::Warning => Severity::Medium,
-        maint_db::Severity::Critical => Severity::Critical,
-    };
-    Finding::new(format!("postgresql-{}", f.check), severity, f.subject, f.message, f.action)
+/// A PostgreSQL audit finding, named as the scan's own: `postgresql-<check>`.
+fn pg_finding(mut f: Finding) -> Finding {
+    f.check = format!("postgresql-{}", f.check);
+    f
 }
 
 #[async_trait]

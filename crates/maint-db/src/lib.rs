@@ -24,9 +24,9 @@ pub use config::{Config, Settings, parse_duration, parse_size};
 pub use connect::{DEFAULT_CONNECT_TIMEOUT, MakeRustlsConnect, PgConnector, SslMode, connect};
 pub use db::{Db, LockHolder, RUN_LOCK_KEY, RunLock, RunLockAttempt, advisory_lock_holder, retry_pause};
 pub use error::{Blocker, Error};
-pub use findings::{Finding, Severity};
 pub use ident::{qualified, quote_ident};
 pub use locks::LockMode;
+pub use maint_core::{Finding, Severity};
 pub use postgres::PgBackend;
 
 // Database Optimization (`database-optimization`).

@@ -747,7 +747,7 @@ async fn the_performance_analysis_finds_sessions_locks_and_index_problems() {
 
     let has = |check: &str, subject: &str| findings.iter().find(|f| f.check == check && f.subject.contains(subject));
     let idle = has("idle_in_transaction", &format!("pid {holder_pid} ")).expect("the holder is idle in transaction");
-    assert!(idle.severity >= Severity::Warning && idle.message.contains("LOCK TABLE t"), "{idle:?}");
+    assert!(idle.severity >= Severity::Medium && idle.message.contains("LOCK TABLE t"), "{idle:?}");
     let blocked = has("blocked_lock", &format!("pid {waiter_pid} ")).expect("the waiter is blocked");
     assert!(blocked.message.contains(&format!("held by pid {holder_pid}")), "{blocked:?}");
     let dup = has("duplicate_index", "t_v_").expect("a duplicate index");
@@ -761,7 +761,7 @@ async fn the_performance_analysis_finds_sessions_locks_and_index_problems() {
     assert!(findings.iter().all(|f| !f.action.is_empty()));
 
     assert_eq!(report.status, Status::Warning, "{report:#?}");
-    assert!(report.metrics["findings_warning"] + report.metrics["findings_critical"] >= 4.0, "{:?}", report.metrics);
+    assert!(report.metrics["findings_medium"] + report.metrics["findings_critical"] >= 4.0, "{:?}", report.metrics);
     let ratio = report.metrics["cache_hit_ratio"];
     assert!((0.0..=1.0).contains(&ratio) && report.metrics["max_xid_age"] > 0.0, "{:?}", report.metrics);
     assert!(items(&report, "finding").iter().any(|i| i["check"] == "duplicate_index"));
@@ -791,7 +791,7 @@ async fn the_security_audit_names_roles_public_create_and_server_settings() {
 
     let has = |check: &str, subject: &str| findings.iter().find(|f| f.check == check && f.subject == subject);
     let q = |r: &str| format!("role {}", maint_db::quote_ident(r));
-    assert_eq!(has("superuser_login", &q(&super_)).map(|f| f.severity), Some(Severity::Warning), "{findings:#?}");
+    assert_eq!(has("superuser_login", &q(&super_)).map(|f| f.severity), Some(Severity::Medium), "{findings:#?}");
     assert_eq!(has("superuser_login", &q("postgres")).map(|f| f.severity), Some(Severity::Info), "{findings:#?}");
     assert!(has("superuser_login", &q(&plain)).is_none());
     assert!(has("password_expiry", &q(&plain)).is_some(), "{findings:#?}");

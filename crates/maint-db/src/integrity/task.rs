@@ -18,16 +18,16 @@ pub const INDEX_INTEGRITY_ID: &str = "index-integrity";
 /// The finding for an index amcheck found corrupt: critical, with what to do.
 pub fn corrupt_index_finding(index: &BtreeIndex, sqlstate: &str, message: &str) -> Finding {
     let name = qualified(&index.schema, &index.name);
-    Finding {
-        check: "index_corrupt",
-        severity: Severity::Critical,
-        subject: name.clone(),
-        message: format!("bt_index_check: {message} (SQLSTATE {sqlstate})"),
-        action: format!(
+    Finding::new(
+        "index_corrupt",
+        Severity::Critical,
+        name.clone(),
+        format!("bt_index_check: {message} (SQLSTATE {sqlstate})"),
+        format!(
             "queries using it may return wrong rows: find the cause (storage, a glibc/ICU collation change, \
              a bug), then REINDEX INDEX CONCURRENTLY {name}; check its table with verify_heapam"
         ),
-    }
+    )
 }
 
 /// Verifies btree indexes with `amcheck`'s `bt_index_check` (an `AccessShareLock` on the

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::findings::{finding, sort};
 use crate::{AnalysisSettings, Finding, Severity, qualified, quote_ident};
 
 /// A client session other than ours (`pg_stat_activity`).
@@ -174,11 +173,11 @@ pub fn assess_health(s: &HealthSnapshot, t: &AnalysisSettings) -> Vec<Finding> {
     let f = s.figures();
     let usable = (s.max_connections - s.reserved_connections).max(1);
     if f.connection_ratio >= t.connection_saturation {
-        let sev = if f.connection_ratio >= 0.95 { Critical } else { Warning };
-        out.push(finding(
+        let sev = if f.connection_ratio >= 0.95 { Critical } else { Medium };
+        out.push(Finding::new(
             "connection_saturation",
             sev,
-            "max_connections".into(),
+            "max_connections",
             format!("{} of {usable} connections in use ({:.0}%)", s.connections, f.connection_ratio * 100.0),
             "put a pooler (PgBouncer) in front, lower pool sizes, or raise max_connections",
         ));
@@ -189,8 +188,8 @@ pub fn assess_health(s: &HealthSnapshot, t: &AnalysisSettings) -> Vec<Finding> {
         let long = t.long_running.as_secs_f64();
         if x.state == "active" && x.query_seconds.is_some_and(|q| q >= long) {
             let q = x.query_seconds.unwrap_or(0.0);
-            let sev = if q >= long * 6.0 { Critical } else { Warning };
-            out.push(finding(
+            let sev = if q >= long * 6.0 { Critical } else { Medium };
+            out.push(Finding::new(
                 "long_running_query",
                 sev,
                 subject.clone(),
@@ -201,8 +200,8 @@ pub fn assess_health(s: &HealthSnapshot, t: &AnalysisSettings) -> Vec<Finding> {
         let idle = t.idle_in_transaction.as_secs_f64();
         if x.state.starts_with("idle in transaction") && x.state_seconds.is_some_and(|q| q >= idle) {
             let q = x.state_seconds.unwrap_or(0.0);
-            let sev = if q >= idle * 10.0 { Critical } else { Warning };
-            out.push(finding(
+            let sev = if q >= idle * 10.0 { Critical } else { Medium };
+            out.push(Finding::new(
                 "idle_in_transaction",
                 sev,
                 subject.clone(),
@@ -213,9 +212,9 @@ pub fn assess_health(s: &HealthSnapshot, t: &AnalysisSettings) -> Vec<Finding> {
         }
         if !x.blocked_by.is_empty() {
             let by = x.blocked_by.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-            out.push(finding(
+            out.push(Finding::new(
                 "blocked_lock",
-                Warning,
+                Medium,
                 subject,
                 format!(
                     "waiting {} for a lock held by pid {by}: {query}",
@@ -226,10 +225,10 @@ pub fn assess_health(s: &HealthSnapshot, t: &AnalysisSettings) -> Vec<Finding> {
         }
     }
     if s.blocks_hit + s.blocks_read >= 10_000 && f.cache_hit_ratio < t.cache_hit_ratio {
-        out.push(finding(
+        out.push(Finding::new(
             "cache_hit_ratio",
-            Warning,
-            "shared_buffers".into(),
+            Medium,
+            "shared_buffers",
             format!("cache hit ratio {:.2}% (threshold {:.2}%)", f.cache_hit_ratio * 100.0, t.cache_hit_ratio * 100.0),
             "raise shared_buffers or add memory; look for sequential scans of large tables",
         ));
@@ -241,13 +240,13 @@ pub fn assess_health(s: &HealthSnapshot, t: &AnalysisSettings) -> Vec<Finding> {
             let sev = if *age >= 1_000_000_000 {
                 Critical
             } else if share >= 1.0 {
-                Warning
+                Medium
             } else if share >= 0.75 {
                 Info
             } else {
                 continue;
             };
-            out.push(finding(
+            out.push(Finding::new(
                 "xid_wraparound",
                 sev,
                 format!("database {}", quote_ident(db)),
@@ -265,9 +264,9 @@ pub fn assess_health(s: &HealthSnapshot, t: &AnalysisSettings) -> Vec<Finding> {
     for ix in &s.indexes {
         let name = qualified(&ix.schema, &ix.name);
         if !ix.valid {
-            out.push(finding(
+            out.push(Finding::new(
                 "invalid_index",
-                Warning,
+                Medium,
                 name,
                 format!("index on {} is invalid (a failed CREATE INDEX CONCURRENTLY or REINDEX)", quote_ident(&ix.table)),
                 "drop it, or rebuild it with REINDEX INDEX CONCURRENTLY; maint-db-optimize drops _ccnew/_ccold leftovers",
@@ -276,9 +275,9 @@ pub fn assess_health(s: &HealthSnapshot, t: &AnalysisSettings) -> Vec<Finding> {
         }
         by_signature.entry(ix.signature.as_str()).or_default().push(ix);
         if ix.scans == 0 && !ix.enforces {
-            out.push(finding(
+            out.push(Finding::new(
                 "unused_index",
-                if ix.bytes >= 100 << 20 { Warning } else { Info },
+                if ix.bytes >= 100 << 20 { Medium } else { Info },
                 name,
                 format!("never scanned since statistics were reset; {}", ix.size()),
                 "if replicas do not use it either, drop it (DROP INDEX CONCURRENTLY): it costs every write",
@@ -291,9 +290,9 @@ pub fn assess_health(s: &HealthSnapshot, t: &AnalysisSettings) -> Vec<Finding> {
         group.sort_by_key(|ix| (std::cmp::Reverse(ix.enforces), std::cmp::Reverse(ix.scans), ix.name.clone()));
         let keep = qualified(&group[0].schema, &group[0].name);
         for ix in &group[1..] {
-            out.push(finding(
+            out.push(Finding::new(
                 "duplicate_index",
-                Warning,
+                Medium,
                 qualified(&ix.schema, &ix.name),
                 format!("same definition as {keep} on {}; {}", quote_ident(&ix.table), ix.size()),
                 "drop the duplicate (DROP INDEX CONCURRENTLY) unless it backs a constraint",
@@ -306,9 +305,9 @@ pub fn assess_health(s: &HealthSnapshot, t: &AnalysisSettings) -> Vec<Finding> {
         }
         let per_scan = tb.seq_rows_read / tb.seq_scans.max(1);
         if tb.seq_scans > tb.idx_scans && per_scan >= t.seq_scan_min_rows {
-            out.push(finding(
+            out.push(Finding::new(
                 "seq_scan_heavy",
-                Warning,
+                Medium,
                 qualified(&tb.schema, &tb.name),
                 format!(
                     "{} sequential scans (~{per_scan} rows each) against {} index scans; {} live rows",
@@ -321,13 +320,13 @@ pub fn assess_health(s: &HealthSnapshot, t: &AnalysisSettings) -> Vec<Finding> {
     for slot in &s.slots {
         let retained = slot.retained_bytes.unwrap_or(0);
         let sev = if retained >= t.slot_retained_bytes {
-            if slot.active { Warning } else { Critical }
+            if slot.active { Medium } else { Critical }
         } else if !slot.active {
             Info
         } else {
             continue;
         };
-        out.push(finding(
+        out.push(Finding::new(
             "replication_slot",
             sev,
             format!("slot {}", quote_ident(&slot.name)),
@@ -343,16 +342,16 @@ pub fn assess_health(s: &HealthSnapshot, t: &AnalysisSettings) -> Vec<Finding> {
     }
     for r in &s.replicas {
         if let Some(lag) = r.replay_lag_seconds.filter(|l| *l >= t.replication_lag.as_secs_f64()) {
-            out.push(finding(
+            out.push(Finding::new(
                 "replication_lag",
-                Warning,
+                Medium,
                 format!("standby {}", quote_ident(&r.name)),
                 format!("replay lag {}", secs(lag)),
                 "check the standby's I/O and network; long queries on it with hot_standby_feedback",
             ));
         }
     }
-    sort(&mut out);
+    Finding::sort(&mut out);
     out
 }
 
@@ -436,9 +435,9 @@ mod tests {
             [
                 ("idle_in_transaction", Severity::Critical, "pid 5 (app, api)"),
                 ("long_running_query", Severity::Critical, "pid 3 (app, api)"),
-                ("blocked_lock", Severity::Warning, "pid 1 (app, api)"),
-                ("idle_in_transaction", Severity::Warning, "pid 4 (app, api)"),
-                ("long_running_query", Severity::Warning, "pid 2 (app, api)"),
+                ("blocked_lock", Severity::Medium, "pid 1 (app, api)"),
+                ("idle_in_transaction", Severity::Medium, "pid 4 (app, api)"),
+                ("long_running_query", Severity::Medium, "pid 2 (app, api)"),
             ]
         );
         assert!(f[2].message.contains("held by pid 4") && f[2].message.ends_with("SELECT 1"), "{}", f[2].message);
@@ -457,15 +456,15 @@ mod tests {
             checks(&f),
             [
                 ("xid_wraparound", Severity::Critical, "database \"c\""),
-                ("cache_hit_ratio", Severity::Warning, "shared_buffers"),
-                ("connection_saturation", Severity::Warning, "max_connections"),
-                ("xid_wraparound", Severity::Warning, "database \"b\""),
+                ("cache_hit_ratio", Severity::Medium, "shared_buffers"),
+                ("connection_saturation", Severity::Medium, "max_connections"),
+                ("xid_wraparound", Severity::Medium, "database \"b\""),
                 ("xid_wraparound", Severity::Info, "database \"a\""),
             ]
         );
         s.connections = 96;
         let f = assess_health(&s, &t);
-        assert_eq!((f[0].check, f[0].severity), ("connection_saturation", Severity::Critical));
+        assert_eq!((f[0].check.as_str(), f[0].severity), ("connection_saturation", Severity::Critical));
     }
 
     #[test]
@@ -484,9 +483,9 @@ mod tests {
         assert_eq!(
             checks(&f),
             [
-                ("duplicate_index", Severity::Warning, "\"public\".\"t_id_idx\""),
-                ("duplicate_index", Severity::Warning, "\"public\".\"t_id_idx2\""),
-                ("invalid_index", Severity::Warning, "\"public\".\"broken\""),
+                ("duplicate_index", Severity::Medium, "\"public\".\"t_id_idx\""),
+                ("duplicate_index", Severity::Medium, "\"public\".\"t_id_idx2\""),
+                ("invalid_index", Severity::Medium, "\"public\".\"broken\""),
                 ("unused_index", Severity::Info, "\"public\".\"t_id_idx2\""),
                 ("unused_index", Severity::Info, "\"public\".\"t_v_idx\""),
             ]
@@ -523,8 +522,8 @@ mod tests {
             checks(&f),
             [
                 ("replication_slot", Severity::Critical, "slot \"gone\""),
-                ("replication_lag", Severity::Warning, "standby \"r1\""),
-                ("seq_scan_heavy", Severity::Warning, "\"public\".\"big_scanned\""),
+                ("replication_lag", Severity::Medium, "standby \"r1\""),
+                ("seq_scan_heavy", Severity::Medium, "\"public\".\"big_scanned\""),
             ]
         );
     }

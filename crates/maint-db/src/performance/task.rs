@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use maint_core::{Impact, Task, TaskContext, TaskReport, one_line};
 use serde_json::json;
 
-use crate::findings::{report_findings, sort};
+use crate::findings::report_findings;
 use crate::reindex::vector::{inventory_item, recall_item};
 use crate::run::connect;
 use crate::{Config, DbBackend, Error, Finding, RelKind, Settings, assess_health, bloat_candidates, recall_finding};
@@ -114,7 +114,7 @@ impl Task for PerformanceAnalysis {
         report.metric("max_xid_age", figures.max_xid_age as f64);
         let mut findings = assess_health(&snapshot, &self.settings.analysis);
         findings.extend(self.vector_indexes(ctx, &mut report).await);
-        sort(&mut findings);
+        Finding::sort(&mut findings);
         report_findings(&mut report, &findings);
         // Bloat from the catalog only: measuring is the index rebuild's job.
         match self.backend.bloat_estimates().await {
@@ -162,10 +162,12 @@ mod tests {
         assert_eq!((task.name(), task.impact()), (PERFORMANCE_ANALYSIS_ID, Impact::None));
         let report = task.run(&TaskContext::new(false)).await;
         assert_eq!(report.status, Status::Warning);
-        assert_eq!(report.metrics["findings_warning"], 1.0);
+        assert_eq!(report.metrics["findings_medium"], 1.0);
+        let counts: Vec<f64> = crate::Severity::ALL.iter().map(|s| report.metrics[&format!("findings_{s}")]).collect();
+        assert_eq!(counts, [0.0, 0.0, 1.0, 0.0, 0.0], "info, low, medium, high, critical");
         assert_eq!(report.metrics["connections_used_ratio"], 0.85);
         assert_eq!(report.metrics["bloat_bytes_estimated"], MB as f64);
-        assert!(report.warnings[0].starts_with("warning: connection_saturation max_connections: 85 of 100"));
+        assert!(report.warnings[0].starts_with("medium: connection_saturation max_connections: 85 of 100"));
         assert!(report.items.iter().any(|i| i["step"] == "finding" && i["action"].as_str().is_some()));
     }
 }

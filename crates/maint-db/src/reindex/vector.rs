@@ -10,7 +10,6 @@
 
 use serde::Serialize;
 
-use crate::findings::finding;
 use crate::{Finding, Severity, VectorSettings, qualified};
 
 /// Inserted, updated and deleted tuples of a table (`pg_stat_all_tables`).
@@ -333,7 +332,7 @@ pub fn recall_finding(m: &RecallMeasurement, s: &VectorSettings, rebuild: &str) 
     if m.recall >= s.target {
         return None;
     }
-    let severity = if m.recall < s.critical { Severity::Critical } else { Severity::Warning };
+    let severity = if m.recall < s.critical { Severity::Critical } else { Severity::Medium };
     let message = format!(
         "recall@{} {:.3} at {} = {} over {} queries (target {:.2})",
         m.k, m.recall, m.parameter, m.value, m.queries, s.target
@@ -354,7 +353,7 @@ pub fn recall_finding(m: &RecallMeasurement, s: &VectorSettings, rebuild: &str) 
             m.tried.last().map_or(m.value, |t| t.0)
         ),
     };
-    let mut f = finding("vector_recall", severity, m.index.clone(), message, "");
+    let mut f = Finding::new("vector_recall", severity, m.index.clone(), message, "");
     f.action = action;
     Some(f)
 }
@@ -541,7 +540,7 @@ pub(crate) mod tests {
         m.tried = vec![(80, 0.93), (160, 0.96)];
         assert_eq!(rebuild_reason(&calm, Some(&m), &s), None, "raising ef_search is enough");
         let f = recall_finding(&m, &s, "REINDEX").unwrap();
-        assert_eq!(f.severity, Severity::Warning);
+        assert_eq!(f.severity, Severity::Medium);
         assert!(f.action.contains("SET hnsw.ef_search = 160") && f.action.contains("0.960"), "{}", f.action);
         let mut iv = calm;
         iv.method = "ivfflat".into();

@@ -3,7 +3,6 @@
 
 use serde::Serialize;
 
-use crate::findings::{finding, sort};
 use crate::{AuditConfig, Finding, Severity, quote_ident};
 
 /// A role (`pg_roles`, without the predefined `pg_*` roles).
@@ -82,9 +81,9 @@ pub fn audit_security(s: &SecuritySnapshot, cfg: &AuditConfig) -> Vec<Finding> {
         let name = format!("role {}", quote_ident(&r.name));
         if r.superuser && r.login {
             let allowed = cfg.allowed_superusers.contains(&r.name);
-            out.push(finding(
+            out.push(Finding::new(
                 "superuser_login",
-                if allowed { Info } else { Warning },
+                if allowed { Info } else { Medium },
                 name.clone(),
                 format!(
                     "superuser that can log in{}",
@@ -98,29 +97,29 @@ pub fn audit_security(s: &SecuritySnapshot, cfg: &AuditConfig) -> Vec<Finding> {
             && r.valid_until.is_none()
             && !cfg.allowed_superusers.contains(&r.name)
         {
-            out.push(finding(
+            out.push(Finding::new(
                 "password_expiry",
-                Warning,
+                Medium,
                 name,
-                "login role whose password never expires".into(),
+                "login role whose password never expires",
                 "ALTER ROLE ... VALID UNTIL '<date>' and rotate the password",
             ));
         }
     }
     match &s.hba {
-        None => out.push(finding(
+        None => out.push(Finding::new(
             "hba_unreadable",
             Info,
-            "pg_hba_file_rules".into(),
-            "this role may not read pg_hba_file_rules; trust entries were not checked".into(),
+            "pg_hba_file_rules",
+            "this role may not read pg_hba_file_rules; trust entries were not checked",
             "run the audit as a superuser, or grant SELECT on pg_hba_file_rules to the maintenance role",
         )),
         Some(rules) => {
             for r in rules.iter().filter(|r| r.method == "trust") {
                 let remote = r.kind != "local";
-                out.push(finding(
+                out.push(Finding::new(
                     "hba_trust",
-                    if remote { Critical } else { Warning },
+                    if remote { Critical } else { Medium },
                     format!("pg_hba.conf line {}", r.line),
                     format!(
                         "{} {} {} {} trust: connections without a password",
@@ -136,29 +135,29 @@ pub fn audit_security(s: &SecuritySnapshot, cfg: &AuditConfig) -> Vec<Finding> {
         }
     }
     if s.password_encryption != "scram-sha-256" {
-        out.push(finding(
+        out.push(Finding::new(
             "password_encryption",
-            Warning,
-            "password_encryption".into(),
+            Medium,
+            "password_encryption",
             format!("password_encryption = {}", s.password_encryption),
             "set password_encryption = 'scram-sha-256' and reset the passwords",
         ));
     }
     if !s.ssl {
-        out.push(finding(
+        out.push(Finding::new(
             "ssl_off",
-            Warning,
-            "ssl".into(),
-            "ssl = off: passwords and data cross the network in clear".into(),
+            High,
+            "ssl",
+            "ssl = off: passwords and data cross the network in clear",
             "configure ssl_cert_file/ssl_key_file, set ssl = on, and use hostssl lines in pg_hba.conf",
         ));
     }
     if s.public_schema_create {
-        out.push(finding(
+        out.push(Finding::new(
             "public_schema_create",
-            Warning,
-            "schema \"public\"".into(),
-            "PUBLIC may CREATE in schema public (CVE-2018-1058 search_path attacks)".into(),
+            Medium,
+            "schema \"public\"",
+            "PUBLIC may CREATE in schema public (CVE-2018-1058 search_path attacks)",
             "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
         ));
     }
@@ -168,7 +167,7 @@ pub fn audit_security(s: &SecuritySnapshot, cfg: &AuditConfig) -> Vec<Finding> {
             .find(|(n, _)| *n == e.name)
             .map(|(_, what)| format!("; maint-db calls it for {what}"))
             .unwrap_or_default();
-        out.push(finding(
+        out.push(Finding::new(
             "unused_extension",
             Info,
             format!("extension {}", quote_ident(&e.name)),
@@ -183,7 +182,7 @@ pub fn audit_security(s: &SecuritySnapshot, cfg: &AuditConfig) -> Vec<Finding> {
              in the server and must be kept up to date",
         ));
     }
-    sort(&mut out);
+    Finding::sort(&mut out);
     out
 }
 
@@ -243,13 +242,13 @@ mod tests {
             checks(&f),
             [
                 ("hba_trust", Severity::Critical, "pg_hba.conf line 7"),
-                ("hba_trust", Severity::Warning, "pg_hba.conf line 3"),
-                ("password_encryption", Severity::Warning, "password_encryption"),
-                ("password_expiry", Severity::Warning, "role \"admin\""),
-                ("password_expiry", Severity::Warning, "role \"report\""),
-                ("public_schema_create", Severity::Warning, "schema \"public\""),
-                ("ssl_off", Severity::Warning, "ssl"),
-                ("superuser_login", Severity::Warning, "role \"admin\""),
+                ("ssl_off", Severity::High, "ssl"),
+                ("hba_trust", Severity::Medium, "pg_hba.conf line 3"),
+                ("password_encryption", Severity::Medium, "password_encryption"),
+                ("password_expiry", Severity::Medium, "role \"admin\""),
+                ("password_expiry", Severity::Medium, "role \"report\""),
+                ("public_schema_create", Severity::Medium, "schema \"public\""),
+                ("superuser_login", Severity::Medium, "role \"admin\""),
                 ("superuser_login", Severity::Info, "role \"postgres\""),
                 ("unused_extension", Severity::Info, "extension \"hstore\""),
                 ("unused_extension", Severity::Info, "extension \"pgstattuple\""),

@@ -130,7 +130,7 @@ async fn recall_equals_an_independent_computation_and_a_low_ef_search_warns_with
     let f = items(&report, "finding").into_iter().find(|f| f["check"] == "vector_recall").expect("recall finding");
     assert_eq!(
         (f["severity"].as_str(), f["subject"].as_str()),
-        (Some("warning"), Some(r#""public"."items_embedding_idx""#))
+        (Some("medium"), Some(r#""public"."items_embedding_idx""#))
     );
     assert!(f["action"].as_str().unwrap().contains(&format!("SET hnsw.ef_search = {needed}")), "{f}");
     assert_eq!(report.status, Status::Warning);

@@ -190,9 +190,15 @@ impl PgBackend {
                 client.batch_execute(&sql).await.map_err(query_err(sql.clone()))
             })
             .await;
+        self.rebuilt_size(run, &index.qualified()).await
+    }
+
+    /// What a `REINDEX INDEX CONCURRENTLY` of `index` (qualified) came to: the rebuilt
+    /// index's size, or its failure; a lock timeout with nobody holding a lock on the table
+    /// waited for transactions with older snapshots (the rebuild's last phase), so it names
+    /// those.
+    pub(crate) async fn rebuilt_size(&self, run: Result<(), Error>, index: &str) -> Result<i64, Error> {
         match run {
-            // Nobody holds a lock on the table: the rebuild waited for transactions with
-            // older snapshots (its last phase), so name those.
             Err(Error::LockTimeout { operation, attempts, blockers }) if blockers.is_empty() => {
                 return Err(Error::LockTimeout { operation, attempts, blockers: self.snapshot_holders().await? });
             }
@@ -201,7 +207,7 @@ impl PgBackend {
         // REINDEX CONCURRENTLY swaps in a new relation under the same name.
         let client = self.db.client().await?;
         let row = client
-            .query_one("SELECT coalesce(pg_relation_size(to_regclass($1)), 0)", &[&index.qualified()])
+            .query_one("SELECT coalesce(pg_relation_size(to_regclass($1)), 0)", &[&index])
             .await
             .map_err(query_err("size of the rebuilt index"))?;
         Ok(row.get(0))

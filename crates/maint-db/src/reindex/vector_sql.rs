@@ -350,18 +350,7 @@ impl PgBackend {
                 outcome
             })
             .await;
-        match run {
-            Err(Error::LockTimeout { operation, attempts, blockers }) if blockers.is_empty() => {
-                return Err(Error::LockTimeout { operation, attempts, blockers: self.snapshot_holders().await? });
-            }
-            other => other?,
-        }
-        let client = self.db.client().await?;
-        let row = client
-            .query_one("SELECT coalesce(pg_relation_size(to_regclass($1)), 0)", &[&name])
-            .await
-            .map_err(query_err("size of the rebuilt index"))?;
-        Ok(row.get(0))
+        self.rebuilt_size(run, &name).await
     }
 }
 

@@ -60,10 +60,8 @@ pub struct Mismatch {
     pub reason: String,
 }
 
-/// Quotes an identifier for SQL (`"my ""odd"" table"`).
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+/// Quotes an identifier for SQL (`"my ""odd"" table"`): maint-db's, the one quoting.
+pub use maint_db::quote_ident;
 
 /// Every ordinary table outside the system schemas (only those with row-level security
 /// enabled when `row_security`), as (schema, table), sorted.
@@ -78,11 +76,6 @@ async fn tables(client: &impl GenericClient, row_security: bool) -> Result<Vec<(
         )
         .await?;
     Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
-}
-
-/// `"schema"."table"`.
-fn qualified(schema: &str, table: &str) -> String {
-    format!("{}.{}", quote_ident(schema), quote_ident(table))
 }
 
 /// Maps the server's refusal to read a table with `row_security = off` ("query would be
@@ -106,7 +99,7 @@ fn row_security(e: Error, schema: &str, table: &str) -> Error {
 pub(crate) async fn check_row_security(client: &impl GenericClient) -> Result<(), Error> {
     for (schema, table) in tables(client, true).await? {
         client
-            .query(&format!("SELECT FROM {} LIMIT 0", qualified(&schema, &table)), &[])
+            .query(&format!("SELECT FROM {} LIMIT 0", maint_db::qualified(&schema, &table)), &[])
             .await
             .map_err(|e| row_security(e.into(), &schema, &table))?;
     }
@@ -119,7 +112,7 @@ async fn digest(
     table: String,
     method: DigestMethod,
 ) -> Result<TableFingerprint, Error> {
-    let r = match client.query_one(&method.sql(&qualified(&schema, &table)), &[]).await {
+    let r = match client.query_one(&method.sql(&maint_db::qualified(&schema, &table)), &[]).await {
         Ok(r) => r,
         Err(e) => return Err(row_security(e.into(), &schema, &table)),
     };
@@ -139,7 +132,10 @@ async fn digest_restored(
     match digest(client, schema.clone(), table.clone(), method).await {
         Err(Error::RowSecurity { .. }) => {
             client
-                .batch_execute(&format!("ALTER TABLE {} NO FORCE ROW LEVEL SECURITY", qualified(&schema, &table)))
+                .batch_execute(&format!(
+                    "ALTER TABLE {} NO FORCE ROW LEVEL SECURITY",
+                    maint_db::qualified(&schema, &table)
+                ))
                 .await?;
             digest(client, schema, table, method).await
         }
